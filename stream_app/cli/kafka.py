@@ -1,0 +1,150 @@
+"""``streamrec kafka start|stop|status``, ``streamrec produce`` and ``streamrec consume``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from stream_app import kafka_local
+from stream_app.cli.common import broker_option, cli, console, print_json, settings_from
+
+
+@cli.group()
+def kafka() -> None:
+    """Run a local single-node Apache Kafka (KRaft) from Maven Central jars, no Docker."""
+
+
+def _broker_opts(f):  # type: ignore[no-untyped-def]
+    f = click.option("--port", default=9092, show_default=True, help="Client port (controller: port+1).")(f)
+    f = click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Broker data dir [default: var/kafka-PORT].",
+    )(f)
+    return f
+
+
+def _data_dir(port: int, data_dir: Path | None) -> Path:
+    return data_dir if data_dir is not None else Path("var") / f"kafka-{port}"
+
+
+@kafka.command("start")
+@_broker_opts
+@click.option("--partitions", default=None, type=int, help="Default partitions for auto-created topics.")
+@click.pass_context
+def kafka_start(ctx: click.Context, port: int, data_dir: Path | None, partitions: int | None) -> None:
+    """Fetch jars (first time), format storage, start the broker, wait until it answers."""
+    settings = settings_from(ctx, **{"topics.partitions": partitions})
+    ddir = _data_dir(port, data_dir)
+    with console.status(f"starting kafka {settings.kafka_version} on localhost:{port} ..."):
+        try:
+            st = kafka_local.start(
+                port, ddir, settings.kafka_version, settings.cache_dir, settings.topics.partitions
+            )
+        except kafka_local.KafkaSetupError as exc:
+            raise click.ClickException(str(exc)) from None
+    console.print(st.describe())
+
+
+@kafka.command("stop")
+@_broker_opts
+def kafka_stop(port: int, data_dir: Path | None) -> None:
+    """Stop the broker started with the same --data-dir (only that process)."""
+    ddir = _data_dir(port, data_dir)
+    stopped = kafka_local.stop(ddir)
+    console.print("kafka stopped" if stopped else f"no broker of ours running for {ddir}")
+
+
+@kafka.command("status")
+@_broker_opts
+def kafka_status(port: int, data_dir: Path | None) -> None:
+    """Exit 0 when our broker runs and accepts connections, 1 otherwise."""
+    st = kafka_local.status(port, _data_dir(port, data_dir))
+    console.print(st.describe())
+    if not (st.running and st.reachable):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--topic", required=True, help="Destination topic.")
+@click.option("--rate", type=float, default=None, help="Messages per second [default: max].")
+@click.option("--key-field", default=None, help="JSON field used as key [default: user_id, else item_id].")
+@broker_option
+@click.option("--create-topics/--no-create-topics", default=True, show_default=True,
+              help="Create streamrec's topics (partitions, compaction) when missing.")
+@click.pass_context
+def produce(ctx: click.Context, file: Path, topic: str, rate: float | None, key_field: str | None,
+            broker: str | None, create_topics: bool) -> None:  # fmt: skip
+    """Send each line of a JSONL FILE to a topic (key = user_id / item_id)."""
+    from stream_app import kafka_io
+
+    settings = settings_from(ctx, **{"kafka.broker": broker})
+    lines = kafka_io.read_lines(file)
+
+    async def run() -> kafka_io.ProduceResult:
+        if create_topics:
+            await kafka_io.ensure_topics(settings)
+        with Progress(TextColumn("produce"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:  # fmt: skip
+            task = bar.add_task("produce", total=len(lines))
+            return await kafka_io.produce_lines(
+                settings, lines, topic, rate, key_field, lambda n: bar.update(task, completed=n)
+            )
+
+    res = _run(run(), settings.kafka.broker)
+    console.print(
+        f"sent {res.sent} messages to {topic} in {res.seconds:.2f} s "
+        f"({res.sent / max(res.seconds, 1e-9):,.0f}/s); {res.unparsable} not JSON (sent keyless)"
+    )
+
+
+@cli.command()
+@click.option("--topic", required=True)
+@click.option("--limit", type=int, default=None, help="Stop after N messages.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line on stdout.")
+@click.option("--from-beginning", is_flag=True, help="Start at the earliest offset.")
+@click.option("--timeout", type=float, default=10.0, show_default=True,
+              help="Stop after this many seconds without a new message.")
+@broker_option
+@click.pass_context
+def consume(ctx: click.Context, topic: str, limit: int | None, as_json: bool, from_beginning: bool,
+            timeout: float, broker: str | None) -> None:  # fmt: skip
+    """Print messages of a topic (values, plus DLQ headers when present)."""
+    from stream_app import kafka_io
+
+    settings = settings_from(ctx, **{"kafka.broker": broker})
+
+    async def run() -> int:
+        n = 0
+        async for rec in kafka_io.consume_records(settings, topic, limit, from_beginning, timeout):
+            n += 1
+            if as_json:
+                print_json(rec.as_dict())
+            else:
+                d = rec.as_dict()
+                sys.stdout.write(f"{rec.topic}[{rec.partition}]@{rec.offset} key={d['key']} "
+                                 f"{json.dumps(d['value'], default=str)}")  # fmt: skip
+                if rec.headers:
+                    sys.stdout.write(f" headers={json.dumps(d['headers'])}")
+                sys.stdout.write("\n")
+        return n
+
+    n = _run(run(), settings.kafka.broker)
+    console.print(f"{n} messages from {topic}")
+
+
+def _run(coro, broker: str):  # type: ignore[no-untyped-def]
+    from aiokafka.errors import KafkaConnectionError
+
+    try:
+        return asyncio.run(coro)
+    except KafkaConnectionError as exc:
+        msg = f"cannot reach Kafka at {broker}: {exc} (start one with `streamrec kafka start`)"
+        raise click.ClickException(msg) from None

@@ -1,0 +1,203 @@
+"""Kafka plumbing shared by the CLI, the worker, replay and benchmarks: topic creation,
+file -> topic producing (rate-limited), topic -> records consuming. All clients get the
+security settings from ``Settings.kafka.client_kwargs()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from schemas.settings import Settings
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    t = settings.topics
+    return [
+        NewTopic(t.events, t.partitions, 1),
+        NewTopic(t.recommendations, t.partitions, 1),
+        NewTopic(t.dlq, 1, 1),
+        NewTopic(t.items, 1, 1, topic_configs={"cleanup.policy": "compact"}),
+        NewTopic(t.model_updates, 1, 1),
+    ]
+
+
+async def ensure_topics(settings: Settings, specs: list[NewTopic] | None = None) -> list[str]:
+    """Create missing topics (existing ones are left as they are). Returns those created."""
+    specs = topic_specs(settings) if specs is None else specs
+    admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs())
+    await admin.start()
+    created: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        for spec in missing:
+            try:
+                await admin.create_topics([spec])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+    if created:
+        await _wait_for_leaders(settings, created)
+    return created
+
+
+async def _wait_for_leaders(settings: Settings, topics: list[str], timeout: float = 20.0) -> None:
+    consumer = AIOKafkaConsumer(**settings.kafka.client_kwargs())
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            await consumer.topics()  # refreshes metadata
+            if all(consumer.partitions_for_topic(t) for t in topics):
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await consumer.stop()
+
+
+def key_for(value: dict[str, Any], key_field: str | None) -> bytes | None:
+    """Kafka key: the named field, else user_id (events) or item_id (items)."""
+    for name in (key_field,) if key_field else ("user_id", "item_id"):
+        if isinstance(value, dict) and value.get(name) is not None:
+            return str(value[name]).encode()
+    return None
+
+
+@dataclass
+class ProduceResult:
+    sent: int
+    seconds: float
+    unparsable: int
+
+
+async def produce_lines(
+    settings: Settings,
+    lines: list[bytes],
+    topic: str,
+    rate: float | None = None,
+    key_field: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> ProduceResult:
+    """Send each line as one message (bytes as-is; the key parsed from it when it is JSON).
+
+    ``rate`` = messages per second (None: as fast as possible). Lines that are not JSON are
+    still sent (keyless): producing bad input on purpose is a legitimate test.
+    """
+    producer = AIOKafkaProducer(
+        **settings.kafka.client_kwargs(),
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        max_request_size=max(settings.max_message_bytes * 4, 1_048_576),
+        acks="all",
+        enable_idempotence=True,
+    )
+    await producer.start()
+    unparsable = 0
+    start = time.perf_counter()
+    pending: list[asyncio.Future[Any]] = []
+    try:
+        for i, line in enumerate(lines):
+            try:
+                key = key_for(json.loads(line), key_field)
+            except (ValueError, UnicodeDecodeError):
+                key, unparsable = None, unparsable + 1
+            pending.append(await producer.send(topic, line, key=key))
+            if rate:
+                ahead = (i + 1) / rate - (time.perf_counter() - start)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+            if on_progress is not None and (i + 1) % 500 == 0:
+                on_progress(i + 1)
+        await asyncio.gather(*pending)
+        if on_progress is not None:
+            on_progress(len(lines))
+    finally:
+        await producer.stop()
+    return ProduceResult(len(lines), time.perf_counter() - start, unparsable)
+
+
+def read_lines(path: Path) -> list[bytes]:
+    with open(path, "rb") as fh:
+        return [line.rstrip(b"\r\n") for line in fh if line.strip()]
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int
+
+    def as_dict(self) -> dict[str, Any]:
+        try:
+            value: Any = json.loads(self.value) if self.value is not None else None
+        except ValueError:
+            value = (self.value or b"").decode("utf-8", "replace")
+        out: dict[str, Any] = {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "key": self.key.decode("utf-8", "replace") if self.key is not None else None,
+            "value": value,
+        }
+        if self.headers:
+            out["headers"] = {k: v.decode("utf-8", "replace") for k, v in self.headers}
+        return out
+
+
+async def consume_records(
+    settings: Settings,
+    topic: str,
+    limit: int | None = None,
+    from_beginning: bool = False,
+    idle_timeout: float | None = 10.0,
+    group_id: str | None = None,
+) -> AsyncIterator[Record]:
+    """Yield records until ``limit`` or no new record for ``idle_timeout`` seconds."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        **settings.kafka.client_kwargs(),
+        group_id=group_id,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=group_id is not None,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    seen = 0
+    try:
+        last = time.monotonic()
+        while limit is None or seen < limit:
+            batch = await consumer.getmany(timeout_ms=200, max_records=1000)
+            if not batch:
+                if idle_timeout is not None and time.monotonic() - last > idle_timeout:
+                    return
+                continue
+            last = time.monotonic()
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    yield Record(tp.topic, tp.partition, m.offset, m.key, m.value,
+                                 tuple(m.headers or ()), m.timestamp)  # fmt: skip
+                    seen += 1
+                    if limit is not None and seen >= limit:
+                        return
+    finally:
+        await consumer.stop()
