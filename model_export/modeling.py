@@ -1,0 +1,264 @@
+"""The model, in one file: config, pretrained text encoder wrapper, item tower, multi-task ranker.
+
+Item side (``ItemTower``, run once per item when it enters the catalogue):
+    r    = LayerNorm(W_t · text_vec + id_emb[id] + W_n · num)   item representation [d]
+           (num = log1p(price), has_price)
+    q    = W_q · r                                        its attention query  [d]
+    c    = W_c · r                                        its share of the first layer [H]
+    bias = b_id[id] + w_b · text_vec                      item prior (popularity / quality)
+    feats = [r | q | c | bias]                            [F = 2d + H + 1]
+Unseen items (id 0) use text alone; ``use_text`` / ``use_ids`` switch each source off for
+ablations. During training, ids are hidden with probability ``id_dropout`` so the text path
+learns to stand on its own (cold start).
+
+User side (``MultiTaskRanker``, per event): K interest slots in the pretrained text space,
+their strengths, the last L items' feats. Slots are projected to d; slots and recent items
+form a memory; each candidate attends over it with its precomputed query (target attention,
+strength prior on slots). Shared bottom: h = GELU(A·(u ⊙ r) + attn·(V·B) + c + b0); heads in a
+ModuleDict: ``click`` gives p_click; ``purchase`` is a conversion tower, p_purchase =
+p_click · p(buy | click) (ESMM), so p_purchase <= p_click by construction.
+
+Per candidate the work is two [M×d] dot products, one [d×H] matmul and the small heads; all
+per-item projections are precomputed, which keeps ~200 candidates well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class RankerConfig:
+    text_dim: int = 384
+    num_dim: int = 2
+    d: int = 64
+    hidden: int = 64
+    k: int = 4
+    recent_len: int = 20
+    n_items: int = 0  # size of the id vocabulary (index 0 = unknown item)
+    use_text: bool = True
+    use_ids: bool = True
+    dropout: float = 0.1
+    id_dropout: float = 0.1
+    tasks: tuple[str, ...] = ("click", "purchase")
+    task_weights: dict[str, float] = field(default_factory=lambda: {"click": 1.0, "purchase": 0.5})
+    listwise_weight: float = 1.0  # sampled-softmax term on click logits (ranking quality)
+    retrieval_weight: float = 0.5  # sampled-softmax term training the retrieval queries
+
+    @property
+    def feat_dim(self) -> int:
+        return 2 * self.d + self.hidden + 1
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RankerConfig:
+        data = dict(data)
+        data["tasks"] = tuple(data.get("tasks", ("click", "purchase")))
+        return cls(**data)
+
+
+def feat_slices(cfg: RankerConfig) -> dict[str, slice]:
+    d, h = cfg.d, cfg.hidden
+    return {"r": slice(0, d), "q": slice(d, 2 * d), "c": slice(2 * d, 2 * d + h),
+            "bias": slice(2 * d + h, 2 * d + h + 1)}  # fmt: skip
+
+
+class ItemTower(nn.Module):
+    def __init__(self, cfg: RankerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.text_proj = nn.Linear(cfg.text_dim, cfg.d)
+        self.id_emb = nn.Embedding(cfg.n_items + 1, cfg.d, padding_idx=0)
+        self.id_bias = nn.Embedding(cfg.n_items + 1, 1, padding_idx=0)
+        self.text_bias = nn.Linear(cfg.text_dim, 1)
+        self.num_proj = nn.Linear(cfg.num_dim, cfg.d)
+        self.norm = nn.LayerNorm(cfg.d)
+        self.q = nn.Linear(cfg.d, cfg.d, bias=False)
+        self.c = nn.Linear(cfg.d, cfg.hidden, bias=False)
+        nn.init.normal_(self.id_emb.weight, std=0.02)
+        nn.init.zeros_(self.id_bias.weight)
+        with torch.no_grad():
+            self.id_emb.weight[0].zero_()
+
+    def forward(self, text_vec: torch.Tensor, id_index: torch.Tensor,
+                item_num: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        cfg = self.cfg
+        if self.training and cfg.id_dropout > 0:
+            keep = torch.rand(id_index.shape, device=id_index.device) >= cfg.id_dropout
+            id_index = id_index * keep
+        r = torch.zeros(*id_index.shape, cfg.d, device=id_index.device, dtype=text_vec.dtype)
+        bias = torch.zeros(*id_index.shape, 1, device=id_index.device, dtype=text_vec.dtype)
+        if cfg.use_text:
+            r = r + self.text_proj(text_vec)
+            bias = bias + self.text_bias(text_vec)
+        if cfg.use_ids:
+            r = r + self.id_emb(id_index)
+            bias = bias + self.id_bias(id_index)
+        r = self.norm(r + self.num_proj(item_num))
+        return torch.cat([r, self.q(r), self.c(r), bias], dim=-1)
+
+
+class RankerOutput(NamedTuple):
+    click_logits: torch.Tensor  # [B, N]
+    cvr_logits: torch.Tensor  # [B, N] purchase given click
+    attn: torch.Tensor  # [B, N, K + L] attention over slots then recent items
+    retrieval_logits: torch.Tensor  # [B, N] max over the user's retrieval queries
+    loss: torch.Tensor | None = None
+    losses: dict[str, torch.Tensor] | None = None
+
+    @property
+    def p_click(self) -> torch.Tensor:
+        return torch.sigmoid(self.click_logits)
+
+    @property
+    def p_purchase(self) -> torch.Tensor:
+        return torch.sigmoid(self.click_logits) * torch.sigmoid(self.cvr_logits)
+
+
+def _tower(hidden: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(hidden, hidden // 2), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden // 2, 1)
+    )
+
+
+class MultiTaskRanker(nn.Module):
+    def __init__(self, cfg: RankerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, h = cfg.d, cfg.hidden
+        self.items = ItemTower(cfg)
+        self.slot_proj = nn.Linear(cfg.text_dim, d)
+        self.pos_emb = nn.Parameter(torch.zeros(cfg.recent_len, d))
+        self.kind_emb = nn.Parameter(torch.zeros(2, d))  # 0 = slot, 1 = recent item
+        self.slot_prior = nn.Parameter(torch.tensor(1.0))
+        self.key = nn.Linear(d, d, bias=False)
+        self.value = nn.Linear(d, d, bias=False)
+        self.a_x = nn.Linear(d, h)
+        self.a_u = nn.Linear(d, h, bias=False)
+        self.dot_scale = nn.Parameter(torch.tensor(1.0))
+        self.drop = nn.Dropout(cfg.dropout)
+        self.heads = nn.ModuleDict({name: _tower(h, cfg.dropout) for name in cfg.tasks})
+        nn.init.normal_(self.pos_emb, std=0.02)
+
+    # -- user side -------------------------------------------------------------------
+    def retrieval_queries(
+        self, slots: torch.Tensor, strengths: torch.Tensor, recent: torch.Tensor,
+        recent_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """[B, K+1, d] queries (projected slots, newest recent item) and their validity."""
+        r = feat_slices(self.cfg)["r"]
+        q_slots = self.slot_proj(slots)
+        q_recent = recent[:, :1, r]
+        queries = torch.cat([q_slots, q_recent], dim=1)
+        valid = torch.cat([strengths > 0, recent_mask[:, :1] > 0], dim=1)
+        return queries, valid
+
+    def forward(
+        self,
+        slots: torch.Tensor,  # [B, K, Dt]
+        strengths: torch.Tensor,  # [B, K]
+        recent: torch.Tensor,  # [B, L, F] item feats, newest first
+        recent_mask: torch.Tensor,  # [B, L] 1 = real item
+        cand: torch.Tensor,  # [B, N, F] item feats
+        labels: dict[str, torch.Tensor] | None = None,  # click/purchase [B, N] in {0, 1}
+        cand_valid: torch.Tensor | None = None,  # [B, N] bool: False = ignore in the loss
+    ) -> RankerOutput:
+        cfg = self.cfg
+        sl = feat_slices(cfg)
+        b, k = strengths.shape
+        n_rec = recent.shape[1]
+        mem = torch.cat(
+            [self.slot_proj(slots) + self.kind_emb[0], recent[..., sl["r"]] + self.pos_emb[:n_rec]
+             + self.kind_emb[1]],  # fmt: skip
+            dim=1,
+        )  # [B, M, d]
+        mem_valid = torch.cat([strengths > 0, recent_mask > 0], dim=1)  # [B, M]
+        share = strengths / strengths.sum(-1, keepdim=True).clamp_min(1e-6)
+        prior = torch.cat(
+            [self.slot_prior * torch.log(share.clamp_min(1e-4)), torch.zeros_like(recent_mask)], 1
+        )
+        keys = self.key(mem)
+        vals = self.value(mem)
+        vals_h = self.a_u(vals)  # [B, M, H]  per-user, shared by all candidates
+        q = cand[..., sl["q"]]
+        att = torch.einsum("bnd,bmd->bnm", q, keys) / math.sqrt(cfg.d) + prior[:, None, :]
+        att = att.masked_fill(~mem_valid[:, None, :], -1e4)
+        attn = torch.softmax(att, dim=-1)
+        u = torch.einsum("bnm,bmd->bnd", attn, vals)
+        r_c = cand[..., sl["r"]]
+        hidden = F.gelu(self.a_x(u * r_c) + torch.einsum("bnm,bmh->bnh", attn, vals_h)
+                        + cand[..., sl["c"]])  # fmt: skip
+        hidden = self.drop(hidden)
+        dot = self.dot_scale * (u * r_c).sum(-1) / math.sqrt(cfg.d)
+        click = self.heads["click"](hidden).squeeze(-1) + dot + cand[..., sl["bias"]].squeeze(-1)
+        cvr = self.heads["purchase"](hidden).squeeze(-1)
+        queries, q_valid = self.retrieval_queries(slots, strengths, recent, recent_mask)
+        ret = torch.einsum("bqd,bnd->bnq", queries, r_c).masked_fill(~q_valid[:, None, :], -1e4)
+        ret = ret.max(-1).values
+        out = RankerOutput(click, cvr, attn, ret)
+        if labels is None:
+            return out
+        loss, parts = self.loss(out, labels, cand_valid)
+        return out._replace(loss=loss, losses=parts)
+
+    def loss(
+        self, out: RankerOutput, labels: dict[str, torch.Tensor], valid: torch.Tensor | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted sum of the task losses (+ listwise and retrieval terms).
+
+        Listwise terms assume the positive is candidate 0 of each row (how batches are built).
+        """
+        cfg = self.cfg
+        y_click = labels["click"].float()
+        y_buy = labels["purchase"].float()
+        if valid is None:
+            valid = torch.ones_like(y_click, dtype=torch.bool)
+        w = valid.float()
+        denom = w.sum().clamp_min(1.0)
+        parts: dict[str, torch.Tensor] = {}
+        bce = F.binary_cross_entropy_with_logits(out.click_logits, y_click, reduction="none")
+        parts["click"] = (bce * w).sum() / denom
+        # ESMM: log p_purchase = logsig(click) + logsig(cvr); log(1 - p) computed stably
+        log_p = F.logsigmoid(out.click_logits) + F.logsigmoid(out.cvr_logits)
+        log_not_p = torch.log(-torch.expm1(log_p.clamp(max=-1e-6)))
+        parts["purchase"] = (-(y_buy * log_p + (1 - y_buy) * log_not_p) * w).sum() / denom
+        loss = sum(cfg.task_weights.get(t, 1.0) * parts[t] for t in cfg.tasks)
+        if cfg.listwise_weight > 0:
+            logits = out.click_logits.masked_fill(~valid, -1e4)
+            parts["listwise"] = F.cross_entropy(logits, torch.zeros_like(logits[:, 0]).long())
+            loss = loss + cfg.listwise_weight * parts["listwise"]
+        if cfg.retrieval_weight > 0:
+            logits = out.retrieval_logits.masked_fill(~valid, -1e4)
+            parts["retrieval"] = F.cross_entropy(logits, torch.zeros_like(logits[:, 0]).long())
+            loss = loss + cfg.retrieval_weight * parts["retrieval"]
+        return loss, parts
+
+
+class RankerExport(nn.Module):
+    """ONNX wrapper: fixed tuple of tensors out, no labels, no mode flags."""
+
+    def __init__(self, model: MultiTaskRanker) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, slots, strengths, recent, recent_mask, cand):  # type: ignore[no-untyped-def]
+        out = self.model(slots, strengths, recent, recent_mask, cand)
+        return out.p_click, out.p_purchase, out.attn
+
+
+class ItemTowerExport(nn.Module):
+    def __init__(self, tower: ItemTower) -> None:
+        super().__init__()
+        self.tower = tower
+
+    def forward(self, text_vec, id_index, item_num):  # type: ignore[no-untyped-def]
+        return (self.tower(text_vec, id_index, item_num),)

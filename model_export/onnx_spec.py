@@ -1,0 +1,75 @@
+"""The ONNX contract in one place: names, dtypes and dynamic axes of every exported graph.
+
+Torch-free: the exporter and the worker's sessions both read it (sessions check names and
+dtypes at load)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # numpy dtype name
+    axes: tuple[str | int, ...]  # str = dynamic axis name
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    file: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        return {
+            t.name: {i: a for i, a in enumerate(t.axes) if isinstance(a, str)}
+            for t in (*self.inputs, *self.outputs)
+        }
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+
+ENCODER = GraphSpec(
+    "encoder.onnx",
+    inputs=(
+        TensorSpec("input_ids", "int64", ("batch", "seq")),
+        TensorSpec("attention_mask", "int64", ("batch", "seq")),
+    ),
+    outputs=(TensorSpec("sentence_embedding", "float32", ("batch", "dim")),),
+)
+
+ITEM_TOWER = GraphSpec(
+    "item_tower.onnx",
+    inputs=(
+        TensorSpec("text_vec", "float32", ("items", "text_dim")),
+        TensorSpec("id_index", "int64", ("items",)),
+        TensorSpec("item_num", "float32", ("items", "num_features")),
+    ),
+    outputs=(TensorSpec("item_feats", "float32", ("items", "feat_dim")),),
+)
+
+RANKER = GraphSpec(
+    "ranker.onnx",
+    inputs=(
+        TensorSpec("slots", "float32", ("batch", "k", "text_dim")),
+        TensorSpec("strengths", "float32", ("batch", "k")),
+        TensorSpec("recent", "float32", ("batch", "recent", "feat_dim")),
+        TensorSpec("recent_mask", "float32", ("batch", "recent")),
+        TensorSpec("cand", "float32", ("batch", "cands", "feat_dim")),
+    ),
+    outputs=(
+        TensorSpec("p_click", "float32", ("batch", "cands")),
+        TensorSpec("p_purchase", "float32", ("batch", "cands")),
+        TensorSpec("attn", "float32", ("batch", "cands", "memory")),
+    ),
+)
+
+GRAPHS = {g.file: g for g in (ENCODER, ITEM_TOWER, RANKER)}
+PARITY_ATOL = 1e-4

@@ -1,0 +1,261 @@
+"""Versioned model registry on a file system. No torch: workers import this.
+
+Layout::
+
+    <root>/CURRENT              the served version (replaced atomically with os.replace)
+    <root>/history.json         stack of versions made current (publish/promote push,
+                                rollback pops)
+    <root>/v0001/manifest.json  version, parent, created_at, status, files (sha256, bytes),
+                                config, training window, metrics
+    <root>/v0001/...            encoder.onnx, item_tower.onnx, ranker.onnx, tokenizer/, ...
+    <root>/.staging-*           a version being written; never visible as a version
+
+A version directory appears by one atomic rename of a fully written, fsynced staging
+directory whose manifest was written last; CURRENT only ever names such a directory. A crash
+at any point leaves at most a stale staging directory (cleaned up by ``gc_staging``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+_VERSION_RE = re.compile(r"^v(\d{4,})$")
+_STAGING_RE = re.compile(r"^\.staging-(\d+)-v(\d{4,})$")
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+class Registry:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # -- reading ---------------------------------------------------------------------
+    def path(self, version: str) -> Path:
+        return self.root / version
+
+    def versions(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        found = [p.name for p in self.root.iterdir()
+                 if _VERSION_RE.match(p.name) and (p / MANIFEST).exists()]  # fmt: skip
+        return sorted(found, key=lambda v: int(v[1:]))
+
+    def manifest(self, version: str) -> dict[str, Any]:
+        path = self.path(version) / MANIFEST
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            msg = f"model version {version!r}: no manifest at {path} (known: {self.versions()})"
+            raise RegistryError(msg) from None
+
+    def current(self) -> str | None:
+        try:
+            version = (self.root / "CURRENT").read_text().strip()
+        except FileNotFoundError:
+            return None
+        return version or None
+
+    def history(self) -> list[str]:
+        try:
+            return list(json.loads((self.root / "history.json").read_text()))
+        except FileNotFoundError:
+            return []
+
+    def verify(self, version: str) -> list[str]:
+        """Problems with a version's files (missing, truncated, tampered); [] when sound."""
+        try:
+            files = self.manifest(version)["files"]
+        except (RegistryError, KeyError, json.JSONDecodeError) as exc:
+            return [f"{version}: unreadable manifest: {exc}"]
+        problems = []
+        base = self.path(version)
+        for name, meta in files.items():
+            path = base / name
+            if not path.exists():
+                problems.append(f"{version}/{name}: missing")
+                continue
+            size = path.stat().st_size
+            if size != meta["bytes"]:
+                problems.append(f"{version}/{name}: expected {meta['bytes']} bytes, got {size}")
+                continue
+            digest = sha256_file(path)
+            if digest != meta["sha256"]:
+                problems.append(f"{version}/{name}: sha256 mismatch (expected "
+                                f"{meta['sha256'][:12]}…, got {digest[:12]}…)")  # fmt: skip
+        return problems
+
+    # -- writing ---------------------------------------------------------------------
+    def _next_number(self) -> int:
+        """Above every version and every live reservation (a crashed one leaves a gap)."""
+        nums = []
+        for p in self.root.iterdir() if self.root.exists() else []:
+            if m := _VERSION_RE.match(p.name):
+                nums.append(int(m.group(1)))
+            elif m := _STAGING_RE.match(p.name):
+                nums.append(int(m.group(2)))
+        return max(nums, default=0) + 1
+
+    @contextlib.contextmanager
+    def _lock(self, timeout: float = 60.0) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = self.root / ".lock"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+                break
+            except FileExistsError:
+                if self._stale_lock(lock):
+                    lock.unlink(missing_ok=True)
+                    continue
+                if time.monotonic() > deadline:
+                    msg = f"registry {self.root}: lock held by another process ({lock})"
+                    raise RegistryError(msg) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+    @staticmethod
+    def _stale_lock(lock: Path) -> bool:
+        try:
+            pid = int(lock.read_text() or "0")
+        except (OSError, ValueError):
+            return False
+        return pid > 0 and not Path(f"/proc/{pid}").exists()
+
+    def staging(self) -> tuple[str, Path]:
+        """Reserve the next version id and a fresh directory to write it into."""
+        with self._lock():
+            version = f"v{self._next_number():04d}"
+            path = self.root / f".staging-{os.getpid()}-{version}"
+            path.mkdir()
+        return version, path
+
+    def publish(
+        self, staging: Path, manifest: dict[str, Any], make_current: bool = True,
+        status: str = "published",
+    ) -> str:  # fmt: skip
+        """Hash every file, write the manifest last, rename into place, then move CURRENT."""
+        m = _STAGING_RE.match(staging.name)
+        if m is None or staging.parent != self.root:
+            msg = f"publish: expected a directory from Registry.staging(), got {staging}"
+            raise RegistryError(msg)
+        version = f"v{m.group(2)}"
+        files = {}
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            rel = path.relative_to(staging).as_posix()
+            if rel == MANIFEST:
+                continue
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+            files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        with self._lock():
+            full = {
+                **manifest,
+                "version": version,
+                "created_at": manifest.get("created_at") or _now(),
+                "status": status,
+                "files": files,
+            }
+            _atomic_write(staging / MANIFEST, json.dumps(full, indent=2, default=str))
+            _fsync_dir(staging)
+            os.rename(staging, self.path(version))
+            _fsync_dir(self.root)
+            if make_current:
+                self._push_current(version)
+        return version
+
+    def _push_current(self, version: str) -> None:
+        history = self.history()
+        if not history or history[-1] != version:
+            history.append(version)
+        _atomic_write(self.root / "history.json", json.dumps(history))
+        _atomic_write(self.root / "CURRENT", version + "\n")
+
+    def promote(self, version: str) -> None:
+        problems = self.verify(version)
+        if problems:
+            msg = f"cannot promote {version}: " + "; ".join(problems)
+            raise RegistryError(msg)
+        if self.manifest(version).get("status") != "published":
+            msg = f"cannot promote {version}: status is {self.manifest(version).get('status')!r}"
+            raise RegistryError(msg)
+        with self._lock():
+            self._push_current(version)
+
+    def rollback(self) -> tuple[str, str]:
+        """Move CURRENT back to the version served before it. Returns (from, to)."""
+        with self._lock():
+            history = self.history()
+            current = self.current()
+            if current is None or len(history) < 2:
+                msg = f"nothing to roll back to (CURRENT={current}, history={history})"
+                raise RegistryError(msg)
+            while history and history[-1] == current:
+                history.pop()
+            if not history:
+                msg = f"nothing to roll back to from {current}"
+                raise RegistryError(msg)
+            target = history[-1]
+            _atomic_write(self.root / "history.json", json.dumps(history))
+            _atomic_write(self.root / "CURRENT", target + "\n")
+        return current, target
+
+    def gc_staging(self, older_than_s: float = 0.0) -> int:
+        """Remove staging dirs left by crashed writers (their pid is gone)."""
+        removed = 0
+        for p in self.root.glob(".staging-*"):
+            m = _STAGING_RE.match(p.name)
+            pid = int(m.group(1)) if m else 0
+            age = time.time() - p.stat().st_mtime
+            if (pid and not Path(f"/proc/{pid}").exists()) or (older_than_s and age > older_than_s):
+                shutil.rmtree(p, ignore_errors=True)
+                removed += 1
+        return removed

@@ -1,0 +1,209 @@
+"""Training loop: AdamW, weight decay, dropout, sampled negatives, early stopping on
+validation NDCG@10 (full ranking over the catalogue, history masked), best checkpoint kept.
+
+Negatives are shared by the batch: a mix of uniform and popularity-proportional samples
+(``pop_mix``); a negative equal to a row's positive is ignored for that row.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from model_export.data import Examples, ItemSpace, popularity
+from model_export.modeling import MultiTaskRanker, RankerConfig
+from stream_app.core import metrics
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    negatives: int = 128
+    pop_mix: float = 0.5
+    patience: int = 3
+    seed: int = 0
+    eval_max: int = 2000  # validation examples scored per epoch (full ranking)
+    grad_clip: float = 5.0
+    threads: int = 0  # torch intra-op threads (0 = torch default)
+
+
+@dataclass
+class EpochRow:
+    epoch: int
+    loss: float
+    parts: dict[str, float]
+    valid: dict[str, float]
+    seconds: float
+    best: bool
+
+
+@dataclass
+class TrainResult:
+    model: MultiTaskRanker
+    history: list[EpochRow] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def _tensor(a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
+
+
+def batch_inputs(feats: torch.Tensor, ex: Examples, idx: np.ndarray) -> dict[str, torch.Tensor]:
+    """User-side ranker inputs for examples ``idx`` (feats: [M+1, F] from the item tower)."""
+    rec = _tensor(ex.recent[idx], torch.long)
+    return {
+        "slots": _tensor(ex.slots[idx].astype(np.float32)),
+        "strengths": _tensor(ex.strengths[idx]),
+        "recent": feats[rec],
+        "recent_mask": (rec > 0).float(),
+    }
+
+
+def sample_negatives(rng: np.random.Generator, n: int, probs: np.ndarray, pop_mix: float,
+                     n_items: int) -> np.ndarray:  # fmt: skip
+    n_pop = int(round(n * pop_mix))
+    uni = rng.integers(1, n_items + 1, size=n - n_pop)
+    pop = rng.choice(len(probs), size=n_pop, p=probs) if n_pop else np.zeros(0, np.int64)
+    return np.concatenate([uni, pop]).astype(np.int64)
+
+
+def train_ranker(
+    cfg: RankerConfig,
+    tcfg: TrainConfig,
+    space: ItemSpace,
+    train: Examples,
+    valid: Examples,
+    init: MultiTaskRanker | None = None,
+    on_epoch: Callable[[EpochRow], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    torch.manual_seed(tcfg.seed)
+    rng = np.random.default_rng(tcfg.seed)
+    if tcfg.threads:
+        torch.set_num_threads(tcfg.threads)
+    model = init if init is not None else MultiTaskRanker(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    content = _tensor(space.content_vecs)
+    num = _tensor(space.num)
+    ids = torch.arange(space.n + 1)
+    pop = popularity(train, space.n)
+    pop[0] = 0
+    probs = pop / pop.sum() if pop.sum() > 0 else np.full(space.n + 1, 1.0 / (space.n + 1))
+    steps_per_epoch = max(1, math.ceil(len(train) / tcfg.batch_size))
+    eval_idx = rng.permutation(len(valid))[: tcfg.eval_max]
+    valid_eval = valid.subset(np.sort(eval_idx))
+    result = TrainResult(model)
+    best_score, best_state, bad_epochs = -1.0, copy.deepcopy(model.state_dict()), 0
+    start = time.perf_counter()
+    for epoch in range(1, tcfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = rng.permutation(len(train))
+        total, parts_sum = 0.0, {}
+        for step in range(steps_per_epoch):
+            idx = order[step * tcfg.batch_size : (step + 1) * tcfg.batch_size]
+            if len(idx) == 0:
+                continue
+            feats = model.items(content, ids, num)
+            negs = torch.from_numpy(sample_negatives(rng, tcfg.negatives, probs, tcfg.pop_mix,
+                                                     space.n))  # fmt: skip
+            pos = _tensor(train.target[idx], torch.long)
+            cand_idx = torch.cat([pos[:, None], negs[None, :].expand(len(idx), -1)], dim=1)
+            valid_mask = cand_idx != pos[:, None]
+            valid_mask[:, 0] = True
+            y_click = torch.zeros(cand_idx.shape)
+            y_click[:, 0] = 1.0
+            y_buy = torch.zeros(cand_idx.shape)
+            y_buy[:, 0] = _tensor(train.purchase[idx])
+            out = model(**batch_inputs(feats, train, idx), cand=feats[cand_idx],
+                        labels={"click": y_click, "purchase": y_buy}, cand_valid=valid_mask)  # fmt: skip
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+            opt.step()
+            total += float(out.loss)
+            for k, v in (out.losses or {}).items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + float(v)
+            if on_step is not None:
+                on_step(epoch, step + 1)
+        scores = evaluate(model, space, valid_eval, ks=(10,))
+        improved = scores["ndcg@10"] > best_score
+        if improved:
+            best_score, best_state, bad_epochs = scores["ndcg@10"], copy.deepcopy(
+                model.state_dict()), 0  # fmt: skip
+            result.best_epoch = epoch
+        else:
+            bad_epochs += 1
+        row = EpochRow(epoch, total / steps_per_epoch,
+                       {k: v / steps_per_epoch for k, v in parts_sum.items()}, scores,
+                       time.perf_counter() - t0, improved)  # fmt: skip
+        result.history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+        if bad_epochs >= tcfg.patience:
+            result.stopped_early = epoch < tcfg.epochs
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+@torch.no_grad()
+def score_catalogue(model: MultiTaskRanker, space: ItemSpace, ex: Examples,
+                    batch_cands: int = 400_000) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Full-catalogue scores: (click logits [E, M+1], p_purchase [E, M+1]); column 0 = -inf."""
+    model.eval()
+    feats = model.items(_tensor(space.content_vecs), torch.arange(space.n + 1),
+                        _tensor(space.num))  # fmt: skip
+    cand = feats[1:]
+    m = cand.shape[0]
+    bs = max(1, batch_cands // max(m, 1))
+    click = np.full((len(ex), space.n + 1), -np.inf, np.float32)
+    buy = np.zeros((len(ex), space.n + 1), np.float32)
+    for s in range(0, len(ex), bs):
+        idx = np.arange(s, min(s + bs, len(ex)))
+        out = model(**batch_inputs(feats, ex, idx), cand=cand.expand(len(idx), -1, -1))
+        click[idx, 1:] = out.click_logits.numpy()
+        buy[idx, 1:] = out.p_purchase.numpy()
+    return click, buy
+
+
+def rank_examples(scores: np.ndarray, ex: Examples) -> np.ndarray:
+    """Rank of each example's target with its history (minus the target) masked; column 0
+    (padding) always scores -inf."""
+    scores[:, 0] = -np.inf
+    return metrics.ranks_of_targets(scores, ex.target.astype(np.int64), ex.history)
+
+
+def ranking_report(scores: np.ndarray, ex: Examples, ks: tuple[int, ...] = (10, 20),
+                   purchase_scores: np.ndarray | None = None) -> dict[str, float]:  # fmt: skip
+    """HR/NDCG@k, MRR, click AUC (target vs every unmasked item) and purchase AUC."""
+    if len(ex) == 0:
+        return {}
+    ranks = rank_examples(scores, ex)
+    out = dict(metrics.ranking_metrics(ranks, ks))
+    n_cand = np.isfinite(scores).sum(1) - np.array([len(h) for h in ex.history or []]) - 1
+    out["auc_click"] = float(np.mean(1.0 - ranks / np.maximum(n_cand, 1)))
+    if purchase_scores is not None:
+        target_scores = purchase_scores[np.arange(len(ex)), ex.target]
+        out["auc_purchase"] = metrics.auc(ex.purchase.astype(int), target_scores)["auc"]
+    return out
+
+
+def evaluate(model: MultiTaskRanker, space: ItemSpace, ex: Examples,
+             ks: tuple[int, ...] = (10, 20)) -> dict[str, Any]:  # fmt: skip
+    click, buy = score_catalogue(model, space, ex)
+    return ranking_report(click, ex, ks, buy)

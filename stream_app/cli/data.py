@@ -1,0 +1,157 @@
+"""``streamrec generate`` (synthetic world) and ``streamrec convert movielens|recbole``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from stream_app.cli.common import cli, console, print_json, settings_from
+from stream_app.datagen.convert import convert_movielens, convert_recbole
+from stream_app.datagen.synthetic import generate_world
+
+ProgressFn = Callable[[str, int, int | None], None]
+
+out_option = click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output directory (created if missing).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Summary as JSON on stdout.")
+
+
+@contextmanager
+def _progress(enabled: bool = True) -> Iterator[ProgressFn]:
+    """A rich progress bar (stderr) with one task per stage name; yields the callback."""
+    bar = Progress(
+        TextColumn("{task.description:>20}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not enabled,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def update(stage: str, done: int, total: int | None) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+def _show(title: str, summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(summary)
+        return
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            text = "\n".join(f"{k}: {_fmt(v)}" for k, v in value.items()) or "-"
+        else:
+            text = _fmt(value)
+        table.add_row(key, text)
+    console.print(table)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, list):
+        return "\n".join(str(v) for v in value) if value else "-"
+    return str(value)
+
+
+def _run(step: Callable[[ProgressFn], dict[str, Any]], as_json: bool) -> dict[str, Any]:
+    try:
+        with _progress(enabled=not as_json) as update:
+            return step(update)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command("generate")
+@out_option
+@click.option("--users", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--items", type=click.IntRange(min=24), default=2000, show_default=True)
+@click.option("--events", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same files.")
+@click.option(
+    "--drift-at",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="Fraction of the time span at which each user swaps one interest.",
+)
+@json_option
+def generate(
+    out_dir: Path, users: int, items: int, events: int, seed: int, drift_at: float, as_json: bool
+) -> None:
+    """Generate a synthetic world: items.jsonl, events.jsonl and the ground truth world.json."""
+    summary = _run(
+        lambda p: generate_world(out_dir, users, items, events, seed, drift_at, progress=p),
+        as_json,
+    )
+    _show(f"synthetic world in {out_dir}", summary, as_json)
+
+
+@cli.group("convert")
+def convert() -> None:
+    """Convert a public dataset into items.jsonl + events.jsonl (ratings -> click/purchase)."""
+
+
+threshold_option = click.option(
+    "--rating-threshold",
+    type=float,
+    default=None,
+    help="Ratings >= this also become purchases [STREAMREC_RATING_THRESHOLD, default 4.0].",
+)
+
+
+@convert.command("movielens")
+@click.argument("src", type=click.Path(path_type=Path))
+@out_option
+@threshold_option
+@json_option
+@click.pass_context
+def convert_ml(
+    ctx: click.Context, src: Path, out_dir: Path, rating_threshold: float | None, as_json: bool
+) -> None:
+    """SRC: a MovieLens directory (ml-100k, ml-1m or ml-latest[-small]); format detected."""
+    threshold = settings_from(ctx, rating_threshold=rating_threshold).rating_threshold
+    summary = _run(lambda p: convert_movielens(src, out_dir, threshold, progress=p), as_json)
+    _show(f"{summary['format']} -> {out_dir}", summary, as_json)
+
+
+@convert.command("recbole")
+@click.argument("src", type=click.Path(path_type=Path))
+@out_option
+@threshold_option
+@json_option
+@click.pass_context
+def convert_rb(
+    ctx: click.Context, src: Path, out_dir: Path, rating_threshold: float | None, as_json: bool
+) -> None:
+    """SRC: a RecBole dataset directory with <name>.inter (and optional <name>.item)."""
+    threshold = settings_from(ctx, rating_threshold=rating_threshold).rating_threshold
+    summary = _run(lambda p: convert_recbole(src, out_dir, threshold, progress=p), as_json)
+    _show(f"recbole -> {out_dir}", summary, as_json)

@@ -1,0 +1,61 @@
+"""Candidate retrieval behind one small interface, so an ANN index can replace it.
+
+``ExactRetriever`` does a matrix product of the users' query vectors with every live item's
+retrieval vector and keeps the top per query (argpartition): exact, fine up to ~200k items.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from stream_app.core.catalog import ItemStore
+
+
+class Retriever(Protocol):
+    def search(self, queries: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
+        """queries [Q, d], valid [Q] bool -> rows [Q, n] (-1 where nothing / invalid)."""
+        ...
+
+
+class ExactRetriever:
+    """Reads the store's arrays at search time (they are reallocated as the catalogue grows):
+    the retrieval vector of an item is its first ``d`` item-tower features."""
+
+    def __init__(self, store: ItemStore, d: int) -> None:
+        self.store, self.d = store, d
+
+    def search(self, queries: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
+        size = self.store.size
+        out = np.full((queries.shape[0], n), -1, np.int64)
+        rows = np.flatnonzero(valid)
+        if size == 0 or rows.size == 0 or n <= 0:
+            return out
+        scores = queries[rows] @ self.store.feats[:size, : self.d].T  # [Q', size]
+        scores[:, ~self.store.alive[:size]] = -np.inf
+        m = min(n, size)
+        top = np.argpartition(-scores, m - 1, axis=1)[:, :m]
+        order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, 1)
+        top_scores = np.take_along_axis(scores, top, 1)
+        top[~np.isfinite(top_scores)] = -1
+        out[rows, :m] = top
+        return out
+
+
+def union_candidates(per_query: np.ndarray, limit: int, exclude: set[int],
+                     extra: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """Round-robin union over queries (best first), then ``extra`` rows, minus ``exclude``."""
+    seen: set[int] = set()
+    out: list[int] = []
+    cols = per_query.T.reshape(-1) if per_query.size else per_query.reshape(-1)
+    pool = cols if extra is None else np.concatenate([cols, extra])
+    for r in pool.tolist():
+        if r < 0 or r in seen or r in exclude:
+            continue
+        seen.add(r)
+        out.append(r)
+        if len(out) >= limit:
+            break
+    return np.array(out, np.int64)

@@ -1,0 +1,100 @@
+"""Shared fixtures: a REAL Kafka broker (KRaft, from Maven Central jars) per test session,
+a tiny synthetic world, and a tiny trained model version in a registry.
+
+A broker that cannot start is an error, never a skip. Set STREAMREC_TEST_BROKER=host:port
+to use an already running broker instead of starting one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+from schemas.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+ML_SMALL = ROOT.parent / "shared" / "data" / "ml-latest-small"
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            port = s.getsockname()[1]
+        if port < 65000:
+            with socket.socket() as s2:
+                try:
+                    s2.bind(("localhost", port + 1))
+                except OSError:
+                    continue
+            return port
+    msg = "no free port pair for the test broker"
+    raise RuntimeError(msg)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Bootstrap address of a real Kafka broker for this test session."""
+    external = os.environ.get("STREAMREC_TEST_BROKER")
+    if external:
+        yield external
+        return
+    from stream_app import kafka_local
+
+    base = Settings()
+    port = _free_port_pair()
+    data_dir = tmp_path_factory.mktemp("kafka")
+    kafka_local.start(port, data_dir, base.kafka_version, base.cache_dir, partitions=4)
+    try:
+        yield f"localhost:{port}"
+    finally:
+        kafka_local.stop(data_dir)
+
+
+@pytest.fixture
+def kafka_settings(kafka_broker: str, tmp_path: Path) -> Settings:
+    """Settings pointing at the test broker with topic names and app id unique to the test."""
+    tag = uuid.uuid4().hex[:8]
+    topics = {name: f"{name}-{tag}" for name in
+              ("events", "items", "recommendations", "dlq", "model_updates")}  # fmt: skip
+    return Settings().with_overrides(**{
+        "kafka.broker": kafka_broker,
+        "app_id": f"streamrec-test-{tag}",
+        "data_dir": str(tmp_path / "data"),
+        **{f"topics.{k}": v for k, v in topics.items()},
+        "topics.partitions": 4,
+    })  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from stream_app.datagen.synthetic import generate_world
+
+    out = tmp_path_factory.mktemp("world")
+    generate_world(out, users=200, items=300, events=6000, seed=11)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_registry(tmp_path_factory: pytest.TempPathFactory, tiny_world: Path) -> Path:
+    """A registry with one small but really trained version (CURRENT)."""
+    pytest.importorskip("torch")
+    from model_export.pipeline import TrainOptions, run_training
+    from model_export.train import TrainConfig
+
+    reg = tmp_path_factory.mktemp("registry")
+    opts = TrainOptions(d=32, hidden=32, train=TrainConfig(epochs=2, negatives=32, seed=1))
+    run_training(Settings(), tiny_world / "items.jsonl", tiny_world / "events.jsonl", opts,
+                 registry_dir=reg)  # fmt: skip
+    return reg
+
+
+@pytest.fixture(scope="session")
+def ml_small() -> Path:
+    if not (ML_SMALL / "ratings.csv").exists():
+        pytest.skip(f"MovieLens ml-latest-small not present at {ML_SMALL}")
+    return ML_SMALL
