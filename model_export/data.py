@@ -180,6 +180,8 @@ def build_examples(
         window={"start": min(ts_all, default=0.0), "end": max(ts_all, default=0.0)},
     )  # fmt: skip
     out = SplitData(*(builders[r].build() for r in ("train", "valid", "test")), meta=meta)
+    # latest timestamp whose interaction was a training target (leakage checks use it)
+    meta["train_until"] = float(out.train.ts.max()) if len(out.train) else None
     meta.update(train_examples=len(out.train), valid_examples=len(out.valid),
                 test_examples=len(out.test))  # fmt: skip
     return out

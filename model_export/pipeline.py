@@ -89,7 +89,13 @@ def run_training(
     registry_dir: Path | None = None,
     publish: bool = True,
     warm_start: str | None = None,
+    make_current: bool = True,
+    status: str = "published",
 ) -> dict[str, Any]:
+    """Train, test against baselines and (optionally) publish a version.
+
+    ``make_current=False`` publishes without serving it (ablations, gated candidates);
+    ``status`` is recorded in the manifest ("published", "ablation", ...)."""
     hooks = hooks or Hooks()
     t_start = time.perf_counter()
     torch.manual_seed(opts.train.seed)
@@ -98,9 +104,12 @@ def run_training(
     space, encoder, tokenizer = load_space(settings, items_path, hooks)
     hooks.stage("loading events")
     events = load_events(events_path)
+    events_sha = hashlib.sha256(Path(events_path).read_bytes()).hexdigest()
     hooks.stage(f"building examples from {len(events)} events ({opts.split} split)")
     data = build_examples(events, space, params, opts.recent_len, opts.split,
                           on_progress=lambda n: hooks.progress("replay", n, len(events)))  # fmt: skip
+    data.meta["events_sha256"] = events_sha
+    data.meta["events_file"] = str(events_path)
     data = _cap_test(data, opts.test_max, opts.train.seed)
     transfer = _transfer(opts, space, data, encoder, tokenizer, hooks)
     cfg = RankerConfig(text_dim=space.text_vecs.shape[1], d=opts.d, hidden=opts.hidden,
@@ -128,7 +137,7 @@ def run_training(
         hooks.stage("exporting to ONNX (parity-gated) and publishing")
         report["version"], report["parity"] = _publish(
             Registry(registry_dir), result.model, cfg, space, data, encoder, tokenizer,
-            model_path, params, opts, report, warm_start,
+            model_path, params, opts, report, warm_start, make_current, status,
         )  # fmt: skip
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     return report
@@ -178,7 +187,8 @@ def _train_summary(result: TrainResult) -> dict[str, Any]:
 def _publish(registry: Registry, model: MultiTaskRanker, cfg: RankerConfig, space: ItemSpace,
              data: SplitData, encoder: Any, tokenizer: Any, model_path: str,
              params: InterestParams, opts: TrainOptions, report: dict[str, Any],
-             parent: str | None) -> tuple[str, dict[str, float]]:  # fmt: skip
+             parent: str | None, make_current: bool = True,
+             status: str = "published") -> tuple[str, dict[str, float]]:  # fmt: skip
     version, staging = registry.staging()
     texts = space.texts  # type: ignore[attr-defined]
     parity = {"encoder.onnx": export_encoder(encoder, tokenizer, texts, staging, version)}
@@ -208,7 +218,7 @@ def _publish(registry: Registry, model: MultiTaskRanker, cfg: RankerConfig, spac
                     for name, value in row.items()},  # fmt: skip
         "parity": parity,
     }
-    return registry.publish(staging, manifest), parity
+    return registry.publish(staging, manifest, make_current=make_current, status=status), parity
 
 
 def _ranker_sample(model: MultiTaskRanker, space: ItemSpace, data: SplitData) -> dict[str, np.ndarray]:

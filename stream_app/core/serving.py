@@ -98,7 +98,7 @@ class RankerOut:
 
 class ServingModel:
     def __init__(self, registry: Registry, version: str, device: str = "auto",
-                 threads: int = 0) -> None:  # fmt: skip
+                 threads: int = 0, allow_status: tuple[str, ...] = ("published",)) -> None:  # fmt: skip
         problems = registry.verify(version)
         if problems:
             msg = f"refusing model {version}: " + "; ".join(problems)
@@ -106,7 +106,7 @@ class ServingModel:
         self.version = version
         self.dir = registry.path(version)
         self.manifest: dict[str, Any] = registry.manifest(version)
-        if self.manifest.get("status") != "published":
+        if self.manifest.get("status") not in allow_status:
             msg = f"refusing model {version}: status {self.manifest.get('status')!r}"
             raise ModelLoadError(msg)
         self.config: dict[str, Any] = self.manifest["config"]

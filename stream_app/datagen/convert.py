@@ -149,7 +149,7 @@ class _Log:
     def _event_models(self, order: list[int]) -> Iterator[ClickEvent | PurchaseEvent]:
         total = len(order)
         for n, k in enumerate(order, start=1):
-            common = {
+            common: dict[str, Any] = {
                 "event_id": self.ids[k],
                 "user_id": self.users[k],
                 "item_id": self.items[k],

@@ -460,7 +460,7 @@ def generate_world(
 
     def event_models() -> Any:
         for n, k in enumerate(order, start=1):
-            common = {
+            common: dict[str, Any] = {
                 "event_id": f"e{n:0{ew}d}",
                 "user_id": f"u{who[k]:0{uw}d}",
                 "item_id": cat.ids[what[k]],
