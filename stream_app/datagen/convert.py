@@ -1,6 +1,8 @@
 """Public datasets -> our ``items.jsonl`` + ``events.jsonl``: MovieLens (100k, 1m, latest) and
 RecBole atomic files. Every rating is a click; a rating >= the threshold is also a purchase
-1 ms later. Broken lines are skipped and reported with file name and line number.
+with the same timestamp, written right after its click (the time sort is stable), so the
+leave-one-out protocol merges the pair into one interaction even when the user rated other
+items within the same second. Broken lines are skipped and reported with file name and line number.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ class _Log:
             if event_id in self.seen_ids:
                 event_id = f"{self.prefix}-{user}-{item}-{line_no}-{suffix}"
             self.seen_ids.add(event_id)
-            self.ts.append(ts_ms + int(buy))
+            self.ts.append(ts_ms)
             self.users.append(user)
             self.items.append(item)
             self.buy.append(buy)
