@@ -52,6 +52,19 @@ def kafka_start(ctx: click.Context, port: int, data_dir: Path | None, partitions
     console.print(st.describe())
 
 
+@kafka.command("install")
+@click.pass_context
+def kafka_install(ctx: click.Context) -> None:
+    """Fetch the Kafka jars from Maven Central into the cache (no broker started)."""
+    settings = settings_from(ctx)
+    with console.status(f"fetching org.apache.kafka:kafka_2.13:{settings.kafka_version} ..."):
+        try:
+            libs = kafka_local.ensure_jars(settings.kafka_version, settings.cache_dir)
+        except kafka_local.KafkaSetupError as exc:
+            raise click.ClickException(str(exc)) from None
+    console.print(f"kafka {settings.kafka_version} jars in {libs}")
+
+
 @kafka.command("stop")
 @_broker_opts
 def kafka_stop(port: int, data_dir: Path | None) -> None:

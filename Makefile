@@ -1,0 +1,25 @@
+# The two commands a newcomer needs: `make demo` (the main job) and `make test`.
+.PHONY: setup demo test test-unit lint bench clean
+
+setup:
+	bash scripts/setup_env.sh
+
+demo: setup
+	.venv/bin/streamrec demo
+
+test: setup
+	bash scripts/test.sh
+
+test-unit: setup
+	.venv/bin/python -m pytest tests/unit -q -m "not slow"
+
+lint: setup
+	.venv/bin/ruff check schemas stream_app model_export tests bench
+	.venv/bin/ruff format --check schemas stream_app model_export tests bench
+	.venv/bin/python -m mypy
+
+bench: setup
+	.venv/bin/python bench/run.py
+
+clean:
+	rm -rf var .pytest_cache
