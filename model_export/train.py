@@ -133,9 +133,9 @@ def train_ranker(
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
             opt.step()
-            total += float(out.loss)
+            total += float(out.loss.detach())
             for k, v in (out.losses or {}).items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + float(v)
+                parts_sum[k] = parts_sum.get(k, 0.0) + float(v.detach())
             if on_step is not None:
                 on_step(epoch, step + 1)
         scores = evaluate(model, space, valid_eval, ks=(10,))

@@ -1,0 +1,170 @@
+"""The replay catalogue and the model versions loaded over it.
+
+``Catalogue`` is the item universe metrics are computed on: ids in sorted (string) order, as in
+``stream_app.core.baselines`` (index = position), with each item's pretrained text vector
+(intra-list diversity), categories and appearance time. ``LoadedModel`` is one registry version
+with its item features over that catalogue; ``feed`` fills an ``ItemStore`` the way the
+worker's catalogue stream does: an item enters the store when its ``ts`` has passed, so a
+replayed recommendation never shows an item that did not exist yet.
+
+Torch-free: the training catalogue's vectors are read from the version's
+``catalog_vectors.npz`` directly (``model_export.checkpoint.load_vectors`` imports torch), and
+items missing from it are encoded with the version's ONNX encoder.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model_export.registry import Registry
+from schemas.items import CatalogItem
+from stream_app.core.catalog import ItemStore, item_numeric
+from stream_app.core.engine import Bundle
+from stream_app.core.interests import InterestParams
+from stream_app.core.serving import ServingModel
+
+VECTORS_FILE = "catalog_vectors.npz"  # written by model_export.checkpoint.save
+REPLAY_STATUSES = ("published", "ablation")
+
+
+@dataclass
+class Catalogue:
+    ids: list[str]
+    index: dict[str, int]
+    items: list[CatalogItem | None]  # None: an id seen only in events (no catalogue entry)
+    added_ts: np.ndarray  # [N] epoch seconds the item appears (-inf: from the start)
+    text: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+
+    @classmethod
+    def build(cls, items: Sequence[CatalogItem], event_item_ids: Sequence[str],
+              events_only: bool = False) -> Catalogue:  # fmt: skip
+        """Catalogue over the item ids of the events (``events_only``, the LOO convention) or
+        over every live item of the file plus any id seen in the events."""
+        by_id = {it.item_id: it for it in items if not it.deleted}
+        universe = set(event_item_ids) if events_only else set(by_id) | set(event_item_ids)
+        ids = sorted(universe)
+        found = [by_id.get(i) for i in ids]
+        added = np.array([it.ts.timestamp() if it is not None and it.ts is not None else -np.inf
+                          for it in found], np.float64)  # fmt: skip
+        return cls(ids, {i: n for n, i in enumerate(ids)}, found, added)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def categories(self) -> list[tuple[str, ...]]:
+        return [tuple(it.categories) if it is not None else () for it in self.items]
+
+    @property
+    def has_categories(self) -> bool:
+        return any(it is not None and it.categories for it in self.items)
+
+    def texts(self) -> list[str]:
+        return [it.text() if it is not None else f"item {i}" for i, it in zip(self.ids, self.items,
+                                                                          strict=True)]  # fmt: skip
+
+    def prices(self) -> list[float | None]:
+        return [it.price if it is not None else None for it in self.items]
+
+
+def interest_params(model: ServingModel, fallback: InterestParams) -> InterestParams:
+    """The state definition the version was trained with (its manifest), k = the model's k."""
+    saved = model.manifest.get("interest_params")
+    if isinstance(saved, dict):
+        known = {k: v for k, v in saved.items() if k in InterestParams.__dataclass_fields__}
+        params = InterestParams(**known)
+    else:
+        params = fallback
+    if params.k != model.k:
+        params = InterestParams(**{**params.__dict__, "k": model.k})
+    return params
+
+
+@dataclass
+class LoadedModel:
+    """One registry version with its item vectors and features over the replay catalogue."""
+
+    model: ServingModel
+    params: InterestParams
+    text: np.ndarray  # [N, Dt] pretrained text vectors (the interest space)
+    feats: np.ndarray  # [N, F] item-tower features
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.model.manifest
+
+    def new_store(self) -> ItemStore:
+        return ItemStore(self.model.text_dim, self.model.feat_dim, capacity=max(16, self.n))
+
+    @property
+    def n(self) -> int:
+        return int(self.feats.shape[0])
+
+
+def _vectors(model: ServingModel, cat: Catalogue) -> tuple[np.ndarray, np.ndarray]:
+    text = np.zeros((len(cat), model.text_dim), np.float32)
+    content = np.zeros_like(text)
+    have = np.zeros(len(cat), bool)
+    path = Path(model.dir) / VECTORS_FILE
+    if path.exists():
+        with np.load(path) as z:
+            pos = {str(i): n for n, i in enumerate(z["item_ids"])}
+            rows = np.array([pos.get(i, -1) for i in cat.ids], np.int64)
+            have = rows >= 0
+            text[have] = z["text"][rows[have]]
+            content[have] = z["content"][rows[have]]
+    missing = np.flatnonzero(~have)
+    if missing.size:
+        texts = cat.texts()
+        t, c = model.encode([texts[i] for i in missing])
+        text[missing], content[missing] = t, c
+    return text, content
+
+
+def load_model(registry: Registry, version: str, cat: Catalogue, fallback: InterestParams,
+               device: str = "auto", threads: int = 0) -> LoadedModel:  # fmt: skip
+    model = ServingModel(registry, version, device=device, threads=threads,
+                         allow_status=REPLAY_STATUSES)  # fmt: skip
+    text, content = _vectors(model, cat)
+    feats = model.item_features(content, cat.ids, item_numeric(cat.prices()))
+    return LoadedModel(model, interest_params(model, fallback), text, feats.astype(np.float32))
+
+
+class Feed:
+    """Puts catalogue items into a store as replay time passes their appearance ``ts``.
+
+    Store rows follow the order items are added; ``rows_of`` maps catalogue index -> row."""
+
+    def __init__(self, lm: LoadedModel, cat: Catalogue) -> None:
+        self.lm, self.cat = lm, cat
+        self.store = lm.new_store()
+        self.bundle = Bundle(lm.model, self.store)
+        self.order = np.argsort(cat.added_ts, kind="stable")
+        self.sorted_ts = cat.added_ts[self.order].tolist()
+        self.done = 0
+        self.cats = cat.categories
+
+    def advance(self, now: float) -> int:
+        """Add every item with ``ts <= now`` not added yet; returns how many were added."""
+        stop = bisect.bisect_right(self.sorted_ts, now)
+        if stop <= self.done:
+            return 0
+        idx = self.order[self.done : stop]
+        added = self.cat.added_ts[idx]
+        self.store.upsert([self.cat.ids[i] for i in idx], self.lm.text[idx], self.lm.feats[idx],
+                          [self.cats[i] for i in idx], np.where(np.isfinite(added), added, 0.0))  # fmt: skip
+        n, self.done = stop - self.done, stop
+        return n
+
+    def add_all(self) -> None:
+        self.advance(np.inf)

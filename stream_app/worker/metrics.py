@@ -1,0 +1,76 @@
+"""Prometheus metrics of one worker, in their own registry (several apps in one process, e.g.
+tests, never collide), exposed at ``/metrics`` on the worker's web port."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.events_in = Counter("streamrec_events_in", "Events received from the events topic.",
+                                 registry=r)  # fmt: skip
+        self.recs_out = Counter("streamrec_recommendations_out",
+                                "Recommendations published (acked by the broker).", registry=r)  # fmt: skip
+        self.dlq = Counter("streamrec_dlq", "Events sent to the dead-letter topic, by reason.",
+                           ["reason"], registry=r)  # fmt: skip
+        self.duplicates = Counter("streamrec_duplicate_events",
+                                  "Redelivered events (id already in the user's state).",
+                                  registry=r)  # fmt: skip
+        self.latency = Histogram("streamrec_latency_seconds",
+                                 "Event receipt by the worker -> recommendation sent.",
+                                 buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.batch_size = Histogram("streamrec_batch_size", "Events per processed batch.",
+                                    buckets=BATCH_BUCKETS, registry=r)  # fmt: skip
+        self.score_seconds = Histogram("streamrec_score_seconds",
+                                       "Retrieval + ranking + diversification per batch.",
+                                       buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.model_info = Gauge("streamrec_model_info", "1 for the model version being served.",
+                                ["version"], registry=r)  # fmt: skip
+        self.swaps = Counter("streamrec_model_swaps", "Model versions swapped in.", registry=r)
+        self.refusals = Counter("streamrec_model_refusals",
+                                "Model versions refused (bad files, load failure, non-finite).",
+                                registry=r)  # fmt: skip
+        self.catalog_size = Gauge("streamrec_catalog_items", "Live items in the catalogue.",
+                                  registry=r)  # fmt: skip
+        self.catalog_updates = Counter("streamrec_catalog_updates",
+                                       "Item messages applied (upserts and deletes).", registry=r)  # fmt: skip
+        self.catalog_encoded = Counter("streamrec_catalog_encoded",
+                                       "Item texts run through the encoder.", registry=r)  # fmt: skip
+        self.catalog_bad = Counter("streamrec_catalog_bad", "Item messages that failed validation.",
+                                   registry=r)  # fmt: skip
+
+    def model_loaded(self, version: str, previous: str | None) -> None:
+        if previous is not None:
+            self.model_info.remove(previous)
+            self.swaps.inc()
+        self.model_info.labels(version).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def parse_counters(text: str) -> dict[str, float]:
+    """``name{labels} value`` lines of a /metrics page -> {name{labels}: value} (tests, demo)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            continue
+    return out

@@ -1,0 +1,228 @@
+"""The serving holder: the current ``Recommender`` (model + item store of ONE version) and the
+hot-swap protocol.
+
+Swap protocol (the stream never pauses; the agent only ever reads ``holder.recommender``):
+
+1. load the candidate version beside the serving one, off the event loop
+   (``ServingModel`` checks every file against the manifest's sha256 and the graph contract);
+2. snapshot the catalogue records; build the candidate's ``ItemStore``: reuse the live
+   vectors when the encoder key (space + content encoder) is unchanged, else resolve them
+   again (cache / the version's training vectors / the encoder); recompute item-tower
+   features either way (the ranker's item tower is per version);
+3. warm up: score a batch of users built from real catalogue items; any non-finite output
+   refuses the version;
+4. under the catalogue lock: replay item changes that arrived during 1-3, carry popularity
+   over, then replace the ONE reference (``self.recommender``) — ranker and item vectors
+   change together.
+
+A version that fails any step is refused: logged, counted, remembered (not retried on every
+poll; a new notice for it retries once), and the old version keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from model_export.registry import Registry
+from stream_app.core.engine import Bundle, EngineOptions, Recommender
+from stream_app.core.interests import CLICK, EventLite, InterestParams
+from stream_app.core.serving import ModelLoadError, ServingModel
+from stream_app.worker import catalogue as cat
+from stream_app.worker.metrics import Metrics
+
+log = logging.getLogger("streamrec.models")
+WARMUP_USERS = 8
+
+
+class SwapRefused(RuntimeError):
+    pass
+
+
+@dataclass
+class SwapResult:
+    version: str
+    ok: bool
+    reason: str = ""
+    seconds: float = 0.0
+    reencoded: bool = False
+
+
+class ServingHolder:
+    """Owns the serving reference, the catalogue state and the lock that orders catalogue
+    updates against the final step of a swap."""
+
+    def __init__(self, registry: Registry, params: InterestParams, opts: EngineOptions,
+                 device: str, threads: int, cache: cat.VectorCache | None,
+                 metrics: Metrics) -> None:  # fmt: skip
+        self.registry, self.params, self.opts = registry, params, opts
+        self.device, self.threads = device, threads
+        self.cache, self.metrics = cache, metrics
+        self.catalogue = cat.CatalogueState()
+        self.lock = asyncio.Lock()
+        self.recommender: Recommender | None = None
+        self.resolver: cat.VectorResolver | None = None
+        self.refused: dict[str, str] = {}
+        self.swapping: str | None = None
+
+    @property
+    def version(self) -> str | None:
+        return self.recommender.bundle.model.version if self.recommender else None
+
+    # -- start -------------------------------------------------------------------------
+    async def load_initial(self, version: str) -> None:
+        """First model, empty store (the catalogue feed fills it). Raises ModelLoadError."""
+        model = await asyncio.to_thread(self._open, version)
+        self._check_compatible(model)
+        self.resolver = await asyncio.to_thread(cat.VectorResolver, model, self.cache)
+        store = cat.build_store(model, [], [])
+        self.catalogue.key = self.resolver.key
+        self.recommender = Recommender(Bundle(model, store), self.params, self.opts)
+        self.metrics.model_loaded(version, None)
+        log.info("serving model %s (providers %s, space %s)", version, model.providers,
+                 model.space)  # fmt: skip
+
+    def _open(self, version: str) -> ServingModel:
+        return ServingModel(self.registry, version, self.device, self.threads)
+
+    def _check_compatible(self, model: ServingModel) -> None:
+        if model.k != self.params.k:
+            msg = (f"interests.k: model {model.version} was trained with k={model.k}, "
+                   f"the worker runs with k={self.params.k}")  # fmt: skip
+            raise ModelLoadError(msg)
+
+    # -- catalogue updates (called by the catalogue feed) -------------------------------
+    async def apply_items(self, records: list[cat.ItemRecord], deletes: list[str]) -> int:
+        """Encode (off-loop) and insert/replace items, remove deleted ones. Returns how many
+        texts went through the encoder."""
+        async with self.lock:
+            rec, resolver = self.recommender, self.resolver
+            assert rec is not None and resolver is not None
+            before = resolver.encoded
+            vecs = await asyncio.to_thread(resolver.resolve, records, self.catalogue.vectors)
+            store = rec.bundle.store
+            if records:
+                feats = await asyncio.to_thread(cat.item_features, rec.bundle.model, records, vecs)
+                text = np.stack([v[0] for v in vecs]).astype(np.float32)
+                store.upsert([r.item_id for r in records], text, feats,
+                             [r.categories for r in records], [r.added_ts for r in records])  # fmt: skip
+            for item_id in deletes:
+                store.delete(item_id)
+            self.catalogue.apply(zip(records, vecs, strict=True), deletes)
+            self.metrics.catalog_size.set(len(store))
+            return resolver.encoded - before
+
+    # -- swap ----------------------------------------------------------------------------
+    async def swap_to(self, version: str, retry_refused: bool = False) -> SwapResult | None:
+        """Load, build, warm up and swap in ``version``; None when there is nothing to do."""
+        if version == self.version or version == self.swapping:
+            return None
+        if version in self.refused and not retry_refused:
+            return None
+        self.swapping = version
+        t0 = time.perf_counter()
+        try:
+            result = await self._swap(version, t0)
+        except (ModelLoadError, SwapRefused, ValueError, KeyError, OSError) as exc:
+            reason = str(exc)
+            self.refused[version] = reason
+            self.metrics.refusals.inc()
+            log.error("model %s refused, %s keeps serving: %s", version, self.version, reason)
+            return SwapResult(version, False, reason, time.perf_counter() - t0)
+        finally:
+            self.swapping = None
+        self.refused.pop(version, None)
+        return result
+
+    async def _swap(self, version: str, t0: float) -> SwapResult:
+        old = self.recommender
+        assert old is not None
+        model = await asyncio.to_thread(self._open, version)
+        self._check_compatible(model)
+        resolver = await asyncio.to_thread(cat.VectorResolver, model, self.cache)
+        same_encoder = resolver.key == self.catalogue.key
+        seq = self.catalogue.seq
+        records = list(self.catalogue.records.values())
+        known = dict(self.catalogue.vectors) if same_encoder else None
+        vecs = await asyncio.to_thread(resolver.resolve, records, known)
+        store = await asyncio.to_thread(cat.build_store, model, records, vecs)
+        candidate = Recommender(Bundle(model, store), self.params, self.opts)
+        await asyncio.to_thread(warm_up, candidate)
+        async with self.lock:
+            # Item changes that arrived while we were building: apply them to the candidate.
+            changed = self.catalogue.changed_since(seq)
+            live = [self.catalogue.records[i] for i in changed if i in self.catalogue.records]
+            gone = [i for i in changed if i not in self.catalogue.records]
+            late_vecs = resolver.resolve(live, known) if live else []
+            cat.upsert(store, model, live, late_vecs)
+            for item_id in gone:
+                store.delete(item_id)
+            cat.copy_popularity(old.bundle.store, store)
+            if not same_encoder:
+                self.catalogue.key = resolver.key
+                self.catalogue.vectors = {r.item_id: (r.text_sha, v)
+                                          for r, v in zip(records, vecs, strict=True)
+                                          if r.item_id in self.catalogue.records}  # fmt: skip
+                for r, v in zip(live, late_vecs, strict=True):
+                    self.catalogue.vectors[r.item_id] = (r.text_sha, v)
+            self.recommender, self.resolver = candidate, resolver  # the one reference change
+        previous = old.bundle.model.version
+        seconds = time.perf_counter() - t0
+        self.metrics.model_loaded(version, previous)
+        log.info("model swap %s -> %s in %.2fs (%d items, %s)", previous, version, seconds,
+                 len(store), "re-encoded" if not same_encoder else "vectors reused")  # fmt: skip
+        return SwapResult(version, True, "", seconds, not same_encoder)
+
+
+def warm_up(rec: Recommender, users: int = WARMUP_USERS) -> None:
+    """Score a small batch of synthetic users made of real catalogue items; raise SwapRefused
+    when any output is not finite or no item can be recommended at all."""
+    store = rec.bundle.store
+    live = [i for i in store.ids if i is not None]
+    model = rec.bundle.model
+    rng = np.random.default_rng(0)
+    k, n_rec = model.k, model.recent_len
+    out = model.score(rng.standard_normal((users, k, model.text_dim)).astype(np.float32),
+                      np.ones((users, k), np.float32),
+                      rng.standard_normal((users, n_rec, model.feat_dim)).astype(np.float32),
+                      np.ones((users, n_rec), np.float32),
+                      store.feats[: max(1, min(store.size, 50))][None].repeat(users, 0))  # fmt: skip
+    for name in ("p_click", "p_purchase", "attn"):
+        if not np.isfinite(getattr(out, name)).all():
+            msg = f"warm-up: ranker output {name} is not finite"
+            raise SwapRefused(msg)
+    if not live:
+        return
+    states = []
+    for u in range(users):
+        s = rec.new_state()
+        for n, item in enumerate(rng.choice(live, size=min(3, len(live)), replace=False)):
+            s = rec.apply(s, EventLite(f"warmup-{u}-{n}", str(item), 1.0 + n, CLICK))
+        states.append(s)
+    # rec.apply bumped popularity of warm-up items: undo on this private candidate store
+    store.pop[:] = 0.0
+    lists = rec.recommend(states, 10.0)
+    for recs in lists:
+        for r in recs:
+            if not all(np.isfinite(x) for x in (r.score, r.p_click, r.p_purchase)):
+                msg = f"warm-up: non-finite score for item {r.item_id}"
+                raise SwapRefused(msg)
+    if not any(lists):
+        msg = "warm-up: no recommendation produced for any warm-up user"
+        raise SwapRefused(msg)
+
+
+def describe(holder: ServingHolder) -> dict[str, Any]:
+    rec = holder.recommender
+    return {
+        "model_version": holder.version,
+        "providers": rec.bundle.model.providers if rec else None,
+        "catalogue_items": len(rec.bundle.store) if rec else 0,
+        "refused": dict(holder.refused),
+        "swapping": holder.swapping,
+    }
