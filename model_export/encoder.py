@@ -133,3 +133,31 @@ def encode_texts(
 def save_tokenizer(tokenizer: object, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(str(directory))  # type: ignore[attr-defined]
+
+
+def encode_texts_cached(
+    encoder: TextEncoder,
+    tokenizer: object,
+    texts: Sequence[str],
+    cache_file: Path,
+    on_progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """``encode_texts`` with an on-disk cache keyed by text (one file per encoder space):
+    retraining on the same catalogue skips the encoder entirely."""
+    import hashlib
+
+    keys = [hashlib.sha1(t.encode(), usedforsecurity=False).hexdigest() for t in texts]
+    known: dict[str, np.ndarray] = {}
+    if cache_file.exists():
+        with np.load(cache_file) as z:
+            known = dict(zip(z["keys"].tolist(), z["vecs"], strict=True))
+    missing = sorted({k for k in keys if k not in known})
+    if missing:
+        first = {k: t for k, t in zip(keys, texts, strict=True)}
+        vecs = encode_texts(encoder, tokenizer, [first[k] for k in missing], on_progress=on_progress)
+        known.update(zip(missing, vecs, strict=True))
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(".tmp.npz")
+        np.savez(tmp, keys=np.array(list(known)), vecs=np.stack(list(known.values())))
+        tmp.replace(cache_file)
+    return np.stack([known[k] for k in keys]).astype(np.float32)

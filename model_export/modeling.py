@@ -5,8 +5,9 @@ Item side (``ItemTower``, run once per item when it enters the catalogue):
            (num = log1p(price), has_price)
     q    = W_q · r                                        its attention query  [d]
     c    = W_c · r                                        its share of the first layer [H]
+    t    = normalize(P · text_vec)                        its content vector (P: PCA-initialised)
     bias = b_id[id] + w_b · text_vec                      item prior (popularity / quality)
-    feats = [r | q | c | bias]                            [F = 2d + H + 1]
+    feats = [r | q | c | t | bias]                        [F = 3d + H + 1]
 Unseen items (id 0) use text alone; ``use_text`` / ``use_ids`` switch each source off for
 ablations. During training, ids are hidden with probability ``id_dropout`` so the text path
 learns to stand on its own (cold start).
@@ -18,8 +19,12 @@ strength prior on slots). Shared bottom: h = GELU(A·(u ⊙ r) + attn·(V·B) + 
 ModuleDict: ``click`` gives p_click; ``purchase`` is a conversion tower, p_purchase =
 p_click · p(buy | click) (ESMM), so p_purchase <= p_click by construction.
 
-Per candidate the work is two [M×d] dot products, one [d×H] matmul and the small heads; all
-per-item projections are precomputed, which keeps ~200 candidates well under a millisecond.
+Two explicit terms make the baselines special cases of the model: a content match (max over
+active slots of cos(P·slot, t), i.e. the pretrained LM used zero-shot) and an item-to-item
+term (max over recent items of (W·r_recent)·r, an item-kNN learned from ids and text).
+
+Per candidate the work is a few [M×d] dot products, one [d×H] matmul and the small heads;
+all per-item projections are precomputed, which keeps ~200 candidates under a millisecond.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ class RankerConfig:
 
     @property
     def feat_dim(self) -> int:
-        return 2 * self.d + self.hidden + 1
+        return 3 * self.d + self.hidden + 1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -69,7 +74,7 @@ class RankerConfig:
 def feat_slices(cfg: RankerConfig) -> dict[str, slice]:
     d, h = cfg.d, cfg.hidden
     return {"r": slice(0, d), "q": slice(d, 2 * d), "c": slice(2 * d, 2 * d + h),
-            "bias": slice(2 * d + h, 2 * d + h + 1)}  # fmt: skip
+            "t": slice(2 * d + h, 3 * d + h), "bias": slice(3 * d + h, 3 * d + h + 1)}  # fmt: skip
 
 
 class ItemTower(nn.Module):
@@ -84,6 +89,7 @@ class ItemTower(nn.Module):
         self.norm = nn.LayerNorm(cfg.d)
         self.q = nn.Linear(cfg.d, cfg.d, bias=False)
         self.c = nn.Linear(cfg.d, cfg.hidden, bias=False)
+        self.content = nn.Linear(cfg.text_dim, cfg.d, bias=False)  # P; see init_content_pca
         nn.init.normal_(self.id_emb.weight, std=0.02)
         nn.init.zeros_(self.id_bias.weight)
         with torch.no_grad():
@@ -104,14 +110,25 @@ class ItemTower(nn.Module):
             r = r + self.id_emb(id_index)
             bias = bias + self.id_bias(id_index)
         r = self.norm(r + self.num_proj(item_num))
-        return torch.cat([r, self.q(r), self.c(r), bias], dim=-1)
+        t = F.normalize(self.content(text_vec), dim=-1)
+        return torch.cat([r, self.q(r), self.c(r), t, bias], dim=-1)
+
+    @torch.no_grad()
+    def init_content_pca(self, text_vecs: torch.Tensor) -> None:
+        """P = the top-d principal directions of the catalogue's text vectors, so cosine in the
+        projected space starts close to the pretrained encoder's own cosine (zero-shot)."""
+        x = text_vecs[text_vecs.norm(dim=-1) > 0]
+        if x.shape[0] <= self.cfg.d:
+            return
+        _, _, v = torch.linalg.svd(x - x.mean(0), full_matrices=False)
+        self.content.weight.copy_(v[: self.cfg.d])
 
 
 class RankerOutput(NamedTuple):
     click_logits: torch.Tensor  # [B, N]
     cvr_logits: torch.Tensor  # [B, N] purchase given click
-    attn: torch.Tensor  # [B, N, K + L] attention over slots then recent items
     retrieval_logits: torch.Tensor  # [B, N] max over the user's retrieval queries
+    attn: torch.Tensor | None = None  # [B, N, K + L] attention over slots then recent items
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] | None = None
 
@@ -145,6 +162,10 @@ class MultiTaskRanker(nn.Module):
         self.a_x = nn.Linear(d, h)
         self.a_u = nn.Linear(d, h, bias=False)
         self.dot_scale = nn.Parameter(torch.tensor(1.0))
+        self.content_scale = nn.Parameter(torch.tensor(5.0))
+        self.i2i = nn.Linear(d, d, bias=False)
+        self.i2i_pos = nn.Parameter(torch.zeros(cfg.recent_len))
+        self.i2i_scale = nn.Parameter(torch.tensor(1.0))
         self.drop = nn.Dropout(cfg.dropout)
         self.heads = nn.ModuleDict({name: _tower(h, cfg.dropout) for name in cfg.tasks})
         nn.init.normal_(self.pos_emb, std=0.02)
@@ -186,25 +207,36 @@ class MultiTaskRanker(nn.Module):
         prior = torch.cat(
             [self.slot_prior * torch.log(share.clamp_min(1e-4)), torch.zeros_like(recent_mask)], 1
         )
-        keys = self.key(mem)
-        vals = self.value(mem)
-        vals_h = self.a_u(vals)  # [B, M, H]  per-user, shared by all candidates
+        keys_t = self.key(mem).transpose(1, 2)  # [B, d, M]
+        vals = self.value(mem)  # [B, M, d]
+        vals_h = self.a_u(vals)  # [B, M, H]  per user, shared by all candidates
+        # cand may be [B, N, F] or [1, N, F] (candidates shared by the batch): matmuls broadcast
         q = cand[..., sl["q"]]
-        att = torch.einsum("bnd,bmd->bnm", q, keys) / math.sqrt(cfg.d) + prior[:, None, :]
+        att = torch.matmul(q, keys_t) / math.sqrt(cfg.d) + prior[:, None, :]
         att = att.masked_fill(~mem_valid[:, None, :], -1e4)
-        attn = torch.softmax(att, dim=-1)
-        u = torch.einsum("bnm,bmd->bnd", attn, vals)
+        attn = torch.softmax(att, dim=-1)  # [B, N, M]
+        u = torch.matmul(attn, vals)  # [B, N, d]
         r_c = cand[..., sl["r"]]
-        hidden = F.gelu(self.a_x(u * r_c) + torch.einsum("bnm,bmh->bnh", attn, vals_h)
-                        + cand[..., sl["c"]])  # fmt: skip
+        ur = u * r_c
+        hidden = F.gelu(self.a_x(ur) + torch.matmul(attn, vals_h) + cand[..., sl["c"]])
         hidden = self.drop(hidden)
-        dot = self.dot_scale * (u * r_c).sum(-1) / math.sqrt(cfg.d)
-        click = self.heads["click"](hidden).squeeze(-1) + dot + cand[..., sl["bias"]].squeeze(-1)
+        dot = self.dot_scale * ur.sum(-1) / math.sqrt(cfg.d)
+        # content match: max over active slots of cos(P·slot, t_c) (the LM, zero-shot)
+        slot_t = F.normalize(self.items.content(slots), dim=-1)  # [B, K, d]
+        content = torch.matmul(cand[..., sl["t"]], slot_t.transpose(1, 2))  # [B, N, K]
+        content = content.masked_fill(~(strengths > 0)[:, None, :], -1.0).max(-1).values
+        # item-to-item: max over recent items of (W·r_recent)·r_c + a position bias
+        rec_q = self.i2i(recent[..., sl["r"]]).transpose(1, 2)  # [B, d, L]
+        i2i = torch.matmul(r_c, rec_q) / math.sqrt(cfg.d) + self.i2i_pos[:n_rec]
+        i2i = i2i.masked_fill(~(recent_mask > 0)[:, None, :], -1e4).max(-1).values
+        i2i = torch.where(recent_mask.sum(-1, keepdim=True) > 0, i2i, torch.zeros_like(i2i))
+        click = (self.heads["click"](hidden).squeeze(-1) + dot + cand[..., sl["bias"]].squeeze(-1)
+                 + self.content_scale * content + self.i2i_scale * i2i)  # fmt: skip
         cvr = self.heads["purchase"](hidden).squeeze(-1)
         queries, q_valid = self.retrieval_queries(slots, strengths, recent, recent_mask)
-        ret = torch.einsum("bqd,bnd->bnq", queries, r_c).masked_fill(~q_valid[:, None, :], -1e4)
+        ret = torch.matmul(r_c, queries.transpose(1, 2)).masked_fill(~q_valid[:, None, :], -1e4)
         ret = ret.max(-1).values
-        out = RankerOutput(click, cvr, attn, ret)
+        out = RankerOutput(click, cvr, ret, attn)
         if labels is None:
             return out
         loss, parts = self.loss(out, labels, cand_valid)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -17,12 +18,26 @@ import torch
 
 from model_export import baselines_eval, checkpoint
 from model_export.data import ItemSpace, SplitData, build_examples
-from model_export.encoder import encode_texts, load_encoder, resolve_model_path, save_tokenizer
+from model_export.encoder import (
+    encode_texts,
+    encode_texts_cached,
+    load_encoder,
+    resolve_model_path,
+    save_tokenizer,
+)
 from model_export.export import export_encoder, export_item_tower, export_ranker
 from model_export.modeling import MultiTaskRanker, RankerConfig
 from model_export.registry import Registry
-from model_export.train import EpochRow, TrainConfig, TrainResult, evaluate, train_ranker
+from model_export.train import (
+    EpochRow,
+    TrainConfig,
+    TrainResult,
+    default_threads,
+    evaluate,
+    train_ranker,
+)
 from model_export.transfer import TransferStats, next_item_pairs, tune_encoder
+from schemas.items import CatalogItem
 from schemas.settings import Settings
 from stream_app.core.catalog import NUM_FEATURES, item_numeric
 from stream_app.core.interests import InterestParams
@@ -64,13 +79,16 @@ def encoder_space_id(model_path: str) -> str:
     return h.hexdigest()[:16]
 
 
-def load_space(settings: Settings, items_path: Path, hooks: Hooks) -> tuple[ItemSpace, Any, Any]:
-    items = [it for it in load_items(items_path) if not it.deleted]
-    encoder, tokenizer = load_encoder(settings.model_path)
+def load_space(settings: Settings, items: list[CatalogItem], hooks: Hooks) -> tuple[ItemSpace, Any, Any]:
+    """Encode the live catalogue with the pretrained encoder (cached on disk by text)."""
+    items = [it for it in items if not it.deleted]
+    model_path = resolve_model_path(settings.model_path)
+    encoder, tokenizer = load_encoder(model_path)
     texts = [it.text() for it in items]
-    hooks.stage(f"encoding {len(texts)} item texts with the pretrained encoder")
-    vecs = encode_texts(encoder, tokenizer, texts,
-                        on_progress=lambda n: hooks.progress("encode", n, len(texts)))  # fmt: skip
+    hooks.stage(f"encoding {len(texts)} item texts with the pretrained encoder (cached)")
+    cache = settings.cache_dir / "text-vectors" / f"{encoder_space_id(model_path)}.npz"
+    vecs = encode_texts_cached(encoder, tokenizer, texts, cache,
+                               on_progress=lambda n: hooks.progress("encode", n, len(texts)))  # fmt: skip
     text_vecs = np.vstack([np.zeros((1, vecs.shape[1]), np.float32), vecs])
     num = np.vstack([np.zeros((1, NUM_FEATURES), np.float32),
                      item_numeric([it.price for it in items])])  # fmt: skip
@@ -78,6 +96,59 @@ def load_space(settings: Settings, items_path: Path, hooks: Hooks) -> tuple[Item
                       [list(it.categories) for it in items], num)  # fmt: skip
     space.texts = texts  # type: ignore[attr-defined]
     return space, encoder, tokenizer
+
+
+@dataclass
+class Prepared:
+    """Everything a training round needs, built once: catalogue vectors and examples."""
+
+    settings: Settings
+    opts: TrainOptions
+    space: ItemSpace
+    encoder: Any
+    tokenizer: Any
+    data: SplitData
+    params: InterestParams
+    model_path: str
+    transfer: TransferStats | None
+
+    def ranker_config(self) -> RankerConfig:
+        o = self.opts
+        return RankerConfig(text_dim=self.space.text_vecs.shape[1], d=o.d, hidden=o.hidden,
+                            k=self.params.k, recent_len=o.recent_len, n_items=self.space.n,
+                            use_text=o.use_text, use_ids=o.use_ids, dropout=o.dropout)  # fmt: skip
+
+
+def prepare(settings: Settings, items: list[CatalogItem], events: list[Any], opts: TrainOptions,
+            hooks: Hooks, source: dict[str, Any] | None = None) -> Prepared:  # fmt: skip
+    """settings -> seed -> catalogue vectors -> examples (-> encoder transfer)."""
+    torch.manual_seed(opts.train.seed)
+    torch.set_num_threads(opts.train.threads or default_threads())
+    params = InterestParams.from_settings(settings.interests)
+    space, encoder, tokenizer = load_space(settings, items, hooks)
+    hooks.stage(f"building examples from {len(events)} events ({opts.split} split)")
+    data = build_examples(events, space, params, opts.recent_len, opts.split,
+                          on_progress=lambda n: hooks.progress("replay", n, len(events)))  # fmt: skip
+    data.meta.update(source or {})
+    data = _cap_test(data, opts.test_max, opts.train.seed)
+    transfer = _transfer(opts, space, data, encoder, tokenizer, hooks)
+    return Prepared(settings, opts, space, encoder, tokenizer, data, params,
+                    resolve_model_path(settings.model_path), transfer)  # fmt: skip
+
+
+def fit(prep: Prepared, hooks: Hooks, init: MultiTaskRanker | None = None) -> TrainResult:
+    hooks.stage(f"training the ranker ({len(prep.data.train)} examples, {prep.space.n} items)")
+    steps = max(1, -(-len(prep.data.train) // prep.opts.train.batch_size))
+    return train_ranker(prep.ranker_config(), prep.opts.train, prep.space, prep.data.train,
+                        prep.data.valid, init=init, on_epoch=hooks.epoch,
+                        on_step=lambda e, s: hooks.progress(f"epoch {e}", s, steps))  # fmt: skip
+
+
+def test_table(prep: Prepared, model: MultiTaskRanker, baselines: bool = True) -> dict[str, Any]:
+    table = {"streamrec": evaluate(model, prep.space, prep.data.test)}
+    if baselines:
+        table.update(baselines_eval.evaluate_baselines(prep.space, prep.data))
+    return table
 
 
 def run_training(
@@ -98,47 +169,29 @@ def run_training(
     ``status`` is recorded in the manifest ("published", "ablation", ...)."""
     hooks = hooks or Hooks()
     t_start = time.perf_counter()
-    torch.manual_seed(opts.train.seed)
-    model_path = resolve_model_path(settings.model_path)
-    params = InterestParams.from_settings(settings.interests)
-    space, encoder, tokenizer = load_space(settings, items_path, hooks)
-    hooks.stage("loading events")
+    hooks.stage("loading items and events")
+    items = load_items(items_path)
     events = load_events(events_path)
-    events_sha = hashlib.sha256(Path(events_path).read_bytes()).hexdigest()
-    hooks.stage(f"building examples from {len(events)} events ({opts.split} split)")
-    data = build_examples(events, space, params, opts.recent_len, opts.split,
-                          on_progress=lambda n: hooks.progress("replay", n, len(events)))  # fmt: skip
-    data.meta["events_sha256"] = events_sha
-    data.meta["events_file"] = str(events_path)
-    data = _cap_test(data, opts.test_max, opts.train.seed)
-    transfer = _transfer(opts, space, data, encoder, tokenizer, hooks)
-    cfg = RankerConfig(text_dim=space.text_vecs.shape[1], d=opts.d, hidden=opts.hidden,
-                       k=params.k, recent_len=opts.recent_len, n_items=space.n,
-                       use_text=opts.use_text, use_ids=opts.use_ids, dropout=opts.dropout)  # fmt: skip
+    source = {"events_sha256": hashlib.sha256(Path(events_path).read_bytes()).hexdigest(),
+              "events_file": str(events_path)}  # fmt: skip
+    prep = prepare(settings, items, events, opts, hooks, source)
     init = None
     if warm_start is not None and registry_dir is not None:
-        init = checkpoint.load_warm_start(Registry(registry_dir).path(warm_start), cfg, space)
-    hooks.stage(f"training the ranker ({len(data.train)} examples, {space.n} items)")
-    steps = max(1, -(-len(data.train) // opts.train.batch_size))
-    result = train_ranker(cfg, opts.train, space, data.train, data.valid, init=init,
-                          on_epoch=hooks.epoch,
-                          on_step=lambda e, s: hooks.progress(f"epoch {e}", s, steps))  # fmt: skip
-    hooks.stage(f"testing on {len(data.test)} held-out examples, with baselines")
-    table = {"streamrec": evaluate(result.model, space, data.test)}
-    table.update(baselines_eval.evaluate_baselines(space, data))
+        init = checkpoint.load_warm_start(Registry(registry_dir).path(warm_start),
+                                          prep.ranker_config(), prep.space)  # fmt: skip
+    result = fit(prep, hooks, init)
+    hooks.stage(f"testing on {len(prep.data.test)} held-out examples, with baselines")
     report: dict[str, Any] = {
         "split": opts.split,
-        "systems": table,
-        "data": data.meta,
+        "systems": test_table(prep, result.model),
+        "data": prep.data.meta,
         "train": _train_summary(result),
-        "transfer": asdict(transfer) if transfer else None,
+        "transfer": asdict(prep.transfer) if prep.transfer else None,
     }
     if publish and registry_dir is not None:
         hooks.stage("exporting to ONNX (parity-gated) and publishing")
-        report["version"], report["parity"] = _publish(
-            Registry(registry_dir), result.model, cfg, space, data, encoder, tokenizer,
-            model_path, params, opts, report, warm_start, make_current, status,
-        )  # fmt: skip
+        report["version"], report["parity"] = publish_version(
+            prep, result.model, report, Registry(registry_dir), warm_start, make_current, status)
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     return report
 
@@ -184,39 +237,47 @@ def _train_summary(result: TrainResult) -> dict[str, Any]:
     }
 
 
-def _publish(registry: Registry, model: MultiTaskRanker, cfg: RankerConfig, space: ItemSpace,
-             data: SplitData, encoder: Any, tokenizer: Any, model_path: str,
-             params: InterestParams, opts: TrainOptions, report: dict[str, Any],
-             parent: str | None, make_current: bool = True,
-             status: str = "published") -> tuple[str, dict[str, float]]:  # fmt: skip
+def publish_version(prep: Prepared, model: MultiTaskRanker, report: dict[str, Any],
+                    registry: Registry, parent: str | None, make_current: bool = True,
+                    status: str = "published",
+                    extra: dict[str, Any] | None = None) -> tuple[str, dict[str, float]]:  # fmt: skip
+    """Export every graph (each parity-gated: ParityError aborts before anything is
+    published), write tokenizer/weights/vectors, then publish atomically."""
+    space, opts, cfg = prep.space, prep.opts, prep.ranker_config()
     version, staging = registry.staging()
-    texts = space.texts  # type: ignore[attr-defined]
-    parity = {"encoder.onnx": export_encoder(encoder, tokenizer, texts, staging, version)}
-    tuned = getattr(space, "tuned_encoder", None)
-    if tuned is not None:
-        parity["content_encoder.onnx"] = export_encoder(tuned, tokenizer, texts, staging, version,
-                                                        file="content_encoder.onnx")  # fmt: skip
-    ids = np.arange(space.n + 1, dtype=np.int64)
-    parity["item_tower.onnx"] = export_item_tower(model, space.content_vecs, ids, space.num,
-                                                  staging, version)  # fmt: skip
-    parity["ranker.onnx"] = export_ranker(model, _ranker_sample(model, space, data), staging,
-                                          version)  # fmt: skip
-    save_tokenizer(tokenizer, staging / "tokenizer")
-    checkpoint.save(staging, model, cfg, space, tuned)
+    try:
+        texts = space.texts  # type: ignore[attr-defined]
+        parity = {"encoder.onnx": export_encoder(prep.encoder, prep.tokenizer, texts, staging,
+                                                 version)}  # fmt: skip
+        tuned = getattr(space, "tuned_encoder", None)
+        if tuned is not None:
+            parity["content_encoder.onnx"] = export_encoder(
+                tuned, prep.tokenizer, texts, staging, version, file="content_encoder.onnx")
+        ids = np.arange(space.n + 1, dtype=np.int64)
+        parity["item_tower.onnx"] = export_item_tower(model, space.content_vecs, ids, space.num,
+                                                      staging, version)  # fmt: skip
+        parity["ranker.onnx"] = export_ranker(model, _ranker_sample(model, space, prep.data),
+                                              staging, version)  # fmt: skip
+        save_tokenizer(prep.tokenizer, staging / "tokenizer")
+        checkpoint.save(staging, model, cfg, space, tuned)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     manifest = {
         "parent": parent,
-        "space": encoder_space_id(model_path),
-        "encoder": {"model_path": model_path, "dim": space.text_vecs.shape[1],
+        "space": encoder_space_id(prep.model_path),
+        "encoder": {"model_path": prep.model_path, "dim": space.text_vecs.shape[1],
                     "mode": opts.encoder_mode,
                     "content_encoder": "content_encoder.onnx" if tuned is not None
                     else "encoder.onnx"},  # fmt: skip
-        "config": json.loads(cfg.to_json()),
-        "interest_params": asdict(params),
+        "config": {**json.loads(cfg.to_json()), "feat_dim": cfg.feat_dim},
+        "interest_params": asdict(prep.params),
         "training": {**{k: v for k, v in asdict(opts).items() if k != "train"},
-                     **asdict(opts.train), "data": data.meta},  # fmt: skip
+                     **asdict(opts.train), "data": prep.data.meta},  # fmt: skip
         "metrics": {f"{system}.{name}": value for system, row in report["systems"].items()
                     for name, value in row.items()},  # fmt: skip
         "parity": parity,
+        **(extra or {}),
     }
     return registry.publish(staging, manifest, make_current=make_current, status=status), parity
 

@@ -54,17 +54,19 @@ async def ensure_topics(settings: Settings, specs: list[NewTopic] | None = None)
 
 
 async def _wait_for_leaders(settings: Settings, topics: list[str], timeout: float = 20.0) -> None:
-    consumer = AIOKafkaConsumer(**settings.kafka.client_kwargs())
-    await consumer.start()
+    # consumer.topics() fetches metadata into a new object without updating the client's
+    # cluster view, so consumer.partitions_for_topic() stayed None until the timeout; the
+    # producer's partitions_for() waits for the topic's metadata itself.
+    producer = AIOKafkaProducer(**settings.kafka.client_kwargs())
+    await producer.start()
     try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            await consumer.topics()  # refreshes metadata
-            if all(consumer.partitions_for_topic(t) for t in topics):
-                return
-            await asyncio.sleep(0.2)
+        async with asyncio.timeout(timeout):
+            for t in topics:
+                await producer.partitions_for(t)
+    except TimeoutError:
+        pass
     finally:
-        await consumer.stop()
+        await producer.stop()
 
 
 def key_for(value: dict[str, Any], key_field: str | None) -> bytes | None:

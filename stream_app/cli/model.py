@@ -46,7 +46,7 @@ def metrics_table(title: str, systems: dict[str, dict[str, float]],
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--weight-decay", type=float, default=1e-4, show_default=True)
 @click.option("--dropout", type=float, default=0.1, show_default=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=int, default=512, show_default=True)
 @click.option("--negatives", type=int, default=128, show_default=True)
 @click.option("--dim", type=int, default=64, show_default=True, help="Item representation size.")
 @click.option("--no-text", is_flag=True, help="Ablation: item ids only, no text encoder.")

@@ -34,6 +34,20 @@ def slot_quotas(strengths: np.ndarray, k: int) -> np.ndarray:
     return quotas
 
 
+def _pool(scores: np.ndarray, slots: np.ndarray, k: int) -> np.ndarray:
+    """Candidates worth considering: the best 3k by score plus the best k of every slot."""
+    c = scores.shape[0]
+    if c <= 3 * k:
+        return np.arange(c)
+    order = np.argsort(-scores, kind="stable")
+    keep = np.zeros(c, bool)
+    keep[order[: 3 * k]] = True
+    ranked_slots = slots[order]
+    for s in np.unique(slots):
+        keep[order[ranked_slots == s][:k]] = True
+    return np.flatnonzero(keep)
+
+
 def mmr_select(scores: np.ndarray, vecs: np.ndarray, slots: np.ndarray, quotas: np.ndarray | None,
                k: int, lam: float, explore_max: int = 2) -> list[int]:  # fmt: skip
     """Indices (into the candidate arrays) of the diversified top-k, in rank order.
@@ -41,37 +55,42 @@ def mmr_select(scores: np.ndarray, vecs: np.ndarray, slots: np.ndarray, quotas: 
     scores [C] relevance; vecs [C, D] unit vectors; slots [C] slot of each candidate (-1:
     exploration, at most ``explore_max`` picked); quotas [K] seats per slot or None.
     """
-    c = scores.shape[0]
-    if c == 0 or k <= 0:
+    if scores.shape[0] == 0 or k <= 0:
         return []
-    lo, hi = float(scores.min()), float(scores.max())
-    rel = (scores - lo) / (hi - lo) if hi > lo else np.ones(c)
+    pool = _pool(scores, slots, k)
+    sc, sl = scores[pool], slots[pool]
+    pv = vecs[pool] if lam < 1.0 else None
+    c = pool.shape[0]
+    lo, hi = float(sc.min()), float(sc.max())
+    rel = (sc - lo) / (hi - lo) if hi > lo else np.ones(c)
     max_sim = np.zeros(c)
     taken = np.zeros(c, bool)
-    used = np.zeros(0 if quotas is None else quotas.shape[0], np.int64)
-    explored = 0
+    n_slots = int(max(sl.max(initial=-1) + 1, 0)) if quotas is None else quotas.shape[0]
+    # seats per slot; index n_slots (= slot -1 via the last position) is exploration
+    seats = np.full(n_slots + 1, k, np.int64)
+    if quotas is not None:
+        seats[:n_slots] = quotas
+    seats[n_slots] = explore_max
+    slot_ix = np.where(sl < 0, n_slots, np.minimum(sl, n_slots))
+    used = np.zeros(n_slots + 1, np.int64)
     picked: list[int] = []
     relax = quotas is None
     while len(picked) < min(k, c):
-        allowed = ~taken & ~((slots < 0) & (explored >= explore_max))
-        if not relax:
-            full = np.flatnonzero(used >= quotas)
-            allowed &= ~np.isin(slots, full)
+        full = used >= seats
+        if relax:
+            full[:n_slots] = False
+        allowed = ~taken & ~full[slot_ix]
         if not allowed.any():
             if relax:
                 allowed = ~taken
             else:
                 relax = True
                 continue
-        value = rel if lam >= 1.0 else lam * rel - (1.0 - lam) * np.maximum(max_sim, 0.0)
+        value = rel if pv is None else lam * rel - (1.0 - lam) * max_sim
         i = int(np.argmax(np.where(allowed, value, -np.inf)))
         picked.append(i)
         taken[i] = True
-        s = int(slots[i])
-        if s < 0:
-            explored += 1
-        elif s < used.shape[0]:
-            used[s] += 1
-        if lam < 1.0:
-            max_sim = np.maximum(max_sim, vecs @ vecs[i])
-    return picked
+        used[slot_ix[i]] += 1
+        if pv is not None:
+            max_sim = np.maximum(max_sim, pv @ pv[i])
+    return [int(pool[i]) for i in picked]

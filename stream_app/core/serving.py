@@ -115,7 +115,7 @@ class ServingModel:
         self.recent_len = int(self.config["recent_len"])
         self.d = int(self.config["d"])
         self.text_dim = int(self.config["text_dim"])
-        self.feat_dim = 2 * self.d + int(self.config["hidden"]) + 1
+        self.feat_dim = int(self.config["feat_dim"])
         self.encoder = open_session(self.dir / ENCODER.file, ENCODER, device, threads)
         content = self.manifest.get("encoder", {}).get("content_encoder", ENCODER.file)
         self.content_encoder = (self.encoder if content == ENCODER.file else

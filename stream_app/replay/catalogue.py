@@ -42,16 +42,22 @@ class Catalogue:
     text: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     @classmethod
-    def build(cls, items: Sequence[CatalogItem], event_item_ids: Sequence[str],
-              events_only: bool = False) -> Catalogue:  # fmt: skip
+    def build(
+        cls, items: Sequence[CatalogItem], event_item_ids: Sequence[str], events_only: bool = False
+    ) -> Catalogue:
         """Catalogue over the item ids of the events (``events_only``, the LOO convention) or
         over every live item of the file plus any id seen in the events."""
         by_id = {it.item_id: it for it in items if not it.deleted}
         universe = set(event_item_ids) if events_only else set(by_id) | set(event_item_ids)
         ids = sorted(universe)
         found = [by_id.get(i) for i in ids]
-        added = np.array([it.ts.timestamp() if it is not None and it.ts is not None else -np.inf
-                          for it in found], np.float64)  # fmt: skip
+        added = np.array(
+            [
+                it.ts.timestamp() if it is not None and it.ts is not None else -np.inf
+                for it in found
+            ],
+            np.float64,
+        )
         return cls(ids, {i: n for n, i in enumerate(ids)}, found, added)
 
     def __len__(self) -> int:
@@ -66,8 +72,10 @@ class Catalogue:
         return any(it is not None and it.categories for it in self.items)
 
     def texts(self) -> list[str]:
-        return [it.text() if it is not None else f"item {i}" for i, it in zip(self.ids, self.items,
-                                                                          strict=True)]  # fmt: skip
+        return [
+            it.text() if it is not None else f"item {i}"
+            for i, it in zip(self.ids, self.items, strict=True)
+        ]
 
     def prices(self) -> list[float | None]:
         return [it.price if it is not None else None for it in self.items]
@@ -131,10 +139,17 @@ def _vectors(model: ServingModel, cat: Catalogue) -> tuple[np.ndarray, np.ndarra
     return text, content
 
 
-def load_model(registry: Registry, version: str, cat: Catalogue, fallback: InterestParams,
-               device: str = "auto", threads: int = 0) -> LoadedModel:  # fmt: skip
-    model = ServingModel(registry, version, device=device, threads=threads,
-                         allow_status=REPLAY_STATUSES)  # fmt: skip
+def load_model(
+    registry: Registry,
+    version: str,
+    cat: Catalogue,
+    fallback: InterestParams,
+    device: str = "auto",
+    threads: int = 0,
+) -> LoadedModel:
+    model = ServingModel(
+        registry, version, device=device, threads=threads, allow_status=REPLAY_STATUSES
+    )
     text, content = _vectors(model, cat)
     feats = model.item_features(content, cat.ids, item_numeric(cat.prices()))
     return LoadedModel(model, interest_params(model, fallback), text, feats.astype(np.float32))
@@ -161,8 +176,13 @@ class Feed:
             return 0
         idx = self.order[self.done : stop]
         added = self.cat.added_ts[idx]
-        self.store.upsert([self.cat.ids[i] for i in idx], self.lm.text[idx], self.lm.feats[idx],
-                          [self.cats[i] for i in idx], np.where(np.isfinite(added), added, 0.0))  # fmt: skip
+        self.store.upsert(
+            [self.cat.ids[i] for i in idx],
+            self.lm.text[idx],
+            self.lm.feats[idx],
+            [self.cats[i] for i in idx],
+            np.where(np.isfinite(added), added, 0.0),
+        )
         n, self.done = stop - self.done, stop
         return n
 

@@ -40,18 +40,22 @@ def check_loo(manifest: dict[str, Any], events_sha256: str) -> None:
     training = manifest.get("training", {})
     split = training.get("split")
     if split != "loo":
-        msg = (f"refusing model {version} for --protocol loo: its manifest says training.split="
-               f"{split!r}, expected 'loo'. A {split!r}-split model trained on interactions that "
-               "LOO holds out as test targets (each user's last item); train one with "
-               "`streamrec train --split loo` on the same events file")  # fmt: skip
+        msg = (
+            f"refusing model {version} for --protocol loo: its manifest says training.split="
+            f"{split!r}, expected 'loo'. A {split!r}-split model trained on interactions that "
+            "LOO holds out as test targets (each user's last item); train one with "
+            "`streamrec train --split loo` on the same events file"
+        )
         raise LeakageError(msg)
     trained_sha = training.get("data", {}).get("events_sha256")
     if trained_sha != events_sha256:
         shown = f"{trained_sha[:12]}…" if isinstance(trained_sha, str) else repr(trained_sha)
-        msg = (f"refusing model {version} for --protocol loo: training.data.events_sha256 is "
-               f"{shown}, expected {events_sha256[:12]}… (the events file being replayed). A "
-               "LOO model trained on another file may have seen these users' test items as "
-               "training targets")  # fmt: skip
+        msg = (
+            f"refusing model {version} for --protocol loo: training.data.events_sha256 is "
+            f"{shown}, expected {events_sha256[:12]}… (the events file being replayed). A "
+            "LOO model trained on another file may have seen these users' test items as "
+            "training targets"
+        )
         raise LeakageError(msg)
 
 
@@ -60,20 +64,25 @@ def check_stream(manifest: dict[str, Any], first_scored_ts: float) -> None:
     version = manifest.get("version", "?")
     until = manifest.get("training", {}).get("data", {}).get("train_until")
     if not isinstance(until, int | float):
-        msg = (f"refusing model {version} for --protocol stream: its manifest has no "
-               f"training.data.train_until (got {until!r}), so replay cannot prove the scored "
-               "events were not training targets")  # fmt: skip
+        msg = (
+            f"refusing model {version} for --protocol stream: its manifest has no "
+            f"training.data.train_until (got {until!r}), so replay cannot prove the scored "
+            "events were not training targets"
+        )
         raise LeakageError(msg)
     if until > first_scored_ts:
-        msg = (f"refusing model {version} for --protocol stream: training.data.train_until is "
-               f"{_iso(until)}, after the first scored event ({_iso(first_scored_ts)}); the "
-               "model trained on events it would be evaluated on. Raise --warmup-frac or train "
-               "on an earlier window")  # fmt: skip
+        msg = (
+            f"refusing model {version} for --protocol stream: training.data.train_until is "
+            f"{_iso(until)}, after the first scored event ({_iso(first_scored_ts)}); the "
+            "model trained on events it would be evaluated on. Raise --warmup-frac or train "
+            "on an earlier window"
+        )
         raise LeakageError(msg)
 
 
-def check(manifest: dict[str, Any], protocol: str, *, events_sha256: str,
-          first_scored_ts: float) -> None:  # fmt: skip
+def check(
+    manifest: dict[str, Any], protocol: str, *, events_sha256: str, first_scored_ts: float
+) -> None:
     if protocol == "loo":
         check_loo(manifest, events_sha256)
     elif protocol == "stream":

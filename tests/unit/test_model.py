@@ -91,14 +91,16 @@ def test_loss_is_weighted_sum_and_learns():
 
 
 def toy_examples(n_ex: int, seed: int) -> tuple[ItemSpace, Examples]:
+    """Item j+1 follows item j: an id pattern only training can find (slots are noise)."""
+    vecs = np.random.default_rng(0).normal(size=(CFG.n_items + 1, CFG.text_dim)).astype(np.float32)
     rng = np.random.default_rng(seed)
-    vecs = rng.normal(size=(CFG.n_items + 1, CFG.text_dim)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     space = ItemSpace([f"i{j}" for j in range(CFG.n_items)], vecs, vecs)
     target = rng.integers(1, CFG.n_items + 1, n_ex).astype(np.int32)
     recent = np.zeros((n_ex, CFG.recent_len), np.int32)
     recent[:, 0] = np.maximum(1, (target + 1) % (CFG.n_items + 1))  # next item follows previous
-    slots = np.repeat(vecs[target][:, None, :], CFG.k, 1).astype(np.float16)
+    slots = np.repeat(vecs[rng.integers(1, CFG.n_items + 1, n_ex)][:, None, :], CFG.k, 1)
+    slots = slots.astype(np.float16)
     ex = Examples(slots, np.tile([1.0, 0, 0], (n_ex, 1)).astype(np.float32), recent, target,
                   np.zeros(n_ex, np.uint8), np.arange(n_ex, dtype=np.int32),
                   np.arange(n_ex, dtype=np.float64), [np.zeros(0, np.int32)] * n_ex)  # fmt: skip

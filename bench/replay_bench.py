@@ -1,0 +1,218 @@
+"""Offline replay throughput (``stream`` protocol) on the scenario: 10,000 items, K=4.
+
+    .venv/bin/python bench/replay_bench.py                      # generate + train, then measure
+    .venv/bin/python bench/replay_bench.py --world W --registry R [--profile]
+
+Prints a table of scored events/s (the events after the warm-up cut: state update, retrieval,
+ranker, diversification and scoring of the list) for a few configurations, the warm-up rate
+(state updates only) and, with ``--profile``, where the time goes (cProfile, grouped by the
+engine stage that owns it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model_export.registry import Registry  # noqa: E402
+from schemas.settings import Settings  # noqa: E402
+from stream_app.core.engine import EngineOptions  # noqa: E402
+from stream_app.datagen.jsonl import load_events, load_items  # noqa: E402
+from stream_app.replay.baselines import CoocStream, PopStream  # noqa: E402
+from stream_app.replay.catalogue import Catalogue, Feed, load_model  # noqa: E402
+from stream_app.replay.stream import StreamConfig, replay_events, run_stream  # noqa: E402
+from stream_app.replay.systems import EngineStream, variant_options  # noqa: E402
+
+console = Console()
+STAGES = {  # cProfile function -> engine stage (for the profile summary)
+    "update_interests": "state update (update_interests)",
+    "search": "retrieval (ExactRetriever matmul + top-n)",
+    "union_candidates": "candidate union (python loop)",
+    "run": "ranker (ONNX Runtime)",
+    "mmr_select": "diversification (mmr_select)",
+    "slot_quotas": "diversification (slot_quotas)",
+    "_explore_rows": "exploration (popular fresh items)",
+}
+
+
+def prepare(args: argparse.Namespace) -> tuple[Path, Path]:
+    world = Path(args.world) if args.world else Path(args.workdir) / "world"
+    registry = Path(args.registry) if args.registry else Path(args.workdir) / "registry"
+    if not (world / "events.jsonl").exists():
+        from stream_app.datagen.synthetic import generate_world
+
+        console.print(f"generating the scenario world in {world} (10,000 items, K=4)")
+        generate_world(world, users=args.users, items=10_000, events=args.events, seed=3)
+    if Registry(registry).current() is None:
+        from model_export.pipeline import TrainOptions, run_training
+        from model_export.train import TrainConfig
+
+        console.print(f"training a model into {registry} (1 epoch: speed, not accuracy)")
+        run_training(
+            Settings(),
+            world / "items.jsonl",
+            world / "events.jsonl",
+            TrainOptions(train=TrainConfig(epochs=1)),
+            registry_dir=registry,
+        )
+    return world, registry
+
+
+def measure(
+    name: str, systems: list, evs: list, cat: Catalogue, chunk: int, profile: bool = False
+) -> tuple[dict, pstats.Stats | None]:
+    """One run; with ``profile`` the profiler covers the scored phase after its first chunk."""
+    prof = cProfile.Profile() if profile else None
+    mark: dict[str, float] = {}
+
+    def on_progress(done: int, total: int) -> None:
+        if prof is not None and not mark:
+            mark.update(t=time.perf_counter(), done=done)
+            prof.enable()
+
+    run = run_stream(evs, cat, systems, StreamConfig(ks=(10,), chunk=chunk), on_progress)
+    row = {"config": name, **run.timing, "scored": run.counts["scored_events"]}
+    if prof is None:
+        return row, None
+    prof.disable()
+    stats = pstats.Stats(prof)
+    stats.seconds = time.perf_counter() - mark["t"]  # type: ignore[attr-defined]
+    stats.events = len(evs) - run.counts["warmup_events"] - mark["done"]  # type: ignore[attr-defined]
+    return row, stats
+
+
+def stage_table(stats: pstats.Stats) -> Table:
+    total_s, n = stats.seconds, stats.events  # type: ignore[attr-defined]
+    table = Table(title=f"where the scored phase's time goes (cProfile over {n} events)")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("µs / event", justify="right")
+    found: dict[str, float] = {}
+    for (file, _, func), (_, _, _, cum, _) in stats.stats.items():  # type: ignore[attr-defined]
+        stage = STAGES.get(func)
+        if stage is None or (func == "run" and "onnxruntime" not in file):
+            continue
+        if func == "search" and "retrieval" not in file:
+            continue
+        found[stage] = found.get(stage, 0.0) + cum
+    for stage, sec in sorted(found.items(), key=lambda kv: -kv[1]):
+        table.add_row(stage, f"{sec:.2f}", f"{sec / total_s:.0%}", f"{sec / n * 1e6:.0f}")
+    table.add_row(
+        "total (profiled, with profiler overhead)",
+        f"{total_s:.2f}",
+        "100%",
+        f"{total_s / n * 1e6:.0f}",
+    )
+    return table
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--world", help="dir with items.jsonl/events.jsonl (default: generate)")
+    ap.add_argument("--registry", help="registry with a CURRENT version (default: train)")
+    ap.add_argument("--workdir", default="var/bench-replay")
+    ap.add_argument("--users", type=int, default=5000)
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--limit", type=int, default=60_000, help="events replayed (time order)")
+    ap.add_argument("--chunk", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0 = ORT's)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    world, registry = prepare(args)
+    items = load_items(world / "items.jsonl")
+    events = load_events(world / "events.jsonl")
+    cat = Catalogue.build(items, [e.item_id for e in events])
+    reg = Registry(registry)
+    settings = Settings()
+    lm = load_model(reg, reg.current(), cat, settings_params(settings), args.device, args.threads)
+    cat.text = lm.text
+    evs = replay_events(events, cat)[: args.limit]
+    base = replace(EngineOptions.from_settings(settings.serving), top_k=10)
+    console.print(
+        f"{len(cat)} items, K={lm.model.k}, {len(evs)} events (warm-up 80 %), "
+        f"{base.candidates} candidates, top {base.top_k}, cpus {os.cpu_count()}, "
+        f"ORT {lm.model.providers[0]}"
+    )
+    configs = [
+        (
+            "engine only (no target scoring)",
+            lambda: [EngineStream(Feed(lm, cat), cat, {"streamrec": base}, score_targets=False)],
+        ),
+        (
+            "streamrec (as replay runs it)",
+            lambda: [EngineStream(Feed(lm, cat), cat, {"streamrec": base})],
+        ),
+        (
+            "+ no-diversity (re-selection)",
+            lambda: [
+                EngineStream(
+                    Feed(lm, cat),
+                    cat,
+                    {"streamrec": base, "no-diversity": variant_options(base, "no-diversity")},
+                )
+            ],
+        ),
+        (
+            "+ no-diversity + pop + cooc",
+            lambda: [
+                EngineStream(
+                    Feed(lm, cat),
+                    cat,
+                    {"streamrec": base, "no-diversity": variant_options(base, "no-diversity")},
+                ),
+                PopStream(cat, 10),
+                CoocStream(cat, 10, refit_every=5000),
+            ],
+        ),
+        (
+            "engine, no diversification",
+            lambda: [
+                EngineStream(
+                    Feed(lm, cat),
+                    cat,
+                    {"no-div": variant_options(base, "no-diversity")},
+                    score_targets=False,
+                )
+            ],
+        ),
+    ]
+    table = Table(title="offline replay throughput (stream protocol)")
+    for col in ("configuration", "scored ev/s", "warm-up ev/s", "scored events", "seconds"):
+        table.add_column(col, justify="right" if col != "configuration" else "left")
+    for name, build in configs:
+        row, _ = measure(name, build(), evs, cat, args.chunk)
+        table.add_row(
+            name,
+            f"{row['scored_events_per_s']:,.0f}",
+            f"{row['warmup_events_per_s']:,.0f}",
+            str(row["scored"]),
+            f"{row['scored_s']:.1f}",
+        )
+    console.print(table)
+    if args.profile:
+        _, stats = measure("profile", configs[0][1](), evs, cat, args.chunk, profile=True)
+        assert stats is not None
+        console.print(stage_table(stats))
+
+
+def settings_params(settings: Settings):  # type: ignore[no-untyped-def]
+    from stream_app.core.interests import InterestParams
+
+    return InterestParams.from_settings(settings.interests)
+
+
+if __name__ == "__main__":
+    main()

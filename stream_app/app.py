@@ -1,0 +1,87 @@
+"""The faust application, built from a Settings object (no import-time app, no autodiscovery).
+
+``create_app(settings)`` declares the topics, the RocksDB-backed user-state table (raw bytes
+values from ``state_to_bytes``, changelog in Kafka) and registers the agent and web modules
+listed in ``AGENT_MODULES`` / ``WEB_MODULES`` explicitly. The worker runtime (model, catalogue
+feed, model watcher, metrics) is attached as ``app.streamrec`` and started before faust's own
+services, so the catalogue loads while faust recovers its tables.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import faust
+
+from schemas.settings import KafkaSettings, Settings
+from stream_app.worker.runtime import Topics, WorkerRuntime
+
+STATE_TABLE = "user-state"
+AGENT_MODULES = ("stream_app.worker.agents",)
+WEB_MODULES = ("stream_app.worker.web",)
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+SESSION_TIMEOUT_S = 10.0
+
+
+def broker_credentials(kafka: KafkaSettings) -> Any:
+    """faust credentials for the Kafka security settings (None for PLAINTEXT)."""
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    ssl_context = None
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        ssl_context = create_ssl_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
+    if kafka.security_protocol == "SSL":
+        return faust.SSLCredentials(ssl_context)
+    password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
+    return faust.SASLCredentials(username=kafka.sasl_username, password=password,
+                                 ssl_context=ssl_context,
+                                 mechanism=kafka.sasl_mechanism or "PLAIN")  # fmt: skip
+
+
+def raw_schema() -> faust.Schema:
+    """Bytes in, bytes out (one instance per topic/table: faust mutates schemas it is given)."""
+    return faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw",
+                        value_serializer="raw")  # fmt: skip
+
+
+def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
+    """The worker app. ``partitions`` = the events topic's partition count (the state table's
+    changelog must match it); default ``settings.topics.partitions``."""
+    parts = partitions or settings.topics.partitions
+    app = faust.App(
+        settings.app_id,
+        broker=settings.kafka.faust_broker_url(),
+        broker_credentials=broker_credentials(settings.kafka),
+        broker_client_id=settings.kafka.client_id,
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        autodiscover=False,
+        topic_partitions=parts,
+        web_enabled=True,
+        web_port=settings.serving.web_port,
+        producer_max_request_size=MAX_REQUEST_BYTES,
+        consumer_max_fetch_size=MAX_REQUEST_BYTES,
+        consumer_auto_offset_reset="earliest",
+        # a replacement worker (after a crash) rejoins the group within seconds, not 60 s
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=SESSION_TIMEOUT_S / 5,
+    )
+    t = settings.topics
+    topics = Topics(
+        events=app.topic(t.events, partitions=parts, schema=raw_schema()),
+        recommendations=app.topic(t.recommendations, schema=raw_schema()),
+        dlq=app.topic(t.dlq, schema=raw_schema()),
+        model_updates=app.topic(t.model_updates, schema=raw_schema()),
+    )
+    # Table serializers come from key_type/value_type (bytes -> "raw"), not from a schema.
+    table = app.Table(STATE_TABLE, partitions=parts, key_type=bytes, value_type=bytes,
+                      help="Per-user interest state (state_to_bytes).")  # fmt: skip
+    runtime = WorkerRuntime(settings, topics, table)
+    app.streamrec = runtime  # type: ignore[attr-defined]
+    app.add_dependency(runtime)  # started before faust's own services
+    for name in (*AGENT_MODULES, *WEB_MODULES):
+        importlib.import_module(name).register(app, runtime)
+    return app

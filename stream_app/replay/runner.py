@@ -1,0 +1,345 @@
+"""``streamrec replay`` as named steps: data -> model versions (leakage-checked) -> systems ->
+protocol run -> metrics. The CLI draws progress and tables around ``run_replay``; the report
+module turns its result into files.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from model_export.registry import Registry, RegistryError
+from schemas.settings import Settings
+from stream_app.core.engine import EngineOptions
+from stream_app.core.interests import InterestParams
+from stream_app.datagen.jsonl import load_events, load_items
+from stream_app.replay import ablations, leakage, loo, results
+from stream_app.replay.baselines import CoocStream, PopStream
+from stream_app.replay.catalogue import Catalogue, Feed, LoadedModel, load_model
+from stream_app.replay.stream import (
+    StreamConfig,
+    replay_events,
+    run_stream,
+    selected_users,
+    warmup_cut,
+)
+from stream_app.replay.systems import EngineStream, variant_options
+
+BASELINES = ("pop", "cooc")
+MAIN = "streamrec"
+DESCRIPTIONS = {
+    MAIN: "our model: multi-interest state, retrieval, multi-task ranker, diversified top-K",
+    "no-diversity": "our model, same scores, plain top-K by score (no quotas, no MMR)",
+    "single-interest": "our model trained and served with one interest slot (K=1)",
+    "no-text": "our model trained with item-id vectors only (no language-model text vectors)",
+    "pop": "popularity (stream: time-decayed, updated as events arrive; loo: train counts)",
+    "cooc": "item co-occurrence (item-kNN over the last items of the user's history)",
+}
+DEFAULT_LAMBDAS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0)
+
+
+class ReplayError(ValueError):
+    """A replay that cannot run as asked (no model, bad options); the message says why."""
+
+
+@dataclass
+class ReplayOptions:
+    protocol: str = "stream"
+    ks: tuple[int, ...] = (10, 20)
+    baselines: tuple[str, ...] = BASELINES
+    ablations: tuple[str, ...] = ablations.KNOWN
+    ablation_versions: dict[str, str] = field(default_factory=dict)
+    train_ablations: bool = False
+    warmup_frac: float = 0.8
+    max_users: int | None = None
+    chunk: int = 256
+    sweep_lambdas: tuple[float, ...] = ()
+    device: str = "auto"
+    threads: int = 0
+
+
+@dataclass
+class Hooks:
+    stage: Callable[[str], None] = lambda s: None
+    progress: Callable[[str, int, int], None] = lambda name, done, total: None
+
+
+def _check_options(opts: ReplayOptions) -> None:
+    if opts.protocol not in ("stream", "loo"):
+        msg = f"--protocol: expected 'stream' or 'loo', got {opts.protocol!r}"
+        raise ReplayError(msg)
+    if not opts.ks or min(opts.ks) < 1:
+        msg = f"--k: expected positive cutoffs, got {list(opts.ks)}"
+        raise ReplayError(msg)
+    for b in opts.baselines:
+        if b not in BASELINES:
+            msg = f"--baselines: expected some of {BASELINES}, got {b!r}"
+            raise ReplayError(msg)
+    for a in (*opts.ablations, *opts.ablation_versions):
+        if a not in ablations.KNOWN:
+            msg = f"--ablations: expected some of {ablations.KNOWN}, got {a!r}"
+            raise ReplayError(msg)
+
+
+def _resolve_versions(
+    registry: Registry,
+    main: dict[str, Any],
+    opts: ReplayOptions,
+    settings: Settings,
+    items_path: Path,
+    events_path: Path,
+    hooks: Hooks,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Version per trained ablation, and the reason for each one that is missing."""
+    found, missing = {}, {}
+    for kind in (a for a in opts.ablations if a in ablations.TRAINED):
+        version = opts.ablation_versions.get(kind) or ablations.find_trained(registry, main, kind)
+        if version is None and opts.train_ablations:
+            hooks.stage(f"training the {kind} ablation (same options, data and split)")
+            version = ablations.train(
+                settings, registry.root, main, kind, items_path, events_path, hooks.progress
+            )
+        if version is not None and kind in opts.ablation_versions:
+            try:
+                problem = ablations.kind_problem(registry.manifest(version), kind)
+            except RegistryError as exc:
+                problem = str(exc)
+            if problem:
+                msg = f"--ablation-version {kind}={version}: {problem}"
+                raise ReplayError(msg)
+        if version is None:
+            missing[kind] = (
+                f"no {kind} version: pass --train-ablations, or --ablation-version {kind}=VERSION"
+            )
+        else:
+            found[kind] = version
+    return found, missing
+
+
+def run_replay(
+    settings: Settings,
+    items_path: Path,
+    events_path: Path,
+    registry_dir: Path,
+    version: str | None,
+    opts: ReplayOptions,
+    hooks: Hooks | None = None,
+    extras: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The replay result (JSON-able). ``extras``, when given, receives the catalogue, the
+    metric context and (stream) the warm-up cut, for callers that score more systems."""
+    hooks = hooks or Hooks()
+    extras = {} if extras is None else extras
+    _check_options(opts)
+    t_start = time.perf_counter()
+    registry = Registry(registry_dir)
+    version = version or registry.current()
+    if version is None:
+        msg = f"registry {registry_dir}: no CURRENT version; pass --model VERSION"
+        raise ReplayError(msg)
+    try:
+        main = registry.manifest(version)
+    except RegistryError as exc:
+        raise ReplayError(str(exc)) from None
+    hooks.stage(f"loading {items_path.name} and {events_path.name}")
+    items, events = load_items(items_path), load_events(events_path)
+    if not events:
+        msg = f"{events_path}: expected events, got none"
+        raise ReplayError(msg)
+    sha = leakage.file_sha256(events_path)
+    n_list = max(opts.ks)
+    if opts.protocol == "loo":
+        data = loo.prepare(events, items, opts.max_users)
+        cat, first_scored = data.cat, math.nan
+    else:
+        cat = Catalogue.build(items, [e.item_id for e in events])
+        evs = replay_events(events, cat)
+        cut = warmup_cut(evs, opts.warmup_frac)
+        if cut >= len(evs):
+            msg = f"--warmup-frac {opts.warmup_frac}: leaves no event to score"
+            raise ReplayError(msg)
+        first_scored = evs[cut].lite.ts
+    leakage.check(main, opts.protocol, events_sha256=sha, first_scored_ts=first_scored)
+    versions, missing = _resolve_versions(
+        registry, main, opts, settings, items_path, events_path, hooks
+    )
+    for v in versions.values():
+        leakage.check(
+            registry.manifest(v), opts.protocol, events_sha256=sha, first_scored_ts=first_scored
+        )
+    fallback = InterestParams.from_settings(settings.interests)
+    hooks.stage(f"loading model {version}" + "".join(f", {k} {v}" for k, v in versions.items()))
+    models = {MAIN: load_model(registry, version, cat, fallback, opts.device, opts.threads)}
+    for kind, v in versions.items():
+        models[kind] = load_model(registry, v, cat, fallback, opts.device, opts.threads)
+    cat.text = models[MAIN].text
+    base_opts = replace(EngineOptions.from_settings(settings.serving), top_k=n_list)
+    variants = {MAIN: base_opts}
+    if "no-diversity" in opts.ablations:
+        variants["no-diversity"] = variant_options(base_opts, "no-diversity")
+    groups: list[tuple[LoadedModel, dict[str, EngineOptions]]] = [(models[MAIN], variants)]
+    groups += [(models[k], {k: base_opts}) for k in versions]
+    if opts.protocol == "loo":
+        out = _run_loo(data, groups, opts, n_list, hooks, extras)
+    else:
+        out = _run_stream(evs, cat, groups, opts, n_list, hooks, extras)
+        extras.update(cut=cut, chosen=selected_users(evs, cut, opts.max_users))
+    extras["cat"] = cat
+    order = [MAIN, "no-diversity", *ablations.TRAINED, *BASELINES]
+    out["systems"] = {k: out["systems"][k] for k in order if k in out["systems"]}
+    out.update(
+        protocol=opts.protocol,
+        ks=list(opts.ks),
+        data={
+            "items": str(items_path),
+            "events": str(events_path),
+            "events_sha256": sha,
+            "n_events": len(events),
+            "n_items": len(cat),
+            "has_categories": cat.has_categories,
+        },
+        model={
+            "registry": str(registry_dir),
+            "version": version,
+            "ablation_versions": versions,
+            "k": models[MAIN].model.k,
+            "split": main.get("training", {}).get("split"),
+            "train_until": main.get("training", {}).get("data", {}).get("train_until"),
+        },
+        options={
+            "warmup_frac": opts.warmup_frac,
+            "max_users": opts.max_users,
+            "engine": base_opts.__dict__,
+        },
+        descriptions={k: DESCRIPTIONS[k] for k in out["systems"]},
+        missing=missing,
+        seconds=round(time.perf_counter() - t_start, 1),
+    )
+    return out
+
+
+def _metrics(
+    res: dict[str, results.SystemResults], ctx: results.MetricContext, by_type: bool, max_k: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    table = {n: results.system_metrics(r, ctx, by_type) for n, r in res.items()}
+    curves = {n: results.curves(r, max_k) for n, r in res.items()}
+    return table, curves
+
+
+def _sweep_table(
+    sweep: dict[float, results.SystemResults], ctx: results.MetricContext
+) -> list[dict[str, float]]:
+    k = ctx.ks[0]
+    rows = []
+    for lam, r in sorted(sweep.items()):
+        m = results.system_metrics(r, ctx, by_type=False)
+        rows.append(
+            {
+                "lambda": lam,
+                f"ndcg@{k}": m[f"ndcg@{k}"],
+                f"hr@{k}": m[f"hr@{k}"],
+                f"ild@{k}": m[f"ild@{k}"],
+                "examples": m["examples"],
+            }
+        )
+    return rows
+
+
+def _run_stream(
+    evs: list[Any],
+    cat: Catalogue,
+    groups: list[Any],
+    opts: ReplayOptions,
+    n_list: int,
+    hooks: Hooks,
+    extras: dict[str, Any],
+) -> dict[str, Any]:
+    systems: list[Any] = [EngineStream(Feed(lm, cat), cat, variants) for lm, variants in groups]
+    if "pop" in opts.baselines:
+        systems.append(PopStream(cat, n_list))
+    if "cooc" in opts.baselines:
+        n_scored = len(evs) - warmup_cut(evs, opts.warmup_frac)
+        systems.append(CoocStream(cat, n_list, refit_every=max(1000, n_scored // 10)))
+    cfg = StreamConfig(
+        ks=opts.ks,
+        warmup_frac=opts.warmup_frac,
+        chunk=opts.chunk,
+        max_users=opts.max_users,
+        sweep_lambdas=opts.sweep_lambdas,
+    )
+    hooks.stage(f"replaying {len(evs)} events in time order ({len(systems)} engines/baselines)")
+    run = run_stream(evs, cat, systems, cfg, lambda d, t: hooks.progress("replay", d, t))
+    ctx = results.MetricContext(
+        opts.ks,
+        cat.text,
+        cat.categories if cat.has_categories else None,
+        results.smoothed_popularity(run.warm_counts),
+        len(cat),
+    )
+    extras["ctx"] = ctx
+    hooks.stage("computing metrics")
+    table, curves = _metrics(run.results, ctx, True, n_list)
+    return {
+        "systems": table,
+        "curves": curves,
+        "sweep": _sweep_table(run.sweep, ctx),
+        "counts": run.counts,
+        "timing": run.timing,
+    }
+
+
+def _run_loo(
+    data: loo.LooData,
+    groups: list[Any],
+    opts: ReplayOptions,
+    n_list: int,
+    hooks: Hooks,
+    extras: dict[str, Any],
+) -> dict[str, Any]:
+    res: dict[str, results.SystemResults] = {}
+    t0 = time.perf_counter()
+    hooks.stage(
+        f"leave-one-out over {len(data.users)} users, {len(data.cat)} items "
+        "(full ranking, history masked)"
+    )
+    if "pop" in opts.baselines:
+        res["pop"] = loo.eval_pop(data, n_list)
+    if "cooc" in opts.baselines:
+        res["cooc"] = loo.eval_cooc(data, n_list)
+    sweep: dict[float, results.SystemResults] = {}
+    for n, (lm, variants) in enumerate(groups):
+        engine = loo.EngineLoo(lm, variants, opts.sweep_lambdas if n == 0 else ())
+        res.update(engine.run(data, n_list, on_progress=hooks.progress, label=next(iter(variants))))
+        if n == 0:
+            sweep = engine.sweep
+    ctx = results.MetricContext(
+        opts.ks,
+        data.cat.text,
+        data.cat.categories if data.cat.has_categories else None,
+        results.smoothed_popularity(data.train_pop),
+        len(data.cat),
+    )
+    extras["ctx"] = ctx
+    hooks.stage("computing metrics")
+    table, curves = _metrics(res, ctx, False, n_list)
+    reference = None
+    if "pop" in res and opts.max_users is None:
+        reference = loo.loo_reference_check(res["pop"], opts.ks, data.events)
+    counts = {
+        "users": len(data.split.users),
+        "users_scored": len(data.users),
+        "catalogue": len(data.cat),
+        "events": len(data.events),
+    }
+    return {
+        "systems": table,
+        "curves": curves,
+        "sweep": _sweep_table(sweep, ctx),
+        "counts": counts,
+        "pop_equals_loo_popularity_eval": reference,
+        "timing": {"seconds": round(time.perf_counter() - t0, 2)},
+    }

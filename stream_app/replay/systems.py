@@ -1,0 +1,250 @@
+"""Our model (and its ablations) in replay: the worker's own ``Recommender`` over a ``Feed``-filled
+store, plus the two things replay needs beyond the lists it publishes:
+
+- ``CapturingRecommender`` keeps what ``Recommender._pick`` saw for each state (candidate rows,
+  blended scores, ranker outputs), so other list-selection settings (no diversification, other
+  MMR lambdas) re-select from the SAME retrieval and scores without another ranker call;
+- ``score_rows`` runs the version's ranker on given items for given states (the target's
+  p_click / p_purchase, full-catalogue LOO ranking) with the inputs built as the engine does.
+
+``EngineStream`` is one model version in the ``stream`` protocol: it applies events through
+``Recommender.apply`` and returns, per event, the list that was current before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from stream_app.core.engine import Bundle, EngineOptions, Rec, Recommender, UnknownItem
+from stream_app.core.interests import EventLite, InterestState
+from stream_app.core.serving import RankerOut
+from stream_app.replay.catalogue import Catalogue, Feed
+from stream_app.replay.results import share_below
+
+
+class ReplayEvent(NamedTuple):
+    lite: EventLite
+    user: str
+    item: int  # catalogue index (-1: not in the catalogue)
+    purchase: bool
+
+
+class Outcome(NamedTuple):
+    """One system's answer for one scored event (see ``results.SystemResults``)."""
+
+    items: np.ndarray
+    rank: int
+    auc_click: float
+    target_buy: float
+    slots: np.ndarray | None = None
+    active: np.ndarray | None = None
+
+
+def ranker_inputs(bundle: Bundle, states: list[InterestState]) -> tuple[np.ndarray, ...]:
+    """(slots, strengths, recent, recent_mask) exactly as ``Recommender.recommend`` builds them
+    (a test checks the parity of the resulting scores)."""
+    model, store = bundle.model, bundle.store
+    n_rec = model.recent_len
+    slots = np.stack([s.slots for s in states]).astype(np.float32)
+    strengths = np.stack([s.strength for s in states]).astype(np.float32)
+    rec_rows = np.full((len(states), n_rec), -1, np.int64)
+    for i, s in enumerate(states):
+        ids = s.recent_items[::-1][:n_rec]
+        rec_rows[i, : len(ids)] = store.rows_for(ids)
+    rec_mask = (rec_rows >= 0).astype(np.float32)
+    recent = (store.feats[np.maximum(rec_rows, 0)] * rec_mask[..., None]).astype(np.float32)
+    return slots, strengths, recent, rec_mask
+
+
+def score_rows(
+    bundle: Bundle, states: list[InterestState], rows: np.ndarray, feats: np.ndarray | None = None
+) -> RankerOut:
+    """Ranker outputs for candidate ``rows`` [B, C] of ``feats`` (default: the store's)."""
+    table = bundle.store.feats if feats is None else feats
+    cand = np.ascontiguousarray(table[np.maximum(rows, 0)], np.float32)
+    return bundle.model.score(*ranker_inputs(bundle, states), cand)
+
+
+@dataclass
+class Pick:
+    """The arguments ``Recommender._pick`` received for one state."""
+
+    state: InterestState
+    rows: np.ndarray
+    n_retrieved: int
+    score: np.ndarray
+    out: Any
+    i: int
+    rec_rows: np.ndarray
+
+    def args(self) -> tuple[Any, ...]:
+        return (
+            self.state,
+            self.rows,
+            self.n_retrieved,
+            self.score,
+            self.out,
+            self.i,
+            self.rec_rows,
+        )
+
+    @property
+    def p_click(self) -> np.ndarray:
+        return np.asarray(self.out.p_click[self.i, : len(self.rows)])
+
+
+class CapturingRecommender(Recommender):
+    """The engine's Recommender, keeping the per-state selection inputs of the last batch."""
+
+    def __init__(self, bundle: Bundle, params: Any, opts: EngineOptions) -> None:
+        super().__init__(bundle, params, opts)
+        self._picks: list[Pick] = []
+
+    def _pick(
+        self,
+        state: InterestState,
+        rows: np.ndarray,
+        n_retrieved: int,
+        score: np.ndarray,
+        out: object,
+        i: int,
+        rec_rows: np.ndarray,
+    ) -> list[Rec]:
+        self._picks.append(Pick(state, rows, n_retrieved, score, out, i, rec_rows))
+        return super()._pick(state, rows, n_retrieved, score, out, i, rec_rows)
+
+    def recommend_with_picks(
+        self, states: list[InterestState], now: float
+    ) -> tuple[list[list[Rec]], list[Pick]]:
+        self._picks = []
+        lists = self.recommend(states, now)
+        picks, self._picks = self._picks, []
+        return lists, picks
+
+    def repick(self, picks: list[Pick], opts: EngineOptions) -> list[list[Rec]]:
+        """Lists the engine would select with ``opts`` from the same candidates and scores."""
+        saved = self.opts
+        self.opts = opts
+        try:
+            return [Recommender._pick(self, *p.args()) for p in picks]
+        finally:
+            self.opts = saved
+
+
+@contextlib.contextmanager
+def popularity_as_of(store: Any, saved: tuple[np.ndarray, float]) -> Iterator[None]:
+    """Serve the store's popularity as it was when ``saved`` was taken (exploration picks must
+    not see events that follow the event being predicted)."""
+    current = (store.pop, store.pop_ref)
+    if saved[0].shape != current[0].shape:
+        msg = f"popularity snapshot: expected shape {current[0].shape}, got {saved[0].shape}"
+        raise ValueError(msg)
+    store.pop, store.pop_ref = saved
+    try:
+        yield
+    finally:
+        store.pop, store.pop_ref = current
+
+
+def variant_options(base: EngineOptions, name: str) -> EngineOptions:
+    if name == "no-diversity":
+        return replace(base, diversify=False)
+    return base
+
+
+class EngineStream:
+    """One model version in the ``stream`` protocol, answering for several systems that share
+    its states and scores: ``variants`` maps a system name to its selection options."""
+
+    def __init__(
+        self,
+        feed: Feed,
+        cat: Catalogue,
+        variants: dict[str, EngineOptions],
+        score_targets: bool = True,
+    ) -> None:
+        """``score_targets=False`` skips the extra ranker call that scores each event's item
+        (click/purchase AUC become nan): only for measuring the engine's own throughput."""
+        self.feed, self.cat = feed, cat
+        self.score_targets = score_targets
+        self.names = list(variants)
+        self.variants = variants
+        main = variants[self.names[0]]
+        self.rec = CapturingRecommender(feed.bundle, feed.lm.params, main)
+        self.states: dict[str, InterestState] = {}
+        self.unknown_items = 0
+        self.last_picks: list[Pick] = []
+        self.last_live: list[int] = []  # chunk positions of last_picks
+
+    def _apply(self, ev: ReplayEvent) -> InterestState | None:
+        before = self.states.get(ev.user)
+        try:
+            self.states[ev.user] = self.rec.apply(before, ev.lite)
+        except UnknownItem:
+            self.unknown_items += 1
+        return before
+
+    def warm(self, evs: list[ReplayEvent]) -> None:
+        for ev in evs:
+            self.feed.advance(ev.lite.ts)
+            self._apply(ev)
+
+    def step(
+        self, evs: list[ReplayEvent], now: float, scored: list[bool]
+    ) -> dict[str, list[Outcome | None]]:
+        """Lists current before each event (catalogue and popularity as of ``now``, the chunk
+        start; the caller guarantees no item appears inside the chunk), then apply them."""
+        store = self.feed.store
+        self.feed.advance(now)
+        saved = (store.pop.copy(), store.pop_ref)
+        before = [self._apply(ev) for ev in evs]
+        live = [i for i, s in enumerate(before) if s is not None and scored[i]]
+        out: dict[str, list[Outcome | None]] = {n: [None] * len(evs) for n in self.names}
+        empty = Outcome(np.zeros(0, np.int64), -1, math.nan, math.nan)
+        for i, ok in enumerate(scored):
+            if ok and before[i] is None:
+                for n in self.names:
+                    out[n][i] = empty
+        if not live:
+            self.last_picks, self.last_live = [], []
+            return out
+        states = [before[i] for i in live]
+        assert all(s is not None for s in states)  # noqa: S101 - narrowed for the type checker
+        with popularity_as_of(store, saved):
+            lists, picks = self.rec.recommend_with_picks(states, now)  # type: ignore[arg-type]
+        self.last_picks, self.last_live = picks, live
+        per_name = {self.names[0]: lists}
+        for name in self.names[1:]:
+            per_name[name] = self.rec.repick(picks, self.variants[name])
+        t_rows = store.rows_for([evs[i].lite.item_id for i in live])
+        nan = np.full((len(live), 1), np.nan, np.float32)
+        tgt = (
+            score_rows(self.feed.bundle, states, t_rows[:, None])  # type: ignore[arg-type]
+            if self.score_targets
+            else RankerOut(nan, nan, nan)
+        )
+        index = self.cat.index
+        for j, i in enumerate(live):
+            ev, pick = evs[i], picks[j]
+            other = pick.rows != t_rows[j]
+            auc = share_below(pick.p_click[other], float(tgt.p_click[j, 0]))
+            active = np.flatnonzero(pick.state.count > 0)
+            for name in self.names:
+                recs = per_name[name][j]
+                items = np.fromiter((index[r.item_id] for r in recs), np.int64, len(recs))
+                hit = np.flatnonzero(items == ev.item)
+                out[name][i] = Outcome(
+                    items,
+                    int(hit[0]) if hit.size else -1,
+                    auc,
+                    float(tgt.p_purchase[j, 0]),
+                    np.array([r.interest for r in recs], np.int64),
+                    active,
+                )
+        return out

@@ -1,0 +1,392 @@
+"""``--via-kafka``: replay the log through the real topics and a running worker.
+
+The whole log is produced in time order (keyed by user) to the events topic, each catalogue
+item to the items topic just before the first event at or after its ``ts`` (as a catalogue
+service would publish it); the worker's recommendations are consumed from the recommendations
+topic. Each recommendation is matched to the user's NEXT event through ``trigger_event_id``:
+that list is what the user saw when the event happened. Events after the warm-up cut are
+scored with the same metrics as offline (AUC needs the target's scores, which the topic does
+not carry, so it is left out), and the run measures throughput and latency: the worker's own
+``latency_ms`` (receipt -> send) and end-to-end produce -> consume.
+
+The offline replay of the same log runs first, so the Kafka row sits beside the offline
+systems. ``--start-worker`` starts a worker for the run on fresh, uniquely named topics with a
+fresh state directory (so earlier runs cannot leak in); without it the configured topics and a
+running worker are used, and it must serve the version being evaluated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from schemas.events import encode_event
+from schemas.items import encode_item
+from schemas.settings import Settings
+from stream_app.replay import results
+from stream_app.replay.runner import Hooks, ReplayError, ReplayOptions, run_replay
+
+SYSTEM = "streamrec-kafka"
+
+
+@dataclass
+class KafkaOptions:
+    rate: float | None = None
+    start_worker: bool = False
+    worker_start_timeout_s: float = 180.0
+    idle_timeout_s: float = 30.0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return int(s.getsockname()[1])
+
+
+def isolated_settings(settings: Settings, top_k: int) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    topics = {
+        n: f"replay-{n}-{tag}"
+        for n in ("events", "items", "recommendations", "dlq", "model_updates")
+    }
+    return settings.with_overrides(
+        **{f"topics.{k}": v for k, v in topics.items()},
+        app_id=f"streamrec-replay-{tag}",
+        data_dir=tempfile.mkdtemp(prefix="streamrec-replay-"),
+        **{"serving.top_k": top_k, "serving.web_port": _free_port()},
+    )
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    t = settings.topics
+    env.update(
+        {
+            "STREAMREC_APP_ID": settings.app_id,
+            "STREAMREC_DATA_DIR": str(settings.data_dir),
+            "STREAMREC_REGISTRY_DIR": str(settings.registry_dir),
+            "STREAMREC_KAFKA__BROKER": settings.kafka.broker,
+            "STREAMREC_TOPICS__EVENTS": t.events,
+            "STREAMREC_TOPICS__ITEMS": t.items,
+            "STREAMREC_TOPICS__RECOMMENDATIONS": t.recommendations,
+            "STREAMREC_TOPICS__DLQ": t.dlq,
+            "STREAMREC_TOPICS__MODEL_UPDATES": t.model_updates,
+            "STREAMREC_SERVING__TOP_K": str(settings.serving.top_k),
+            "STREAMREC_SERVING__WEB_PORT": str(settings.serving.web_port),
+            "STREAMREC_SERVING__DEVICE": settings.serving.device,
+            "STREAMREC_LOG_LEVEL": "warn",
+        }
+    )
+    return env
+
+
+@contextlib.contextmanager
+def worker_process(settings: Settings, timeout_s: float, log_path: Path) -> Iterator[None]:
+    """A ``streamrec worker`` subprocess for ``settings``, stopped (SIGTERM, then SIGKILL)."""
+    code = "import sys; from stream_app.cli import main; sys.exit(main(sys.argv[1:]))"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, "worker"],
+            env=_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_healthy(proc, settings.serving.web_port, timeout_s, log_path)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], port: int, timeout_s: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            msg = f"the worker exited with code {proc.returncode} before it was ready:\n{tail}"
+            raise ReplayError(msg)
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://localhost:{port}/health", timeout=2) as r:
+                if json.loads(r.read()).get("status") == "ok":
+                    return
+        time.sleep(0.5)
+    msg = f"the worker was not healthy on :{port}/health within {timeout_s:.0f} s (log: {log})"
+    raise ReplayError(msg)
+
+
+@dataclass
+class Received:
+    user: str
+    trigger: str
+    model_version: str
+    items: list[dict[str, Any]]
+    latency_ms: float
+    consumed_at: float
+
+
+async def _stream(
+    settings: Settings,
+    timeline: list[tuple[str, bytes, bytes, str | None]],
+    expected: int,
+    kopts: KafkaOptions,
+    hooks: Hooks,
+) -> tuple[dict[str, float], dict[str, Received], float]:
+    """Produce the timeline, consume recommendations; (produce time per event id, received
+    recommendation per trigger event id, production seconds)."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from stream_app.kafka_io import ensure_topics
+
+    await ensure_topics(settings)
+    consumer = AIOKafkaConsumer(
+        **settings.kafka.client_kwargs(), group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    producer = AIOKafkaProducer(
+        **settings.kafka.client_kwargs(), linger_ms=5, acks="all", max_batch_size=256 * 1024
+    )
+    await producer.start()
+    sent: dict[str, float] = {}
+    got: dict[str, Received] = {}
+    try:
+        from aiokafka import TopicPartition
+
+        await consumer.topics()  # refreshes metadata
+        topic = settings.topics.recommendations
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not tps:
+            msg = f"topic {topic}: no partitions found on {settings.kafka.broker}"
+            raise ReplayError(msg)
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        done = asyncio.Event()
+
+        async def consume() -> None:
+            last = time.monotonic()
+            while len(got) < expected:
+                batch = await consumer.getmany(timeout_ms=200, max_records=2000)
+                now = time.time()
+                for msgs in batch.values():
+                    for m in msgs:
+                        doc = json.loads(m.value)
+                        got[doc["trigger_event_id"]] = Received(
+                            doc["user_id"],
+                            doc["trigger_event_id"],
+                            doc["model_version"],
+                            doc["items"],
+                            float(doc["latency_ms"]),
+                            now,
+                        )
+                if batch:
+                    last = time.monotonic()
+                    hooks.progress("recommendations", len(got), expected)
+                elif done.is_set() and time.monotonic() - last > kopts.idle_timeout_s:
+                    return
+
+        task = asyncio.create_task(consume())
+        start = time.perf_counter()
+        pending = []
+        n_events = 0
+        for i, (topic, key, value, event_id) in enumerate(timeline):
+            fut = await producer.send(topic, value, key=key)
+            if event_id is not None:
+                sent[event_id] = time.time()
+                n_events += 1
+                if kopts.rate:
+                    ahead = n_events / kopts.rate - (time.perf_counter() - start)
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
+            pending.append(fut)
+            if len(pending) >= 2000:
+                await asyncio.gather(*pending)
+                pending.clear()
+                hooks.progress("produce", i + 1, len(timeline))
+        await asyncio.gather(*pending)
+        produced_s = time.perf_counter() - start
+        done.set()
+        await task
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return sent, got, produced_s
+
+
+def _timeline(settings: Settings, items: list[Any], events: list[Any]) -> list[Any]:
+    """Items (at their ts) and events in time order: (topic, key, value, event id or None)."""
+    order = sorted(range(len(events)), key=lambda i: events[i].ts)
+    t = settings.topics
+    pending = sorted(
+        (it for it in items if not it.deleted),
+        key=lambda it: it.ts.timestamp() if it.ts else -math.inf,
+    )
+    out, j = [], 0
+    for i in order:
+        e = events[i]
+        while j < len(pending) and (pending[j].ts is None or pending[j].ts <= e.ts):
+            out.append((t.items, pending[j].item_id.encode(), encode_item(pending[j]), None))
+            j += 1
+        out.append((t.events, e.user_id.encode(), encode_event(e), e.event_id))
+    return out, order
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    a = np.asarray(values)
+    return {f"p{p}": round(float(np.percentile(a, p)), 2) for p in (50, 90, 95, 99)} | {
+        "max": round(float(a.max()), 2),
+        "mean": round(float(a.mean()), 2),
+    }
+
+
+def run_via_kafka(
+    settings: Settings,
+    items_path: Path,
+    events_path: Path,
+    registry_dir: Path,
+    version: str | None,
+    opts: ReplayOptions,
+    kopts: KafkaOptions,
+    hooks: Hooks | Any = None,
+) -> dict[str, Any]:
+    from model_export.registry import Registry
+    from stream_app.datagen.jsonl import load_events, load_items
+
+    hooks = hooks or Hooks()
+    if opts.protocol != "stream":
+        msg = "--via-kafka: expected --protocol stream (LOO ranks the whole catalogue offline)"
+        raise ReplayError(msg)
+    current = Registry(registry_dir).current()
+    if version is not None and version != current:
+        msg = (
+            f"--via-kafka evaluates what the worker serves: CURRENT is {current}, got --model "
+            f"{version}; promote it first (`streamrec model promote {version}`)"
+        )
+        raise ReplayError(msg)
+    extras: dict[str, Any] = {}
+    result = run_replay(
+        settings, items_path, events_path, registry_dir, current, opts, hooks, extras=extras
+    )
+    n_list = max(opts.ks)
+    run_settings = (
+        isolated_settings(settings.with_overrides(registry_dir=str(registry_dir)), n_list)
+        if kopts.start_worker
+        else settings
+    )
+    items, events = load_items(items_path), load_events(events_path)
+    timeline, order = _timeline(run_settings, items, events)
+    hooks.stage(
+        f"producing {len(events)} events (+{len(timeline) - len(events)} items) to "
+        f"{run_settings.topics.events} at {kopts.rate or 'max'} ev/s"
+    )
+    t0 = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if kopts.start_worker:
+            log = Path(run_settings.data_dir) / "worker.log"
+            hooks.stage(f"starting a worker on {run_settings.kafka.broker} (log {log})")
+            stack.enter_context(worker_process(run_settings, kopts.worker_start_timeout_s, log))
+        sent, got, produced_s = asyncio.run(
+            _stream(run_settings, timeline, len(events), kopts, hooks)
+        )
+    wall = time.perf_counter() - t0
+    res, kafka = _score(result, extras, events, order, sent, got, current, n_list)
+    kafka.update(
+        produce_s=round(produced_s, 2),
+        wall_s=round(wall, 2),
+        rate=kopts.rate,
+        topics=run_settings.topics.model_dump(),
+        started_worker=kopts.start_worker,
+    )
+    ctx = extras["ctx"]
+    result["systems"][SYSTEM] = results.system_metrics(res, ctx, by_type=True)
+    result["curves"][SYSTEM] = results.curves(res, n_list)
+    result["descriptions"][SYSTEM] = (
+        "the running worker through Kafka: lists consumed from "
+        "the recommendations topic, matched to the next event"
+    )
+    result["kafka"] = kafka
+    result["via_kafka"] = True
+    return result
+
+
+def _score(
+    result: dict[str, Any],
+    extras: dict[str, Any],
+    events: list[Any],
+    order: list[int],
+    sent: dict[str, float],
+    got: dict[str, Received],
+    version: str,
+    n_list: int,
+) -> tuple[results.SystemResults, dict[str, Any]]:
+    cat = extras["cat"]
+    cut = extras["cut"]
+    chosen = extras.get("chosen")
+    res = results.SystemResults(SYSTEM, n_list)
+    prev: dict[str, str] = {}
+    history: dict[str, int] = {}
+    missing = wrong_version = 0
+    for pos, i in enumerate(order):
+        e = events[i]
+        before = prev.get(e.user_id)
+        item = cat.index.get(e.item_id, -1)
+        scored = pos >= cut and before is not None and item >= 0
+        if scored and (chosen is None or e.user_id in chosen):
+            rec = got.get(before)
+            if rec is None:
+                missing += 1
+            else:
+                wrong_version += rec.model_version != version
+                ids = np.array([cat.index.get(r["item_id"], -1) for r in rec.items], np.int64)
+                hit = np.flatnonzero(ids == item)
+                res.add(
+                    rank=int(hit[0]) if hit.size else -1,
+                    purchase=e.event_type == "purchase",
+                    auc_click=math.nan,
+                    target_buy=math.nan,
+                    items=ids[ids >= 0],
+                    history=history.get(e.user_id, 0),
+                    user=e.user_id,
+                )
+        prev[e.user_id] = e.event_id
+        history[e.user_id] = history.get(e.user_id, 0) + 1
+    latency = [r.latency_ms for r in got.values()]
+    e2e = [(r.consumed_at - sent[t]) * 1000.0 for t, r in got.items() if t in sent]
+    first = min(sent.values(), default=0.0)
+    last = max((r.consumed_at for r in got.values()), default=first)
+    kafka = {
+        "events_produced": len(sent),
+        "recommendations": len(got),
+        "events_without_recommendation": len(sent) - sum(1 for t in got if t in sent),
+        "scored_without_list": missing,
+        "other_model_version": wrong_version,
+        "throughput_events_per_s": round(len(got) / max(last - first, 1e-9), 1),
+        "worker_latency_ms": _percentiles(latency),
+        "end_to_end_ms": _percentiles(e2e),
+        "latency_samples": {"worker latency_ms": latency, "end-to-end": e2e},
+    }
+    return res, kafka

@@ -1,0 +1,204 @@
+"""The events agent (thin): take a batch -> decode -> core (``processing``) -> table -> send.
+
+Batching: ``stream.take_events(batch_size, within=batch_ms)``. faust acks the batch's events
+only after this body returns, and commits offsets only after flushing the producer, so an
+offset is committed only once the batch's recommendations / dead letters are acked by the
+broker (we await every send) and its changelog writes are flushed: at-least-once.
+
+Changelog partitions: inside ``take_events`` the body runs in the agent's task, where faust's
+``current_event`` is not the event being handled (faust-streaming #497: table writes there
+fail or, with a stale event, land on the wrong partition). Every table read and write below
+runs inside ``event_context(event)`` of the message it belongs to, so the RocksDB partition
+DB and the changelog partition are those of that user's own event (the events topic is keyed
+by user_id: a user lives on one partition).
+
+Unknown items: before dead-lettering ``unknown_item``, the batch waits (at most
+``UNKNOWN_ITEM_WAIT_S``) until the catalogue feed has applied everything produced to the items
+topic so far: an item published just before the events that use it is not lost to a race,
+while an item that really does not exist costs one bounded wait per batch. Nothing is parked
+across batches (that would break per-user order and ack-after-publish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from faust.streams import _current_event
+
+from stream_app.core.interests import state_to_bytes
+from stream_app.worker import processing as proc
+from stream_app.worker.dlq import DeadLetter, Where, dead_letter
+
+if TYPE_CHECKING:
+    from stream_app.worker.runtime import WorkerRuntime
+
+log = logging.getLogger("streamrec.worker")
+UNKNOWN_ITEM_WAIT_S = 2.0
+SEND_RETRIES = 3
+EXIT_CANNOT_PUBLISH = 75
+
+
+@contextlib.contextmanager
+def event_context(event: Any) -> Iterator[None]:
+    """Make ``event`` faust's current event in this task (table partition = its partition)."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def register(app: Any, rt: WorkerRuntime) -> Any:
+    serving = rt.settings.serving
+
+    @app.agent(rt.topics.events, name="streamrec.events", concurrency=1)
+    async def process_events(stream: Any) -> None:
+        async for events in stream.take_events(serving.batch_size, within=serving.batch_ms / 1000):
+            await rt.ready.wait()
+            await handle_batch(rt, list(events))
+
+    return process_events
+
+
+def _incoming(events: list[Any]) -> list[proc.Incoming]:
+    now = time.monotonic()
+    out = []
+    for e in events:
+        m = e.message
+        out.append(proc.Incoming(m.key, m.value, Where(m.topic, m.partition, m.offset),
+                                 m.time_in if m.time_in is not None else now, e))  # fmt: skip
+    return out
+
+
+async def handle_batch(rt: WorkerRuntime, events: list[Any]) -> None:
+    batch = _incoming(events)
+    rt.metrics.events_in.inc(len(batch))
+    rt.metrics.batch_size.observe(len(batch))
+    try:
+        result = await _compute(rt, batch)
+    except Exception as exc:  # noqa: BLE001 - never lose a batch: dead-letter it instead
+        log.exception("batch of %d events failed in processing; dead-lettering it", len(batch))
+        result = proc.BatchResult(dead={i: dead_letter(exc, m.key, m.value, m.where, "internal")
+                                        for i, m in enumerate(batch)})  # fmt: skip
+    try:
+        await _publish(rt, batch, result)
+    except Exception as exc:  # noqa: BLE001 - unpublished events must not be committed
+        log.exception("publishing a batch of %d events failed", len(batch))
+        _die(f"publishing failed: {exc!r}")
+
+
+async def _compute(rt: WorkerRuntime, batch: list[proc.Incoming]) -> proc.BatchResult:
+    events, dead = proc.decode_all(batch, rt.settings.max_message_bytes)
+    rec = rt.holder.recommender
+    assert rec is not None
+    if events and proc.unknown_items(events, rec):
+        await rt.feed.wait_caught_up(UNKNOWN_ITEM_WAIT_S)
+        rec = rt.holder.recommender  # a swap may have happened while we waited
+        assert rec is not None
+    table = rt.table
+
+    def load(user_id: str, index: int) -> bytes | None:
+        with event_context(batch[index].ref):
+            return table.get(user_id)
+
+    t0 = time.perf_counter()
+    result = proc.process(batch, events, rec, load, dead)
+    rt.metrics.score_seconds.observe(time.perf_counter() - t0)
+    rt.metrics.duplicates.inc(result.duplicates)
+    for user_id, (state, index) in result.final.items():
+        with event_context(batch[index].ref):
+            table[user_id] = state_to_bytes(state)
+    rt.last_model_version = rec.bundle.model.version
+    return result
+
+
+async def _publish(rt: WorkerRuntime, batch: list[proc.Incoming],
+                   result: proc.BatchResult) -> None:  # fmt: skip
+    """Send one record per message, then wait for every broker ack (resend on failure)."""
+    version = rt.last_model_version or "unknown"
+    snaps = {s.index: s for s in result.snapshots}
+    pending: list[_Send] = []
+    for i, msg in enumerate(batch):
+        dead = result.dead.get(i)
+        if dead is None and i in result.recs:
+            ev = snaps[i].event
+            latency = time.monotonic() - msg.received
+            try:
+                value = proc.recommendation_json(ev.user_id, ev.event_id, version, result.recs[i],
+                                                 latency * 1000.0)  # fmt: skip
+            except ValueError as exc:
+                dead = dead_letter(exc, msg.key, msg.value, msg.where, "scoring", ev.event_id)
+            else:
+                pending.append(await _Send(rt.topics.recommendations, ev.user_id.encode(), value,
+                                           None, None, latency).start())  # fmt: skip
+                continue
+        if dead is None:  # every message must end somewhere
+            dead = dead_letter(RuntimeError("no outcome for this event"), msg.key, msg.value,
+                               msg.where, "internal")  # fmt: skip
+        rt.metrics.dlq.labels(dead.reason).inc()
+        log.warning("%s event %s -> %s (reason %s)", dead.where, dead.event_id or "-",
+                    rt.settings.topics.dlq, dead.reason)  # fmt: skip
+        pending.append(await _Send(rt.topics.dlq, dead.key, dead.value, dead.headers, dead,
+                                   0.0).start(rt.settings.max_message_bytes))  # fmt: skip
+    for send in pending:
+        await send.wait(rt.settings.max_message_bytes)
+        if send.dead is None:
+            rt.metrics.recs_out.inc()
+            rt.metrics.latency.observe(send.latency)
+
+
+class _Send:
+    """One record on its way: sent, awaited, resent on a retriable failure, cut to size when
+    a dead letter is too large for the producer or the broker."""
+
+    def __init__(self, topic: Any, key: bytes | None, value: bytes | None,
+                 headers: list[tuple[str, bytes]] | None, dead: DeadLetter | None,
+                 latency: float) -> None:  # fmt: skip
+        self.topic, self.key, self.value, self.headers = topic, key, value, headers
+        self.dead, self.latency = dead, latency
+        self.fut: Any = None
+
+    async def start(self, max_bytes: int = 0) -> _Send:
+        try:
+            self.fut = await self.topic.send(key=self.key, value=self.value, headers=self.headers)
+        except MessageSizeTooLargeError:
+            self._shrink(max_bytes)
+            self.fut = await self.topic.send(key=self.key, value=self.value, headers=self.headers)
+        return self
+
+    def _shrink(self, max_bytes: int) -> None:
+        if self.dead is None or not max_bytes:
+            raise MessageSizeTooLargeError
+        self.dead = self.dead.truncated(max_bytes)
+        self.value, self.headers = self.dead.value, self.dead.headers
+
+    async def wait(self, max_bytes: int) -> None:
+        for attempt in range(SEND_RETRIES):
+            try:
+                await self.fut
+                return
+            except MessageSizeTooLargeError:
+                self._shrink(max_bytes)
+            except KafkaError:
+                log.exception("send to %s failed (attempt %d)", self.topic, attempt + 1)
+                await asyncio.sleep(0.5 * (attempt + 1))
+            if attempt == SEND_RETRIES - 1:
+                break
+            await self.start(max_bytes)
+        _die(f"cannot publish to {self.topic} after {SEND_RETRIES} attempts")
+
+
+def _die(reason: str) -> None:
+    """Exit WITHOUT committing offsets: the batch is redelivered on restart (at-least-once).
+    A normal shutdown would ack and commit the batch we failed to publish."""
+    log.critical("%s: exiting without committing (events will be redelivered)", reason)
+    logging.shutdown()
+    os._exit(EXIT_CANNOT_PUBLISH)

@@ -1,0 +1,92 @@
+"""Wiring of one worker: settings, topics, the state table, metrics, the serving holder, the
+catalogue feed and the model watcher. A mode ``Service`` started first by the faust app: it
+loads the CURRENT model version, then the catalogue feed fills the item store; ``ready`` is set
+when the catalogue has caught up with the items topic, and the events agent waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from mode import Service
+
+from model_export.registry import Registry
+from schemas.settings import Settings
+from stream_app.core.engine import EngineOptions
+from stream_app.core.interests import InterestParams
+from stream_app.worker.catalog_feed import CatalogFeed
+from stream_app.worker.catalogue import VectorCache
+from stream_app.worker.metrics import Metrics
+from stream_app.worker.model_watch import ModelWatcher
+from stream_app.worker.models import ServingHolder
+
+log = logging.getLogger("streamrec.worker")
+VECTOR_CACHE_DIR = "item-vectors"
+
+
+class NoModelError(RuntimeError):
+    pass
+
+
+@dataclass
+class Topics:
+    events: Any
+    recommendations: Any
+    dlq: Any
+    model_updates: Any
+
+
+class WorkerRuntime(Service):
+    def __init__(self, settings: Settings, topics: Topics, table: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings, self.topics, self.table = settings, topics, table
+        self.metrics = Metrics()
+        self.registry = Registry(settings.registry_dir)
+        self.cache: VectorCache | None = None
+        s = settings.serving
+        self.holder = ServingHolder(self.registry, InterestParams.from_settings(settings.interests),
+                                    EngineOptions.from_settings(s), s.device, s.ort_threads,
+                                    None, self.metrics)  # fmt: skip
+        self.model_ready = asyncio.Event()
+        self.feed = CatalogFeed(settings, self.holder, self.metrics, self.model_ready)
+        self.watcher = ModelWatcher(settings, self.holder, self.feed.ready)
+        self.last_model_version: str | None = None
+
+    @property
+    def ready(self) -> asyncio.Event:
+        return self.feed.ready
+
+    def on_init_dependencies(self) -> list[Any]:
+        return [self.feed, self.watcher]
+
+    async def on_start(self) -> None:
+        version = self.registry.current()
+        if version is None:
+            msg = f"registry {self.registry.root}: no CURRENT model version (train one first)"
+            raise NoModelError(msg)
+        self.cache = VectorCache(self.settings.data_dir / VECTOR_CACHE_DIR)
+        self.holder.cache = self.cache
+        await self.holder.load_initial(version)
+        self.last_model_version = version
+        self.model_ready.set()
+
+    async def on_stop(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = None
+
+    def tables_ready(self) -> bool:
+        """faust has assigned partitions and recovered the table (reads see all state)."""
+        app = self.table.app
+        recovered = app.tables.recovery.completed.is_set()
+        return bool(recovered and not app.rebalancing and not app.in_recovery)
+
+    def health(self) -> dict[str, Any]:
+        from stream_app.worker.models import describe
+
+        catalogue, tables = self.ready.is_set(), self.tables_ready()
+        return {"status": "ok" if catalogue and tables else "starting",
+                "catalogue_ready": catalogue, "tables_ready": tables, **describe(self.holder)}  # fmt: skip

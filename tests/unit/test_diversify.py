@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from stream_app.core.diversify import mmr_select, slot_quotas
+
+
+def test_quotas_are_proportional_and_sum_to_k():
+    assert slot_quotas(np.array([3.0, 1.0, 0.0, 1.0]), 10).tolist() == [5, 3, 0, 2]
+    assert slot_quotas(np.array([3.0, 1.0, 0.0, 1.0]), 2).tolist() == [1, 1, 0, 0]
+    assert slot_quotas(np.array([0.0, 0.0]), 5).tolist() == [0, 0]
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        s = rng.random(5) * (rng.random(5) > 0.3)
+        k = int(rng.integers(1, 20))
+        q = slot_quotas(s, k)
+        assert q.sum() == (k if s.any() else 0) and (q[s == 0] == 0).all()
+        if s.any() and k >= (s > 0).sum():
+            assert (q[s > 0] >= 1).all()
+
+
+def unit(v):
+    v = np.asarray(v, float)
+    return v / np.linalg.norm(v)
+
+
+def test_lambda_one_without_quotas_is_plain_top_k():
+    scores = np.array([0.1, 0.9, 0.5, 0.7, 0.3])
+    vecs = np.eye(5)
+    assert mmr_select(scores, vecs, np.zeros(5, int), None, 3, 1.0) == [1, 3, 2]
+
+
+def test_mmr_skips_near_duplicates():
+    # items 0 and 1 are the same direction; 2 is different but scores a bit lower
+    vecs = np.array([unit([1, 0]), unit([1, 0.01]), unit([0, 1])])
+    scores = np.array([1.0, 0.95, 0.8])
+    assert mmr_select(scores, vecs, np.zeros(3, int), None, 2, 1.0) == [0, 1]
+    assert mmr_select(scores, vecs, np.zeros(3, int), None, 2, 0.5) == [0, 2]
+
+
+def test_quotas_give_each_interest_its_seats_and_relax_when_exhausted():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.1])
+    slots = np.array([0, 0, 0, 0, 1])
+    vecs = np.eye(5)
+    picked = mmr_select(scores, vecs, slots, np.array([2, 1]), 3, 1.0)
+    assert picked == [0, 1, 4]  # slot 1's seat goes to its (weak) item
+    # slot 1 has no more items: the fourth seat relaxes to the best remaining
+    assert mmr_select(scores, vecs, slots, np.array([2, 2]), 4, 1.0) == [0, 1, 4, 2]
+
+
+def test_exploration_is_capped():
+    scores = np.array([0.9, 0.8, 0.7, 0.2])
+    slots = np.array([-1, -1, -1, 0])
+    assert mmr_select(scores, np.eye(4), slots, None, 3, 1.0, explore_max=1) == [0, 3, 1]
+
+
+@pytest.mark.parametrize("c", [5, 200])
+def test_picks_are_unique_and_valid(c):
+    rng = np.random.default_rng(c)
+    vecs = rng.normal(size=(c, 8))
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    picked = mmr_select(rng.random(c), vecs, rng.integers(-1, 3, c), np.array([4, 3, 3]), 10, 0.7)
+    assert len(picked) == min(10, c) and len(set(picked)) == len(picked)
+    assert all(0 <= p < c for p in picked)
