@@ -36,15 +36,19 @@ def broker_credentials(kafka: KafkaSettings) -> Any:
     if kafka.security_protocol == "SSL":
         return faust.SSLCredentials(ssl_context)
     password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
-    return faust.SASLCredentials(username=kafka.sasl_username, password=password,
-                                 ssl_context=ssl_context,
-                                 mechanism=kafka.sasl_mechanism or "PLAIN")  # fmt: skip
+    return faust.SASLCredentials(
+        username=kafka.sasl_username,
+        password=password,
+        ssl_context=ssl_context,
+        mechanism=kafka.sasl_mechanism or "PLAIN",
+    )
 
 
 def raw_schema() -> faust.Schema:
     """Bytes in, bytes out (one instance per topic/table: faust mutates schemas it is given)."""
-    return faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw",
-                        value_serializer="raw")  # fmt: skip
+    return faust.Schema(
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
 
 
 def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
@@ -77,8 +81,13 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         model_updates=app.topic(t.model_updates, schema=raw_schema()),
     )
     # Table serializers come from key_type/value_type (bytes -> "raw"), not from a schema.
-    table = app.Table(STATE_TABLE, partitions=parts, key_type=bytes, value_type=bytes,
-                      help="Per-user interest state (state_to_bytes).")  # fmt: skip
+    table = app.Table(
+        STATE_TABLE,
+        partitions=parts,
+        key_type=bytes,
+        value_type=bytes,
+        help="Per-user interest state (state_to_bytes).",
+    )
     runtime = WorkerRuntime(settings, topics, table)
     app.streamrec = runtime  # type: ignore[attr-defined]
     app.add_dependency(runtime)  # started before faust's own services

@@ -203,3 +203,41 @@ async def consume_records(
                         return
     finally:
         await consumer.stop()
+
+
+async def read_compacted(settings: Settings, topic: str, timeout: float = 30.0) -> dict[bytes, bytes]:
+    """Latest value per key of a (compacted) topic, read from the beginning up to its end
+    offsets at call time; a null value (tombstone) removes the key."""
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(**settings.kafka.client_kwargs(), enable_auto_commit=False,
+                                auto_offset_reset="earliest")  # fmt: skip
+    await consumer.start()
+    out: dict[bytes, bytes] = {}
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer.topics()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return out
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout
+        while any(await consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                msg = f"{topic}: not read to its end within {timeout:.0f} s"
+                raise TimeoutError(msg)
+            for msgs in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                for m in msgs:
+                    if m.key is None:
+                        continue
+                    if m.value is None:
+                        out.pop(m.key, None)
+                    else:
+                        out[m.key] = m.value
+    finally:
+        await consumer.stop()
+    return out

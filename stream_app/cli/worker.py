@@ -35,8 +35,10 @@ def check_broker(settings: Settings) -> int:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure here means: no usable broker
         broker = settings.kafka.broker
-        msg = (f"no Kafka broker answers at {broker} ({type(exc).__name__}: {exc}). Start one "
-               "with `streamrec kafka start` or pass --broker HOST:PORT.")  # fmt: skip
+        msg = (
+            f"no Kafka broker answers at {broker} ({type(exc).__name__}: {exc}). Start one "
+            "with `streamrec kafka start` or pass --broker HOST:PORT."
+        )
         raise click.ClickException(msg) from None
 
 
@@ -46,40 +48,76 @@ def check_registry(registry_dir: Path) -> str:
     reg = Registry(registry_dir)
     version = reg.current()
     if version is None:
-        msg = (f"registry {registry_dir}: no CURRENT model version. Train one with "
-               "`streamrec train --items ... --events ...` or pass --registry DIR.")  # fmt: skip
+        msg = (
+            f"registry {registry_dir}: no CURRENT model version. Train one with "
+            "`streamrec train --items ... --events ...` or pass --registry DIR."
+        )
         raise click.ClickException(msg)
     problems = reg.verify(version)
     if problems:
         msg = f"registry {registry_dir}: CURRENT version {version} is not sound: " + "; ".join(
-            problems)
+            problems
+        )
         raise click.ClickException(msg)
     return version
 
 
 @cli.command()
-@click.option("--registry", type=click.Path(path_type=Path), default=None,
-              help="Model registry dir [STREAMREC_REGISTRY_DIR].")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Worker state dir: RocksDB tables, vector cache [STREAMREC_DATA_DIR].")
+@click.option(
+    "--registry",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Model registry dir [STREAMREC_REGISTRY_DIR].",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Worker state dir: RocksDB tables, vector cache [STREAMREC_DATA_DIR].",
+)
 @broker_option
-@click.option("--web-port", type=int, default=None,
-              help="/health, /metrics, /state/USER [STREAMREC_SERVING__WEB_PORT].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
-              help="ONNX Runtime device [STREAMREC_SERVING__DEVICE].")
-@click.option("--loglevel", type=click.Choice(["debug", "info", "warn", "error"]), default=None,
-              help="Log level [STREAMREC_LOG_LEVEL].")
+@click.option(
+    "--web-port",
+    type=int,
+    default=None,
+    help="/health, /metrics, /state/USER [STREAMREC_SERVING__WEB_PORT].",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default=None,
+    help="ONNX Runtime device [STREAMREC_SERVING__DEVICE].",
+)
+@click.option(
+    "--loglevel",
+    type=click.Choice(["debug", "info", "warn", "error"]),
+    default=None,
+    help="Log level [STREAMREC_LOG_LEVEL].",
+)
 @click.pass_context
-def worker(ctx: click.Context, registry: Path | None, data_dir: Path | None, broker: str | None,
-           web_port: int | None, device: str | None, loglevel: str | None) -> None:  # fmt: skip
+def worker(
+    ctx: click.Context,
+    registry: Path | None,
+    data_dir: Path | None,
+    broker: str | None,
+    web_port: int | None,
+    device: str | None,
+    loglevel: str | None,
+) -> None:
     """Run the streaming worker: events -> interest state -> top-K recommendations."""
-    settings = settings_from(ctx, registry_dir=registry, data_dir=data_dir, log_level=loglevel,
-                             **{"kafka.broker": broker, "serving.web_port": web_port,
-                                "serving.device": device})  # fmt: skip
+    settings = settings_from(
+        ctx,
+        registry_dir=registry,
+        data_dir=data_dir,
+        log_level=loglevel,
+        **{"kafka.broker": broker, "serving.web_port": web_port, "serving.device": device},
+    )
     version = check_registry(settings.registry_dir)
     partitions = check_broker(settings)
-    console.print(f"worker {settings.app_id}: model {version}, broker {settings.kafka.broker}, "
-                  f"{partitions} event partitions, web :{settings.serving.web_port}")  # fmt: skip
+    console.print(
+        f"worker {settings.app_id}: model {version}, broker {settings.kafka.broker}, "
+        f"{partitions} event partitions, web :{settings.serving.web_port}"
+    )
 
     from faust.worker import Worker
 

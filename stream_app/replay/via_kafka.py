@@ -173,9 +173,8 @@ async def _stream(
     try:
         from aiokafka import TopicPartition
 
-        await consumer.topics()  # refreshes metadata
         topic = settings.topics.recommendations
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        tps = [TopicPartition(topic, p) for p in await producer.partitions_for(topic) or ()]
         if not tps:
             msg = f"topic {topic}: no partitions found on {settings.kafka.broker}"
             raise ReplayError(msg)

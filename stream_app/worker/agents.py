@@ -64,6 +64,10 @@ def register(app: Any, rt: WorkerRuntime) -> Any:
         async for events in stream.take_events(serving.batch_size, within=serving.batch_ms / 1000):
             await rt.ready.wait()
             await handle_batch(rt, list(events))
+        if not app.should_stop:
+            # faust ends a stream silently when its consumer side raises (e.g. a key it cannot
+            # deserialize): a worker that looks healthy but processes nothing must not live on.
+            _die("the events stream stopped while the app is running")
 
     return process_events
 
@@ -73,8 +77,15 @@ def _incoming(events: list[Any]) -> list[proc.Incoming]:
     out = []
     for e in events:
         m = e.message
-        out.append(proc.Incoming(m.key, m.value, Where(m.topic, m.partition, m.offset),
-                                 m.time_in if m.time_in is not None else now, e))  # fmt: skip
+        out.append(
+            proc.Incoming(
+                m.key,
+                m.value,
+                Where(m.topic, m.partition, m.offset),
+                m.time_in if m.time_in is not None else now,
+                e,
+            )
+        )
     return out
 
 
@@ -86,8 +97,12 @@ async def handle_batch(rt: WorkerRuntime, events: list[Any]) -> None:
         result = await _compute(rt, batch)
     except Exception as exc:  # noqa: BLE001 - never lose a batch: dead-letter it instead
         log.exception("batch of %d events failed in processing; dead-lettering it", len(batch))
-        result = proc.BatchResult(dead={i: dead_letter(exc, m.key, m.value, m.where, "internal")
-                                        for i, m in enumerate(batch)})  # fmt: skip
+        result = proc.BatchResult(
+            dead={
+                i: dead_letter(exc, m.key, m.value, m.where, "internal")
+                for i, m in enumerate(batch)
+            }
+        )
     try:
         await _publish(rt, batch, result)
     except Exception as exc:  # noqa: BLE001 - unpublished events must not be committed
@@ -116,14 +131,12 @@ async def _compute(rt: WorkerRuntime, batch: list[proc.Incoming]) -> proc.BatchR
     for user_id, (state, index) in result.final.items():
         with event_context(batch[index].ref):
             table[user_id] = state_to_bytes(state)
-    rt.last_model_version = rec.bundle.model.version
     return result
 
 
-async def _publish(rt: WorkerRuntime, batch: list[proc.Incoming],
-                   result: proc.BatchResult) -> None:  # fmt: skip
+async def _publish(rt: WorkerRuntime, batch: list[proc.Incoming], result: proc.BatchResult) -> None:
     """Send one record per message, then wait for every broker ack (resend on failure)."""
-    version = rt.last_model_version or "unknown"
+    version = result.model_version
     snaps = {s.index: s for s in result.snapshots}
     pending: list[_Send] = []
     for i, msg in enumerate(batch):
@@ -132,22 +145,38 @@ async def _publish(rt: WorkerRuntime, batch: list[proc.Incoming],
             ev = snaps[i].event
             latency = time.monotonic() - msg.received
             try:
-                value = proc.recommendation_json(ev.user_id, ev.event_id, version, result.recs[i],
-                                                 latency * 1000.0)  # fmt: skip
+                value = proc.recommendation_json(
+                    ev.user_id, ev.event_id, version, result.recs[i], latency * 1000.0
+                )
             except ValueError as exc:
                 dead = dead_letter(exc, msg.key, msg.value, msg.where, "scoring", ev.event_id)
             else:
-                pending.append(await _Send(rt.topics.recommendations, ev.user_id.encode(), value,
-                                           None, None, latency).start())  # fmt: skip
+                pending.append(
+                    await _Send(
+                        rt.topics.recommendations, ev.user_id.encode(), value, None, None, latency
+                    ).start()
+                )
+                log.debug(
+                    "%s event %s -> %s", msg.where, ev.event_id, rt.settings.topics.recommendations
+                )
                 continue
         if dead is None:  # every message must end somewhere
-            dead = dead_letter(RuntimeError("no outcome for this event"), msg.key, msg.value,
-                               msg.where, "internal")  # fmt: skip
+            dead = dead_letter(
+                RuntimeError("no outcome for this event"), msg.key, msg.value, msg.where, "internal"
+            )
         rt.metrics.dlq.labels(dead.reason).inc()
-        log.warning("%s event %s -> %s (reason %s)", dead.where, dead.event_id or "-",
-                    rt.settings.topics.dlq, dead.reason)  # fmt: skip
-        pending.append(await _Send(rt.topics.dlq, dead.key, dead.value, dead.headers, dead,
-                                   0.0).start(rt.settings.max_message_bytes))  # fmt: skip
+        log.warning(
+            "%s event %s -> %s (reason %s)",
+            dead.where,
+            dead.event_id or "-",
+            rt.settings.topics.dlq,
+            dead.reason,
+        )
+        pending.append(
+            await _Send(rt.topics.dlq, dead.key, dead.value, dead.headers, dead, 0.0).start(
+                rt.settings.max_message_bytes
+            )
+        )
     for send in pending:
         await send.wait(rt.settings.max_message_bytes)
         if send.dead is None:
@@ -159,9 +188,15 @@ class _Send:
     """One record on its way: sent, awaited, resent on a retriable failure, cut to size when
     a dead letter is too large for the producer or the broker."""
 
-    def __init__(self, topic: Any, key: bytes | None, value: bytes | None,
-                 headers: list[tuple[str, bytes]] | None, dead: DeadLetter | None,
-                 latency: float) -> None:  # fmt: skip
+    def __init__(
+        self,
+        topic: Any,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None,
+        dead: DeadLetter | None,
+        latency: float,
+    ) -> None:
         self.topic, self.key, self.value, self.headers = topic, key, value, headers
         self.dead, self.latency = dead, latency
         self.fut: Any = None

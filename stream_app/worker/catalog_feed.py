@@ -36,8 +36,14 @@ FETCH_RECORDS = 2000
 
 
 class CatalogFeed(Service):
-    def __init__(self, settings: Settings, holder: ServingHolder, metrics: Metrics,
-                 model_ready: asyncio.Event, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        holder: ServingHolder,
+        metrics: Metrics,
+        model_ready: asyncio.Event,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.settings, self.holder, self.metrics = settings, holder, metrics
         self.model_ready = model_ready
@@ -106,8 +112,12 @@ class CatalogFeed(Service):
             ):
                 self.ready.set()
                 self.last_caught_up = time.monotonic()
-                log.info("catalogue loaded: %d items from %s in %.1fs", len(self.holder.catalogue),
-                         self.settings.topics.items, time.perf_counter() - t0)  # fmt: skip
+                log.info(
+                    "catalogue loaded: %d items from %s in %.1fs",
+                    len(self.holder.catalogue),
+                    self.settings.topics.items,
+                    time.perf_counter() - t0,
+                )
 
     async def _apply(self, batch: dict[TopicPartition, list[Any]]) -> int:
         latest: dict[str, ItemRecord | None] = {}
@@ -133,8 +143,12 @@ class CatalogFeed(Service):
         self.metrics.catalog_updates.inc(len(latest))
         self.metrics.catalog_encoded.inc(encoded)
         if encoded:
-            log.info("catalogue: %d items applied, %d texts encoded, %d deleted",
-                     len(records), encoded, len(deletes))  # fmt: skip
+            log.info(
+                "catalogue: %d items applied, %d texts encoded, %d deleted",
+                len(records),
+                encoded,
+                len(deletes),
+            )
         return len(latest)
 
     async def _apply_records(self, records: list[ItemRecord], deletes: list[str]) -> int:
@@ -161,8 +175,9 @@ class CatalogFeed(Service):
             async with asyncio.timeout(timeout):
                 targets = await self.consumer.end_offsets(self.partitions)
                 async with self._progress:
-                    while not all(self.applied.get(tp, 0) >= off or off == 0
-                                  for tp, off in targets.items()):  # fmt: skip
+                    while not all(
+                        self.applied.get(tp, 0) >= off or off == 0 for tp, off in targets.items()
+                    ):
                         await self._progress.wait()
         except TimeoutError:
             return False

@@ -45,8 +45,14 @@ class ItemRecord:
     @classmethod
     def from_item(cls, item: CatalogItem, arrival_ts: float) -> ItemRecord:
         text = item.text()
-        return cls(item.item_id, text, text_sha(text), item.price, tuple(item.categories),
-                   item.ts.timestamp() if item.ts is not None else arrival_ts)  # fmt: skip
+        return cls(
+            item.item_id,
+            text,
+            text_sha(text),
+            item.price,
+            tuple(item.categories),
+            item.ts.timestamp() if item.ts is not None else arrival_ts,
+        )
 
 
 def text_sha(text: str) -> str:
@@ -118,15 +124,20 @@ class VectorResolver:
     """Vectors for item records under one model's encoder (thread-safe to call off-loop:
     it only reads the model and the caches it owns)."""
 
-    def __init__(self, model: ServingModel, cache: VectorCache | None,
-                 use_training: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self, model: ServingModel, cache: VectorCache | None, use_training: bool = True
+    ) -> None:
         self.model, self.cache = model, cache
         self.key = encoder_key(model)
         self.training = training_vectors(model) if use_training else {}
         self.encoded = 0  # texts run through the encoder (metrics)
 
-    def resolve(self, records: list[ItemRecord], known: dict[str, tuple[str, Vec]] | None = None,
-                on_progress: Callable[[int], None] | None = None) -> list[Vec]:  # fmt: skip
+    def resolve(
+        self,
+        records: list[ItemRecord],
+        known: dict[str, tuple[str, Vec]] | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> list[Vec]:
         """One (text, content) pair per record. ``known``: id -> (text sha, vectors) already
         computed under this same encoder key (the live vector set)."""
         out: list[Vec | None] = [None] * len(records)
@@ -138,8 +149,9 @@ class VectorResolver:
             else:
                 missing.append(i)
         if missing and self.cache is not None:
-            cached = self.cache.get_many(self.key, [records[i].text_sha for i in missing],
-                                         self.model.text_dim)  # fmt: skip
+            cached = self.cache.get_many(
+                self.key, [records[i].text_sha for i in missing], self.model.text_dim
+            )
             missing = [i for i, v in zip(missing, cached, strict=True) if not _put(out, i, v)]
         fresh: list[int] = []
         for i in missing:
@@ -158,8 +170,9 @@ class VectorResolver:
             if on_progress is not None:
                 on_progress(len(chunk))
         if fresh and self.cache is not None:
-            self.cache.put_many(self.key, [records[i].text_sha for i in fresh],
-                                [out[i] for i in fresh])  # type: ignore[misc]  # fmt: skip
+            self.cache.put_many(
+                self.key, [records[i].text_sha for i in fresh], [out[i] for i in fresh]
+            )  # type: ignore[misc]
         return out  # type: ignore[return-value]
 
 
@@ -170,26 +183,34 @@ def _put(out: list[Vec | None], i: int, v: Vec | None) -> bool:
     return True
 
 
-def item_features(model: ServingModel, records: list[ItemRecord], vecs: list[Vec],
-                  chunk: int = 4096) -> np.ndarray:  # fmt: skip
+def item_features(
+    model: ServingModel, records: list[ItemRecord], vecs: list[Vec], chunk: int = 4096
+) -> np.ndarray:
     """Item-tower features [N, F] for records (ids unknown to the version: text alone)."""
     feats = np.zeros((len(records), model.feat_dim), np.float32)
     for s in range(0, len(records), chunk):
         part = records[s : s + chunk]
         content = np.stack([v[1] for v in vecs[s : s + chunk]]).astype(np.float32)
         feats[s : s + len(part)] = model.item_features(
-            content, [r.item_id for r in part], item_numeric([r.price for r in part]))
+            content, [r.item_id for r in part], item_numeric([r.price for r in part])
+        )
     return feats
 
 
-def upsert(store: ItemStore, model: ServingModel, records: list[ItemRecord],
-           vecs: list[Vec]) -> None:  # fmt: skip
+def upsert(
+    store: ItemStore, model: ServingModel, records: list[ItemRecord], vecs: list[Vec]
+) -> None:
     if not records:
         return
     feats = item_features(model, records, vecs)
     text = np.stack([v[0] for v in vecs]).astype(np.float32)
-    store.upsert([r.item_id for r in records], text, feats, [r.categories for r in records],
-                 [r.added_ts for r in records])  # fmt: skip
+    store.upsert(
+        [r.item_id for r in records],
+        text,
+        feats,
+        [r.categories for r in records],
+        [r.added_ts for r in records],
+    )
 
 
 def build_store(model: ServingModel, records: list[ItemRecord], vecs: list[Vec]) -> ItemStore:

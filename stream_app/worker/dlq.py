@@ -41,12 +41,24 @@ class DeadLetter:
     def truncated(self, max_bytes: int) -> DeadLetter:
         size = len(self.value or b"")
         headers = [*self.headers, (TRUNCATED, b"true"), (SOURCE_BYTES, str(size).encode())]
-        return DeadLetter(self.key, (self.value or b"")[:max_bytes], headers, self.reason,
-                          self.where, self.event_id)  # fmt: skip
+        return DeadLetter(
+            self.key,
+            (self.value or b"")[:max_bytes],
+            headers,
+            self.reason,
+            self.where,
+            self.event_id,
+        )
 
 
-def dead_letter(exc: BaseException, key: bytes | None, value: bytes | None, where: Where,
-                reason: str | None = None, event_id: str | None = None) -> DeadLetter:  # fmt: skip
+def dead_letter(
+    exc: BaseException,
+    key: bytes | None,
+    value: bytes | None,
+    where: Where,
+    reason: str | None = None,
+    event_id: str | None = None,
+) -> DeadLetter:
     reason = reason or getattr(exc, "reason", None) or "error"
     headers = dlq_headers(exc, where.topic, where.partition, where.offset, reason)
     return DeadLetter(key, value, headers, reason, where, event_id)

@@ -20,37 +20,61 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.events_in = Counter("streamrec_events_in", "Events received from the events topic.",
-                                 registry=r)  # fmt: skip
-        self.recs_out = Counter("streamrec_recommendations_out",
-                                "Recommendations published (acked by the broker).", registry=r)  # fmt: skip
-        self.dlq = Counter("streamrec_dlq", "Events sent to the dead-letter topic, by reason.",
-                           ["reason"], registry=r)  # fmt: skip
-        self.duplicates = Counter("streamrec_duplicate_events",
-                                  "Redelivered events (id already in the user's state).",
-                                  registry=r)  # fmt: skip
-        self.latency = Histogram("streamrec_latency_seconds",
-                                 "Event receipt by the worker -> recommendation sent.",
-                                 buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
-        self.batch_size = Histogram("streamrec_batch_size", "Events per processed batch.",
-                                    buckets=BATCH_BUCKETS, registry=r)  # fmt: skip
-        self.score_seconds = Histogram("streamrec_score_seconds",
-                                       "Retrieval + ranking + diversification per batch.",
-                                       buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
-        self.model_info = Gauge("streamrec_model_info", "1 for the model version being served.",
-                                ["version"], registry=r)  # fmt: skip
+        self.events_in = Counter(
+            "streamrec_events_in", "Events received from the events topic.", registry=r
+        )
+        self.recs_out = Counter(
+            "streamrec_recommendations_out",
+            "Recommendations published (acked by the broker).",
+            registry=r,
+        )
+        self.dlq = Counter(
+            "streamrec_dlq",
+            "Events sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "streamrec_duplicate_events",
+            "Redelivered events (id already in the user's state).",
+            registry=r,
+        )
+        self.latency = Histogram(
+            "streamrec_latency_seconds",
+            "Event receipt by the worker -> recommendation sent.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "streamrec_batch_size", "Events per processed batch.", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.score_seconds = Histogram(
+            "streamrec_score_seconds",
+            "Retrieval + ranking + diversification per batch.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "streamrec_model_info", "1 for the model version being served.", ["version"], registry=r
+        )
         self.swaps = Counter("streamrec_model_swaps", "Model versions swapped in.", registry=r)
-        self.refusals = Counter("streamrec_model_refusals",
-                                "Model versions refused (bad files, load failure, non-finite).",
-                                registry=r)  # fmt: skip
-        self.catalog_size = Gauge("streamrec_catalog_items", "Live items in the catalogue.",
-                                  registry=r)  # fmt: skip
-        self.catalog_updates = Counter("streamrec_catalog_updates",
-                                       "Item messages applied (upserts and deletes).", registry=r)  # fmt: skip
-        self.catalog_encoded = Counter("streamrec_catalog_encoded",
-                                       "Item texts run through the encoder.", registry=r)  # fmt: skip
-        self.catalog_bad = Counter("streamrec_catalog_bad", "Item messages that failed validation.",
-                                   registry=r)  # fmt: skip
+        self.refusals = Counter(
+            "streamrec_model_refusals",
+            "Model versions refused (bad files, load failure, non-finite).",
+            registry=r,
+        )
+        self.catalog_size = Gauge(
+            "streamrec_catalog_items", "Live items in the catalogue.", registry=r
+        )
+        self.catalog_updates = Counter(
+            "streamrec_catalog_updates", "Item messages applied (upserts and deletes).", registry=r
+        )
+        self.catalog_encoded = Counter(
+            "streamrec_catalog_encoded", "Item texts run through the encoder.", registry=r
+        )
+        self.catalog_bad = Counter(
+            "streamrec_catalog_bad", "Item messages that failed validation.", registry=r
+        )
 
     def model_loaded(self, version: str, previous: str | None) -> None:
         if previous is not None:

@@ -23,8 +23,14 @@ POLL_S = 2.0
 
 
 class ModelWatcher(Service):
-    def __init__(self, settings: Settings, holder: ServingHolder, ready: asyncio.Event,
-                 poll_s: float = POLL_S, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        holder: ServingHolder,
+        ready: asyncio.Event,
+        poll_s: float = POLL_S,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.settings, self.holder, self.ready, self.poll_s = settings, holder, ready, poll_s
         self.consumer: AIOKafkaConsumer | None = None

@@ -57,9 +57,16 @@ class ServingHolder:
     """Owns the serving reference, the catalogue state and the lock that orders catalogue
     updates against the final step of a swap."""
 
-    def __init__(self, registry: Registry, params: InterestParams, opts: EngineOptions,
-                 device: str, threads: int, cache: cat.VectorCache | None,
-                 metrics: Metrics) -> None:  # fmt: skip
+    def __init__(
+        self,
+        registry: Registry,
+        params: InterestParams,
+        opts: EngineOptions,
+        device: str,
+        threads: int,
+        cache: cat.VectorCache | None,
+        metrics: Metrics,
+    ) -> None:
         self.registry, self.params, self.opts = registry, params, opts
         self.device, self.threads = device, threads
         self.cache, self.metrics = cache, metrics
@@ -84,16 +91,17 @@ class ServingHolder:
         self.catalogue.key = self.resolver.key
         self.recommender = Recommender(Bundle(model, store), self.params, self.opts)
         self.metrics.model_loaded(version, None)
-        log.info("serving model %s (providers %s, space %s)", version, model.providers,
-                 model.space)  # fmt: skip
+        log.info("serving model %s (providers %s, space %s)", version, model.providers, model.space)
 
     def _open(self, version: str) -> ServingModel:
         return ServingModel(self.registry, version, self.device, self.threads)
 
     def _check_compatible(self, model: ServingModel) -> None:
         if model.k != self.params.k:
-            msg = (f"interests.k: model {model.version} was trained with k={model.k}, "
-                   f"the worker runs with k={self.params.k}")  # fmt: skip
+            msg = (
+                f"interests.k: model {model.version} was trained with k={model.k}, "
+                f"the worker runs with k={self.params.k}"
+            )
             raise ModelLoadError(msg)
 
     # -- catalogue updates (called by the catalogue feed) -------------------------------
@@ -109,8 +117,13 @@ class ServingHolder:
             if records:
                 feats = await asyncio.to_thread(cat.item_features, rec.bundle.model, records, vecs)
                 text = np.stack([v[0] for v in vecs]).astype(np.float32)
-                store.upsert([r.item_id for r in records], text, feats,
-                             [r.categories for r in records], [r.added_ts for r in records])  # fmt: skip
+                store.upsert(
+                    [r.item_id for r in records],
+                    text,
+                    feats,
+                    [r.categories for r in records],
+                    [r.added_ts for r in records],
+                )
             for item_id in deletes:
                 store.delete(item_id)
             self.catalogue.apply(zip(records, vecs, strict=True), deletes)
@@ -165,17 +178,25 @@ class ServingHolder:
             cat.copy_popularity(old.bundle.store, store)
             if not same_encoder:
                 self.catalogue.key = resolver.key
-                self.catalogue.vectors = {r.item_id: (r.text_sha, v)
-                                          for r, v in zip(records, vecs, strict=True)
-                                          if r.item_id in self.catalogue.records}  # fmt: skip
+                self.catalogue.vectors = {
+                    r.item_id: (r.text_sha, v)
+                    for r, v in zip(records, vecs, strict=True)
+                    if r.item_id in self.catalogue.records
+                }
                 for r, v in zip(live, late_vecs, strict=True):
                     self.catalogue.vectors[r.item_id] = (r.text_sha, v)
             self.recommender, self.resolver = candidate, resolver  # the one reference change
         previous = old.bundle.model.version
         seconds = time.perf_counter() - t0
         self.metrics.model_loaded(version, previous)
-        log.info("model swap %s -> %s in %.2fs (%d items, %s)", previous, version, seconds,
-                 len(store), "re-encoded" if not same_encoder else "vectors reused")  # fmt: skip
+        log.info(
+            "model swap %s -> %s in %.2fs (%d items, %s)",
+            previous,
+            version,
+            seconds,
+            len(store),
+            "re-encoded" if not same_encoder else "vectors reused",
+        )
         return SwapResult(version, True, "", seconds, not same_encoder)
 
 
@@ -187,11 +208,13 @@ def warm_up(rec: Recommender, users: int = WARMUP_USERS) -> None:
     model = rec.bundle.model
     rng = np.random.default_rng(0)
     k, n_rec = model.k, model.recent_len
-    out = model.score(rng.standard_normal((users, k, model.text_dim)).astype(np.float32),
-                      np.ones((users, k), np.float32),
-                      rng.standard_normal((users, n_rec, model.feat_dim)).astype(np.float32),
-                      np.ones((users, n_rec), np.float32),
-                      store.feats[: max(1, min(store.size, 50))][None].repeat(users, 0))  # fmt: skip
+    out = model.score(
+        rng.standard_normal((users, k, model.text_dim)).astype(np.float32),
+        np.ones((users, k), np.float32),
+        rng.standard_normal((users, n_rec, model.feat_dim)).astype(np.float32),
+        np.ones((users, n_rec), np.float32),
+        store.feats[: max(1, min(store.size, 50))][None].repeat(users, 0),
+    )
     for name in ("p_click", "p_purchase", "attn"):
         if not np.isfinite(getattr(out, name)).all():
             msg = f"warm-up: ranker output {name} is not finite"

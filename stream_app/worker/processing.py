@@ -65,9 +65,12 @@ class BatchResult:
     # user -> (final state, index of the user's last event in the batch): what to write back
     final: dict[str, tuple[InterestState, int]] = field(default_factory=dict)
     duplicates: int = 0
+    model_version: str = "unknown"  # of the model that scored this batch
 
 
-def decode_all(batch: list[Incoming], max_bytes: int) -> tuple[dict[int, Event], dict[int, DeadLetter]]:
+def decode_all(
+    batch: list[Incoming], max_bytes: int
+) -> tuple[dict[int, Event], dict[int, DeadLetter]]:
     events: dict[int, Event] = {}
     dead: dict[int, DeadLetter] = {}
     for i, msg in enumerate(batch):
@@ -84,8 +87,13 @@ def unknown_items(events: dict[int, Event], rec: Recommender) -> set[str]:
     return {ev.item_id for ev in events.values() if ev.item_id not in store}
 
 
-def apply_events(batch: list[Incoming], events: dict[int, Event], rec: Recommender,
-                 load: Callable[[str, int], bytes | None], result: BatchResult) -> None:  # fmt: skip
+def apply_events(
+    batch: list[Incoming],
+    events: dict[int, Event],
+    rec: Recommender,
+    load: Callable[[str, int], bytes | None],
+    result: BatchResult,
+) -> None:
     """Apply decoded events in batch order; fills snapshots, final states and dead letters.
 
     ``load(user_id, index)`` returns the stored state bytes (read in the context of the
@@ -104,15 +112,17 @@ def apply_events(batch: list[Incoming], events: dict[int, Event], rec: Recommend
             log.warning("%s event %s: unknown item %r", msg.where, ev.event_id, ev.item_id)
             continue
         except Exception as exc:  # noqa: BLE001 - one bad event never stops the stream
-            result.dead[i] = dead_letter(exc, msg.key, msg.value, msg.where, "processing",
-                                         ev.event_id)  # fmt: skip
+            result.dead[i] = dead_letter(
+                exc, msg.key, msg.value, msg.where, "processing", ev.event_id
+            )
             log.exception("%s event %s: state update failed", msg.where, ev.event_id)
             continue
         duplicate = new is state
         result.duplicates += duplicate
         if duplicate:
-            log.info("%s event %s: duplicate (already applied), re-publishing", msg.where,
-                     ev.event_id)  # fmt: skip
+            log.debug(
+                "%s event %s: duplicate (already applied), re-publishing", msg.where, ev.event_id
+            )
         current[user] = new
         result.final[user] = (new, i)
         result.snapshots.append(Snapshot(i, ev, new, duplicate))
@@ -126,8 +136,11 @@ def _load_state(raw: bytes | None, rec: Recommender) -> InterestState | None:
     if state.space != model.space or state.k != rec.params.k:
         store = rec.bundle.store
         vectors = {i: store.text[store.row[i]] for i in set(state.recent_items) if i in store.row}
-        state = rebuild_state(state, vectors, model.space, rec.params) if vectors else \
-            _fresh_like(state, rec)  # fmt: skip
+        state = (
+            rebuild_state(state, vectors, model.space, rec.params)
+            if vectors
+            else _fresh_like(state, rec)
+        )
     return state
 
 
@@ -154,25 +167,36 @@ def recommend_all(batch: list[Incoming], rec: Recommender, result: BatchResult) 
                 lists.append(rec.recommend([s.state], now)[0])
             except Exception as exc:  # noqa: BLE001
                 msg = batch[s.index]
-                result.dead[s.index] = dead_letter(exc, msg.key, msg.value, msg.where, "scoring",
-                                                   s.event.event_id)  # fmt: skip
+                result.dead[s.index] = dead_letter(
+                    exc, msg.key, msg.value, msg.where, "scoring", s.event.event_id
+                )
                 lists.append(None)  # type: ignore[arg-type]
     for s, recs in zip(snaps, lists, strict=True):
         if recs is not None:
             result.recs[s.index] = recs
 
 
-def process(batch: list[Incoming], events: dict[int, Event], rec: Recommender,
-            load: Callable[[str, int], bytes | None],
-            dead: dict[int, DeadLetter] | None = None) -> BatchResult:  # fmt: skip
-    result = BatchResult(dead=dict(dead or {}))
+def process(
+    batch: list[Incoming],
+    events: dict[int, Event],
+    rec: Recommender,
+    load: Callable[[str, int], bytes | None],
+    dead: dict[int, DeadLetter] | None = None,
+) -> BatchResult:
+    result = BatchResult(dead=dict(dead or {}), model_version=rec.bundle.model.version)
     apply_events(batch, events, rec, load, result)
     recommend_all(batch, rec, result)
     return result
 
 
-def recommendation_json(user_id: str, event_id: str, model_version: str, recs: list[Rec],
-                        latency_ms: float, created_at: datetime | None = None) -> bytes:  # fmt: skip
+def recommendation_json(
+    user_id: str,
+    event_id: str,
+    model_version: str,
+    recs: list[Rec],
+    latency_ms: float,
+    created_at: datetime | None = None,
+) -> bytes:
     """The ``Recommendation`` contract as JSON (built directly: this is the hot path; a unit
     test checks it against the pydantic model). Raises ValueError on non-finite numbers."""
     created = (created_at or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
@@ -183,11 +207,18 @@ def recommendation_json(user_id: str, event_id: str, model_version: str, recs: l
         "model_version": model_version,
         "created_at": created,
         "latency_ms": round(max(latency_ms, 0.0), 3),
-        "items": [{"item_id": r.item_id, "score": r.score,
-                   "p_click": min(1.0, max(0.0, r.p_click)),
-                   "p_purchase": min(1.0, max(0.0, r.p_purchase)),
-                   "interest": r.interest, "because": r.because} for r in recs],
-    }  # fmt: skip
+        "items": [
+            {
+                "item_id": r.item_id,
+                "score": r.score,
+                "p_click": min(1.0, max(0.0, r.p_click)),
+                "p_purchase": min(1.0, max(0.0, r.p_purchase)),
+                "interest": r.interest,
+                "because": r.because,
+            }
+            for r in recs
+        ],
+    }
     if not all(math.isfinite(r.score) for r in recs):
         msg = f"recommendation for event {event_id}: non-finite score"
         raise ValueError(msg)

@@ -47,13 +47,18 @@ class WorkerRuntime(Service):
         self.registry = Registry(settings.registry_dir)
         self.cache: VectorCache | None = None
         s = settings.serving
-        self.holder = ServingHolder(self.registry, InterestParams.from_settings(settings.interests),
-                                    EngineOptions.from_settings(s), s.device, s.ort_threads,
-                                    None, self.metrics)  # fmt: skip
+        self.holder = ServingHolder(
+            self.registry,
+            InterestParams.from_settings(settings.interests),
+            EngineOptions.from_settings(s),
+            s.device,
+            s.ort_threads,
+            None,
+            self.metrics,
+        )
         self.model_ready = asyncio.Event()
         self.feed = CatalogFeed(settings, self.holder, self.metrics, self.model_ready)
         self.watcher = ModelWatcher(settings, self.holder, self.feed.ready)
-        self.last_model_version: str | None = None
 
     @property
     def ready(self) -> asyncio.Event:
@@ -70,7 +75,6 @@ class WorkerRuntime(Service):
         self.cache = VectorCache(self.settings.data_dir / VECTOR_CACHE_DIR)
         self.holder.cache = self.cache
         await self.holder.load_initial(version)
-        self.last_model_version = version
         self.model_ready.set()
 
     async def on_stop(self) -> None:
@@ -88,5 +92,9 @@ class WorkerRuntime(Service):
         from stream_app.worker.models import describe
 
         catalogue, tables = self.ready.is_set(), self.tables_ready()
-        return {"status": "ok" if catalogue and tables else "starting",
-                "catalogue_ready": catalogue, "tables_ready": tables, **describe(self.holder)}  # fmt: skip
+        return {
+            "status": "ok" if catalogue and tables else "starting",
+            "catalogue_ready": catalogue,
+            "tables_ready": tables,
+            **describe(self.holder),
+        }

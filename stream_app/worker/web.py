@@ -26,9 +26,15 @@ def state_summary(raw: bytes) -> dict[str, Any]:
         "event_ids": s.event_ids,
         "recent_items": s.recent_items,
         "purchased": s.purchased,
-        "slots": [{"strength": float(s.strength[j]), "count": int(s.count[j]),
-                   "last_seen": float(s.last_seen[j]), "because": s.because(j)}
-                  for j in range(s.k)],  # fmt: skip
+        "slots": [
+            {
+                "strength": float(s.strength[j]),
+                "count": int(s.count[j]),
+                "last_seen": float(s.last_seen[j]),
+                "because": s.because(j),
+            }
+            for j in range(s.k)
+        ],
     }
 
 

@@ -36,21 +36,23 @@ def free_port() -> int:
 def worker_env(settings: Settings, registry: Path, web_port: int) -> dict[str, str]:
     t = settings.topics
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
-    env.update({
-        "STREAMREC_KAFKA__BROKER": settings.kafka.broker,
-        "STREAMREC_APP_ID": settings.app_id,
-        "STREAMREC_DATA_DIR": str(settings.data_dir),
-        "STREAMREC_REGISTRY_DIR": str(registry),
-        "STREAMREC_TOPICS__EVENTS": t.events,
-        "STREAMREC_TOPICS__ITEMS": t.items,
-        "STREAMREC_TOPICS__RECOMMENDATIONS": t.recommendations,
-        "STREAMREC_TOPICS__DLQ": t.dlq,
-        "STREAMREC_TOPICS__MODEL_UPDATES": t.model_updates,
-        "STREAMREC_TOPICS__PARTITIONS": str(t.partitions),
-        "STREAMREC_SERVING__WEB_PORT": str(web_port),
-        "STREAMREC_SERVING__DEVICE": "cpu",
-        "STREAMREC_SERVING__ORT_THREADS": "1",
-    })  # fmt: skip
+    env.update(
+        {
+            "STREAMREC_KAFKA__BROKER": settings.kafka.broker,
+            "STREAMREC_APP_ID": settings.app_id,
+            "STREAMREC_DATA_DIR": str(settings.data_dir),
+            "STREAMREC_REGISTRY_DIR": str(registry),
+            "STREAMREC_TOPICS__EVENTS": t.events,
+            "STREAMREC_TOPICS__ITEMS": t.items,
+            "STREAMREC_TOPICS__RECOMMENDATIONS": t.recommendations,
+            "STREAMREC_TOPICS__DLQ": t.dlq,
+            "STREAMREC_TOPICS__MODEL_UPDATES": t.model_updates,
+            "STREAMREC_TOPICS__PARTITIONS": str(t.partitions),
+            "STREAMREC_SERVING__WEB_PORT": str(web_port),
+            "STREAMREC_SERVING__DEVICE": "cpu",
+            "STREAMREC_SERVING__ORT_THREADS": "1",
+        }
+    )
     return env
 
 
@@ -81,8 +83,11 @@ class WorkerProc:
         self.proc = subprocess.Popen(
             [*streamrec_exe(), "worker", "--loglevel", "info"],
             env=worker_env(self.settings, self.registry, self.web_port),
-            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
-        )  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
         out.close()
         return self
 
@@ -125,8 +130,10 @@ class WorkerProc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
-                msg = f"worker exited with {self.proc.returncode if self.proc else '?'}:\n" + \
-                    self.log()[-4000:]  # fmt: skip
+                msg = (
+                    f"worker exited with {self.proc.returncode if self.proc else '?'}:\n"
+                    + self.log()[-4000:]
+                )
                 raise AssertionError(msg)
             h = self.health()
             if h is not None and h.get("status") == "ok":
@@ -158,11 +165,20 @@ class Sent:
     value: bytes
 
 
-async def produce(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes | None]],
-                  rate: float | None = None) -> list[Sent]:  # fmt: skip
+async def produce(
+    settings: Settings,
+    topic: str,
+    records: list[tuple[bytes | None, bytes | None]],
+    rate: float | None = None,
+) -> list[Sent]:
     """Send (key, value) pairs in order; returns where each landed."""
-    producer = AIOKafkaProducer(**settings.kafka.client_kwargs(), linger_ms=5, acks="all",
-                                enable_idempotence=True, max_request_size=16 * 1024 * 1024)  # fmt: skip
+    producer = AIOKafkaProducer(
+        **settings.kafka.client_kwargs(),
+        linger_ms=5,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=16 * 1024 * 1024,
+    )
     await producer.start()
     out = []
     try:
@@ -189,8 +205,9 @@ def event_records(lines: list[bytes]) -> list[tuple[bytes | None, bytes | None]]
 async def setup_topics_and_items(settings: Settings, items_path: Path) -> list[bytes]:
     await ensure_topics(settings)
     lines = read_lines(items_path)
-    await produce(settings, settings.topics.items,
-                  [(json.loads(v)["item_id"].encode(), v) for v in lines])  # fmt: skip
+    await produce(
+        settings, settings.topics.items, [(json.loads(v)["item_id"].encode(), v) for v in lines]
+    )
     return lines
 
 
@@ -205,10 +222,14 @@ class TopicReader:
 
     async def __aenter__(self) -> TopicReader:
         self._consumer = AIOKafkaConsumer(
-            self.topic, **self.settings.kafka.client_kwargs(), group_id=None,
-            auto_offset_reset="earliest", enable_auto_commit=False,
-            fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
-        )  # fmt: skip
+            self.topic,
+            **self.settings.kafka.client_kwargs(),
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+        )
         await self._consumer.start()
         self._task = asyncio.create_task(self._run())
         return self
@@ -226,7 +247,8 @@ class TopicReader:
             if predicate(self.records):
                 return
             await asyncio.sleep(0.2)
-        msg = f"timed out after {timeout}s waiting for {what or self.topic} ({len(self.records)} records)"
+        n = len(self.records)
+        msg = f"timed out after {timeout}s waiting for {what or self.topic} ({n} records)"
         raise AssertionError(msg)
 
     async def __aexit__(self, *exc: object) -> None:

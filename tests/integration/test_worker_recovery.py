@@ -39,7 +39,8 @@ def _states(worker: WorkerProc, users: set[str]) -> dict[str, dict]:
 
 
 async def test_state_survives_restart_and_a_lost_data_dir(
-        kafka_settings: Settings, tiny_world: Path, tiny_registry: Path, tmp_path: Path):  # fmt: skip
+    kafka_settings: Settings, tiny_world: Path, tiny_registry: Path, tmp_path: Path
+):
     await setup_topics_and_items(kafka_settings, tiny_world / "items.jsonl")
     events = _events(tiny_world, 500)
     users = {json.loads(x)["user_id"] for x in events}
@@ -72,9 +73,14 @@ async def test_state_survives_restart_and_a_lost_data_dir(
             # (a state written to another changelog partition would start again from zero)
             extra = []
             for n, u in enumerate(sorted(users)):
-                last = json.loads(next(x for x in reversed(events) if json.loads(x)["user_id"] == u))
-                extra.append(json.dumps({**last, "event_id": f"extra-{n}",
-                                         "ts": "2027-01-01T00:00:00Z"}).encode())  # fmt: skip
+                last = json.loads(
+                    next(x for x in reversed(events) if json.loads(x)["user_id"] == u)
+                )
+                extra.append(
+                    json.dumps(
+                        {**last, "event_id": f"extra-{n}", "ts": "2027-01-01T00:00:00Z"}
+                    ).encode()
+                )
             await produce(kafka_settings, kafka_settings.topics.events, event_records(extra))
             await recs.wait_for(lambda r: len(r) >= len(events) + len(extra), 60)
             after = _states(worker, users)
@@ -82,11 +88,15 @@ async def test_state_survives_restart_and_a_lost_data_dir(
             worker.stop()
     for u in users:
         assert after[u]["n_events"] == before[u]["n_events"] + 1, u
-        assert after[u]["event_ids"][:-1] == before[u]["event_ids"][-(len(after[u]["event_ids"]) - 1):]
+        assert (
+            after[u]["event_ids"][:-1]
+            == before[u]["event_ids"][-(len(after[u]["event_ids"]) - 1) :]
+        )
 
 
 async def test_kill_9_mid_stream_loses_nothing_and_counts_nothing_twice(
-        kafka_settings: Settings, tiny_world: Path, tiny_registry: Path, tmp_path: Path):  # fmt: skip
+    kafka_settings: Settings, tiny_world: Path, tiny_registry: Path, tmp_path: Path
+):
     await setup_topics_and_items(kafka_settings, tiny_world / "items.jsonl")
     events = _events(tiny_world, 2400)
     ids_by_user: dict[str, list[str]] = defaultdict(list)
@@ -95,12 +105,15 @@ async def test_kill_9_mid_stream_loses_nothing_and_counts_nothing_twice(
         ids_by_user[e["user_id"]].append(e["event_id"])
     all_ids = {i for ids in ids_by_user.values() for i in ids}
     worker = WorkerProc(kafka_settings, tiny_registry, tmp_path / "logs")
-    async with TopicReader(kafka_settings, kafka_settings.topics.recommendations) as recs, \
-            TopicReader(kafka_settings, kafka_settings.topics.dlq) as dlq:  # fmt: skip
+    async with (
+        TopicReader(kafka_settings, kafka_settings.topics.recommendations) as recs,
+        TopicReader(kafka_settings, kafka_settings.topics.dlq) as dlq,
+    ):
         worker.start()
         await worker.wait_ready()
-        stream = asyncio.create_task(produce(kafka_settings, kafka_settings.topics.events,
-                                             event_records(events), rate=400))  # fmt: skip
+        stream = asyncio.create_task(
+            produce(kafka_settings, kafka_settings.topics.events, event_records(events), rate=400)
+        )
         await recs.wait_for(lambda r: len(r) >= 600, 60)
         worker.kill9()
         killed_at = len(recs.records)
@@ -111,8 +124,9 @@ async def test_kill_9_mid_stream_loses_nothing_and_counts_nothing_twice(
 
             def accounted(_: object) -> bool:
                 done = {json.loads(r.value)["trigger_event_id"] for r in recs.records}
-                return all_ids <= done | {json.loads(r.value or b"{}").get("event_id")
-                                          for r in dlq.records}  # fmt: skip
+                return all_ids <= done | {
+                    json.loads(r.value or b"{}").get("event_id") for r in dlq.records
+                }
 
             await recs.wait_for(accounted, 120, "every event id accounted for")
             await asyncio.sleep(2.0)

@@ -43,8 +43,9 @@ def _users_events(world: Path, n_users: int, limit: int) -> list[bytes]:
     return out
 
 
-async def test_one_recommendation_per_good_event(kafka_settings: Settings, tiny_world: Path,
-                                                 tiny_registry: Path, tmp_path: Path):  # fmt: skip
+async def test_one_recommendation_per_good_event(
+    kafka_settings: Settings, tiny_world: Path, tiny_registry: Path, tmp_path: Path
+):
     items = await setup_topics_and_items(kafka_settings, tiny_world / "items.jsonl")
     item_ids = {json.loads(x)["item_id"] for x in items}
     events = _users_events(tiny_world, 25, 400)
@@ -52,7 +53,9 @@ async def test_one_recommendation_per_good_event(kafka_settings: Settings, tiny_
     try:
         await worker.wait_ready()
         async with TopicReader(kafka_settings, kafka_settings.topics.recommendations) as recs:
-            sent = await produce(kafka_settings, kafka_settings.topics.events, event_records(events))
+            sent = await produce(
+                kafka_settings, kafka_settings.topics.events, event_records(events)
+            )
             await recs.wait_for(lambda r: len(r) >= len(events), 90, "recommendations")
             await asyncio.sleep(2.0)  # anything extra would show up now
             got = list(recs.records)
@@ -93,7 +96,8 @@ async def test_one_recommendation_per_good_event(kafka_settings: Settings, tiny_
 
 
 async def test_bad_input_goes_to_the_dlq_and_the_worker_keeps_going(
-        kafka_settings: Settings, tiny_world: Path, tiny_registry: Path, tmp_path: Path):  # fmt: skip
+    kafka_settings: Settings, tiny_world: Path, tiny_registry: Path, tmp_path: Path
+):
     await setup_topics_and_items(kafka_settings, tiny_world / "items.jsonl")
     good = _users_events(tiny_world, 10, 120)
     base = json.loads(good[0])
@@ -102,14 +106,24 @@ async def test_bad_input_goes_to_the_dlq_and_the_worker_keeps_going(
         (b"u1", b"{not json", "json"),
         (b"u1", b"\xff\xfe\x00garbage", "json"),
         (b"u2", json.dumps({**base, "event_id": "no-user", "user_id": None}).encode(), "schema"),
-        (b"u2", json.dumps({**base, "event_id": "bad-type", "event_type": "view"}).encode(), "schema"),
-        (b"u3", json.dumps({**base, "event_id": "naive-ts", "ts": "2026-01-01T00:00:00"}).encode(),
-         "schema"),
+        (
+            b"u2",
+            json.dumps({**base, "event_id": "bad-type", "event_type": "view"}).encode(),
+            "schema",
+        ),
+        (
+            b"u3",
+            json.dumps({**base, "event_id": "naive-ts", "ts": "2026-01-01T00:00:00"}).encode(),
+            "schema",
+        ),
         (b"u3", None, "schema"),
-        (base["user_id"].encode(), json.dumps({**base, "event_id": "ghost-item",
-                                               "item_id": "no-such-item"}).encode(), "unknown_item"),
+        (
+            base["user_id"].encode(),
+            json.dumps({**base, "event_id": "ghost-item", "item_id": "no-such-item"}).encode(),
+            "unknown_item",
+        ),
         (base["user_id"].encode(), huge, "too_large"),
-    ]  # fmt: skip
+    ]
     records: list[tuple[bytes | None, bytes | None]] = []
     expected_reason: dict[int, str] = {}
     for i, line in enumerate(good):
@@ -122,8 +136,10 @@ async def test_bad_input_goes_to_the_dlq_and_the_worker_keeps_going(
     worker = WorkerProc(kafka_settings, tiny_registry, tmp_path / "logs").start()
     try:
         h0 = await worker.wait_ready()
-        async with TopicReader(kafka_settings, kafka_settings.topics.recommendations) as recs, \
-                TopicReader(kafka_settings, kafka_settings.topics.dlq) as dlq:  # fmt: skip
+        async with (
+            TopicReader(kafka_settings, kafka_settings.topics.recommendations) as recs,
+            TopicReader(kafka_settings, kafka_settings.topics.dlq) as dlq,
+        ):
             sent = await produce(kafka_settings, kafka_settings.topics.events, records)
             await recs.wait_for(lambda r: len(r) >= len(good), 90, "recommendations")
             await dlq.wait_for(lambda r: len(r) >= len(expected_reason), 30, "dead letters")
@@ -136,7 +152,8 @@ async def test_bad_input_goes_to_the_dlq_and_the_worker_keeps_going(
         worker.stop()
     assert h1 is not None and h1["pid"] == h0["pid"] == worker.pid and h1["status"] == "ok"
     assert sorted(d["trigger_event_id"] for d in rec_values(got_recs)) == sorted(
-        json.loads(x)["event_id"] for x in good)
+        json.loads(x)["event_id"] for x in good
+    )
     assert len(got_dlq) == len(expected_reason)
     by_offset = {(s.partition, s.offset): (i, s) for i, s in enumerate(sent)}
     for r in got_dlq:
@@ -144,7 +161,10 @@ async def test_bad_input_goes_to_the_dlq_and_the_worker_keeps_going(
         assert h["source.topic"] == kafka_settings.topics.events
         i, s = by_offset[(int(h["source.partition"]), int(h["source.offset"]))]
         assert i in expected_reason
-        assert h["error.reason"] == expected_reason[i], (h, records[i][1][:80] if records[i][1] else None)
+        assert h["error.reason"] == expected_reason[i], (
+            h,
+            records[i][1][:80] if records[i][1] else None,
+        )
         assert h["error.class"] and h["error.message"]
         assert (r.value or b"") == (records[i][1] or b"")  # the ORIGINAL bytes
         assert r.key == records[i][0]
@@ -155,11 +175,14 @@ async def test_bad_input_goes_to_the_dlq_and_the_worker_keeps_going(
 
 
 async def test_new_catalogue_item_is_recommended_without_retraining(
-        kafka_settings: Settings, tiny_world: Path, tiny_registry: Path, tmp_path: Path):  # fmt: skip
+    kafka_settings: Settings, tiny_world: Path, tiny_registry: Path, tmp_path: Path
+):
     """New items produced mid-stream, each the near-twin (by text) of an item the user clicks:
     with no id embedding for them, only their text can put them next to their twins."""
-    items = [json.loads(x) for x in await setup_topics_and_items(kafka_settings,
-                                                                 tiny_world / "items.jsonl")]  # fmt: skip
+    items = [
+        json.loads(x)
+        for x in await setup_topics_and_items(kafka_settings, tiny_world / "items.jsonl")
+    ]
     cat = items[0]["categories"][0]
     cluster = [it for it in items if it["categories"] and it["categories"][0] == cat][:6]
     assert len(cluster) == 6
@@ -167,13 +190,24 @@ async def test_new_catalogue_item_is_recommended_without_retraining(
     ts0 = 1_780_000_000_000
 
     def click(n: int, item_id: str) -> tuple[bytes, bytes]:
-        ev = {"event_id": f"cs-{n}", "user_id": user, "item_id": item_id, "ts": ts0 + n * 60_000,
-              "event_type": "click"}  # fmt: skip
+        ev = {
+            "event_id": f"cs-{n}",
+            "user_id": user,
+            "item_id": item_id,
+            "ts": ts0 + n * 60_000,
+            "event_type": "click",
+        }
         return user.encode(), json.dumps(ev).encode()
 
-    twins = {f"new-item-{j}": {**cluster[j], "item_id": f"new-item-{j}",
-                               "title": cluster[j]["title"] + " II", "ts": "2026-06-01T00:00:00Z"}
-             for j in range(3)}  # fmt: skip
+    twins = {
+        f"new-item-{j}": {
+            **cluster[j],
+            "item_id": f"new-item-{j}",
+            "title": cluster[j]["title"] + " II",
+            "ts": "2026-06-01T00:00:00Z",
+        }
+        for j in range(3)
+    }
     worker = WorkerProc(kafka_settings, tiny_registry, tmp_path / "logs").start()
     try:
         await worker.wait_ready()
@@ -182,27 +216,35 @@ async def test_new_catalogue_item_is_recommended_without_retraining(
             await produce(kafka_settings, kafka_settings.topics.events, first)
             await recs.wait_for(lambda r: len(r) >= len(first), 60)
             assert all("new-item" not in json.dumps(d) for d in rec_values(recs.records))
-            await produce(kafka_settings, kafka_settings.topics.items,
-                          [(k.encode(), json.dumps(v).encode()) for k, v in twins.items()])  # fmt: skip
+            await produce(
+                kafka_settings,
+                kafka_settings.topics.items,
+                [(k.encode(), json.dumps(v).encode()) for k, v in twins.items()],
+            )
             # no wait for the catalogue: an event on a new item right away must still find it
             more = [click(100 + j, cluster[j]["item_id"]) for j in range(3)]
             more.append(click(200, "new-item-0"))
             await produce(kafka_settings, kafka_settings.topics.events, more)
             await recs.wait_for(lambda r: len(r) >= len(first) + len(more), 60)
-            docs = {d["trigger_event_id"]: d for d in rec_values(recs.records)[len(first):]}
+            docs = {d["trigger_event_id"]: d for d in rec_values(recs.records)[len(first) :]}
         metrics = worker.metrics()
     finally:
         worker.stop()
     assert metrics["streamrec_catalog_items"] == len(items) + len(twins)
     assert set(docs) == {json.loads(v)["event_id"] for _, v in more}
-    served = [(j, i) for j in range(3) for i in docs[f"cs-{100 + j}"]["items"]
-              if i["item_id"] == f"new-item-{j}"]  # fmt: skip
+    served = [
+        (j, i)
+        for j in range(3)
+        for i in docs[f"cs-{100 + j}"]["items"]
+        if i["item_id"] == f"new-item-{j}"
+    ]
     assert served, "no new item appeared next to the item it is the text twin of"
     assert any(i["interest"] >= 0 for _, i in served), "only ever shown as exploration"
 
 
 async def test_model_hot_swap_and_corrupt_version_refused(
-        kafka_settings: Settings, tiny_world: Path, tiny_registry: Path, tmp_path: Path):  # fmt: skip
+    kafka_settings: Settings, tiny_world: Path, tiny_registry: Path, tmp_path: Path
+):
     from model_export.registry import Registry
     from schemas import ModelUpdate
 
@@ -222,8 +264,11 @@ async def test_model_hot_swap_and_corrupt_version_refused(
                 dst = staging / f.relative_to(src)
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 dst.write_bytes(f.read_bytes())
-        manifest = {k: v for k, v in reg.manifest(v1).items()
-                    if k not in ("files", "version", "status", "created_at")}  # fmt: skip
+        manifest = {
+            k: v
+            for k, v in reg.manifest(v1).items()
+            if k not in ("files", "version", "status", "created_at")
+        }
         manifest["parent"] = v1
         return reg.publish(staging, manifest, make_current=make_current), reg.path(version)
 
@@ -231,19 +276,28 @@ async def test_model_hot_swap_and_corrupt_version_refused(
         from datetime import UTC, datetime
 
         n = ModelUpdate(model_version=version, parent_version=v1, published_at=datetime.now(UTC))
-        await produce(kafka_settings, kafka_settings.topics.model_updates,
-                      [(None, n.model_dump_json().encode())])  # fmt: skip
+        await produce(
+            kafka_settings,
+            kafka_settings.topics.model_updates,
+            [(None, n.model_dump_json().encode())],
+        )
 
     try:
         await worker.wait_ready()
         async with TopicReader(kafka_settings, kafka_settings.topics.recommendations) as recs:
-            stream = asyncio.create_task(produce(kafka_settings, kafka_settings.topics.events,
-                                                 event_records(events), rate=60))  # fmt: skip
+            stream = asyncio.create_task(
+                produce(
+                    kafka_settings, kafka_settings.topics.events, event_records(events), rate=60
+                )
+            )
             await recs.wait_for(lambda r: len(r) >= 100, 60)
             v2, _ = await asyncio.to_thread(publish_copy, True)
             await notice(v2)
-            await recs.wait_for(lambda r: any(json.loads(x.value)["model_version"] == v2
-                                              for x in r[-20:]), 60, f"swap to {v2}")  # fmt: skip
+            await recs.wait_for(
+                lambda r: any(json.loads(x.value)["model_version"] == v2 for x in r[-20:]),
+                60,
+                f"swap to {v2}",
+            )
             v3, v3_dir = await asyncio.to_thread(publish_copy, False)
             ranker = v3_dir / "ranker.onnx"
             ranker.write_bytes(ranker.read_bytes()[:-64] + b"\0" * 64)  # tampered, same size
@@ -265,7 +319,8 @@ async def test_model_hot_swap_and_corrupt_version_refused(
     finally:
         worker.stop()
     assert sorted(d["trigger_event_id"] for d in docs) == sorted(
-        json.loads(x)["event_id"] for x in events)  # nothing lost across the swap
+        json.loads(x)["event_id"] for x in events
+    )  # nothing lost across the swap
     assert {d["model_version"] for d in docs} == {v1, v2}
     for versions in by_partition.values():  # one switch per partition, never back, never v3
         first_v2 = versions.index(v2) if v2 in versions else len(versions)

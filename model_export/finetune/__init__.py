@@ -1,0 +1,1 @@
+"""Incremental fine-tuning side job: durable event buffer, gated rounds, publish + notify."""

@@ -1,0 +1,167 @@
+"""``streamrec finetune``: consume ``events`` in its own consumer group into the durable
+buffer; every ``every_s`` seconds or ``every_events`` new events run a gated round; publish
+(registry version with parent + a ``model-updates`` notice) or keep the refused candidate.
+
+Crash safety: the buffer is written before offsets are committed; a round's id is the
+buffer watermark, stored in the manifest, so a round killed after publishing is not
+published twice on restart; the registry never exposes half-written versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from model_export.finetune.buffer import EventBuffer
+from model_export.finetune.rounds import RoundResult, run_round
+from model_export.pipeline import Hooks, TrainOptions
+from model_export.registry import Registry
+from schemas.items import CatalogItem, decode_item
+from schemas.recommendations import ModelUpdate
+from schemas.settings import Settings
+
+
+@dataclass
+class JobOptions:
+    every_s: float | None = 600.0
+    every_events: int | None = None
+    once: bool = False
+    tolerance: float = 0.01
+    min_events: int = 1000
+    corrupt_labels: bool = False
+
+
+def options_from(manifest: dict[str, Any] | None, base: TrainOptions) -> TrainOptions:
+    """Warm starts need the current version's architecture: copy it over ``base``."""
+    if not manifest:
+        return base
+    cfg = manifest["config"]
+    return TrainOptions(**{**asdict(base), "train": base.train, "d": cfg["d"],
+                           "hidden": cfg["hidden"], "recent_len": cfg["recent_len"],
+                           "use_text": cfg["use_text"], "use_ids": cfg["use_ids"]})  # fmt: skip
+
+
+async def load_catalog(settings: Settings) -> list[CatalogItem]:
+    from stream_app.kafka_io import read_compacted
+
+    latest = await read_compacted(settings, settings.topics.items)
+    items = []
+    for raw in latest.values():
+        try:
+            item = decode_item(raw, settings.max_message_bytes)
+        except ValueError:
+            continue
+        if not item.deleted:
+            items.append(item)
+    return items
+
+
+async def notify(settings: Settings, result: RoundResult) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    note = ModelUpdate(model_version=result.version or "", parent_version=result.parent,
+                       published_at=datetime.now(UTC), action="publish",
+                       metrics={k: v for k, v in result.candidate.items() if v == v})  # fmt: skip
+    producer = AIOKafkaProducer(**settings.kafka.client_kwargs())
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topics.model_updates, note.model_dump_json().encode(),
+                                     key=b"model")  # fmt: skip
+    finally:
+        await producer.stop()
+
+
+class FineTuneJob:
+    def __init__(self, settings: Settings, registry: Registry, buffer: EventBuffer,
+                 train_opts: TrainOptions, opts: JobOptions,
+                 items: list[CatalogItem] | None = None,
+                 on_round: Callable[[RoundResult], None] | None = None,
+                 hooks: Hooks | None = None) -> None:  # fmt: skip
+        self.settings, self.registry, self.buffer = settings, registry, buffer
+        self.train_opts, self.opts, self.items = train_opts, opts, items
+        self.on_round = on_round or (lambda r: None)
+        self.hooks = hooks or Hooks()
+        self.stop = asyncio.Event()
+
+    def due(self, last_round: float) -> bool:
+        added = self.buffer.meta["added_since_round"]
+        if added < self.opts.min_events:
+            return False
+        if self.opts.every_events and added >= self.opts.every_events:
+            return True
+        return bool(self.opts.every_s) and time.monotonic() - last_round >= (self.opts.every_s or 0)
+
+    async def round(self) -> RoundResult:
+        items = self.items if self.items is not None else await load_catalog(self.settings)
+        events = self.buffer.events()
+        current = self.registry.current()
+        train_opts = options_from(self.registry.manifest(current) if current else None,
+                                  self.train_opts)  # fmt: skip
+        round_id = self.buffer.watermark()
+        result = await asyncio.to_thread(
+            run_round, self.settings, self.registry, items, events, train_opts,
+            self.opts.tolerance, round_id, self.hooks, True, self.opts.corrupt_labels,
+        )  # fmt: skip
+        if result.decision == "published":
+            try:
+                await notify(self.settings, result)
+            except Exception as exc:  # noqa: BLE001 - workers also poll CURRENT
+                result.reason += f" (notice not sent: {exc}; workers polling CURRENT switch)"
+        if result.decision != "skipped" or "already produced" in result.reason:
+            self.buffer.mark_round({"id": round_id, "decision": result.decision,
+                                    "version": result.version, "at": time.time()})  # fmt: skip
+        self.on_round(result)
+        return result
+
+    async def consume(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            self.settings.topics.events, **self.settings.kafka.client_kwargs(),
+            group_id=f"{self.settings.app_id}-finetune", enable_auto_commit=False,
+            auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
+        )  # fmt: skip
+        await consumer.start()
+        try:
+            while not self.stop.is_set():
+                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                values = [m.value for msgs in batch.values() for m in msgs if m.value]
+                if values:
+                    await asyncio.to_thread(self.buffer.add, values)
+                if batch:
+                    await consumer.commit()  # only after the buffer write is durable
+        finally:
+            await consumer.stop()
+
+    async def run(self, consume: bool = True) -> list[RoundResult]:
+        results: list[RoundResult] = []
+        task = asyncio.create_task(self.consume()) if consume else None
+        last = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                if self.opts.once or self.due(last):
+                    if self.opts.once and consume:
+                        await self._drain()
+                    results.append(await self.round())
+                    last = time.monotonic()
+                    if self.opts.once:
+                        break
+                await asyncio.sleep(1.0)
+        finally:
+            self.stop.set()
+            if task is not None:
+                await task
+        return results
+
+    async def _drain(self, idle_s: float = 3.0) -> None:
+        """--once with Kafka: wait until the consumer stops finding new events."""
+        seen, quiet = -1, 0.0
+        while quiet < idle_s:
+            now = self.buffer.meta["added_since_round"]
+            quiet = quiet + 0.5 if now == seen else 0.0
+            seen = now
+            await asyncio.sleep(0.5)

@@ -1,0 +1,129 @@
+"""One fine-tuning round: examples from the buffer through the same ``update_interests`` path,
+warm start from CURRENT, early-stopped training, then candidate and current evaluated on
+the SAME most-recent held-out slice; publish only when the gate passes.
+
+Gate: the candidate may be worse than current by at most ``tolerance`` on NDCG@10 and on
+both head AUCs, and every ONNX export must pass parity. A refused candidate is published
+with status "refused" (never current) and the reason in its manifest, for inspection.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from model_export import checkpoint
+from model_export.export import ParityError
+from model_export.pipeline import Hooks, Prepared, TrainOptions, fit, prepare, publish_version
+from model_export.registry import Registry
+from model_export.train import evaluate
+from schemas.settings import Settings
+
+GATED = ("ndcg@10", "auc_click", "auc_purchase")
+
+
+@dataclass
+class RoundResult:
+    decision: str  # "published" | "refused" | "skipped"
+    reason: str
+    version: str | None
+    parent: str | None
+    candidate: dict[str, float] = field(default_factory=dict)
+    current: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    epochs: int = 0
+    seconds: float = 0.0
+
+
+def gate(candidate: dict[str, float], current: dict[str, float], tolerance: float) -> list[str]:
+    """Reasons to refuse (empty = pass). Metrics that are NaN on either side are not gated."""
+    reasons = []
+    for name in GATED:
+        cand, cur = candidate.get(name, math.nan), current.get(name, math.nan)
+        if math.isnan(cand) or math.isnan(cur):
+            continue
+        if cand < cur - tolerance:
+            reasons.append(f"{name} {cand:.4f} < current {cur:.4f} - {tolerance}")
+    return reasons
+
+
+def find_round(registry: Registry, round_id: str) -> str | None:
+    for version in reversed(registry.versions()):
+        if registry.manifest(version).get("round", {}).get("id") == round_id:
+            return version
+    return None
+
+
+def run_round(
+    settings: Settings,
+    registry: Registry,
+    items: list[Any],
+    events: list[Any],
+    opts: TrainOptions,
+    tolerance: float,
+    round_id: str,
+    hooks: Hooks | None = None,
+    make_current: bool = True,
+    corrupt_labels: bool = False,
+) -> RoundResult:
+    """``corrupt_labels`` shuffles the training targets (a deliberately bad candidate: tests
+    and drills use it to show that the gate refuses it)."""
+    hooks = hooks or Hooks()
+    t0 = time.perf_counter()
+    parent = registry.current()
+    done = find_round(registry, round_id)
+    if done is not None:
+        return RoundResult("skipped", f"round {round_id} already produced {done}", done, parent)
+    prep = prepare(settings, items, events, opts, hooks, {"round": round_id})
+    counts = {"events": len(events), "train": len(prep.data.train),
+              "valid": len(prep.data.valid), "test": len(prep.data.test)}  # fmt: skip
+    if len(prep.data.train) == 0 or len(prep.data.test) == 0:
+        return RoundResult("skipped", "not enough data for a round", None, parent, counts=counts,
+                           seconds=time.perf_counter() - t0)  # fmt: skip
+    if corrupt_labels:
+        import numpy as np
+
+        rng = np.random.default_rng(opts.train.seed)
+        prep.data.train.target[:] = rng.integers(1, prep.space.n + 1, len(prep.data.train))
+    cfg = prep.ranker_config()
+    init = current_model = None
+    if parent is not None:
+        init = checkpoint.load_warm_start(registry.path(parent), cfg, prep.space)
+        current_model = checkpoint.load_warm_start(registry.path(parent), cfg, prep.space)
+    result = fit(prep, hooks, init)
+    hooks.stage("evaluating candidate and current on the same held-out slice")
+    cand = evaluate(result.model, prep.space, prep.data.test)
+    cur = evaluate(current_model, prep.space, prep.data.test) if current_model else {}
+    reasons = gate(cand, cur, tolerance) if cur else []
+    report = {"systems": {"streamrec": cand, **({"current": cur} if cur else {})}}
+    extra = {"round": {"id": round_id, "counts": counts, "candidate": cand, "current": cur,
+                       "tolerance": tolerance}}  # fmt: skip
+    status = "refused" if reasons else "published"
+    if reasons:
+        extra["refused_reason"] = "; ".join(reasons)
+    try:
+        version, _ = publish_version(prep, result.model, report, registry, parent,
+                                     make_current=make_current and not reasons, status=status,
+                                     extra=extra)  # fmt: skip
+    except ParityError as exc:
+        reasons.append(f"ONNX parity: {exc}")
+        return _refuse_without_onnx(prep, result, registry, parent, reasons, extra, counts, cand,
+                                    cur, t0)  # fmt: skip
+    decision = "refused" if reasons else "published"
+    return RoundResult(decision, "; ".join(reasons) or "gate passed", version, parent, cand, cur,
+                       counts, len(result.history), time.perf_counter() - t0)  # fmt: skip
+
+
+def _refuse_without_onnx(prep: Prepared, result: Any, registry: Registry, parent: str | None,
+                         reasons: list[str], extra: dict[str, Any], counts: dict[str, int],
+                         cand: dict[str, float], cur: dict[str, float],
+                         t0: float) -> RoundResult:  # fmt: skip
+    """Keep the weights of a candidate whose export failed parity, with the reason."""
+    version, staging = registry.staging()
+    checkpoint.save(staging, result.model, prep.ranker_config(), prep.space)
+    registry.publish(staging, {"parent": parent, **extra, "refused_reason": "; ".join(reasons)},
+                     make_current=False, status="refused")  # fmt: skip
+    return RoundResult("refused", "; ".join(reasons), version, parent, cand, cur, counts,
+                       len(result.history), time.perf_counter() - t0)  # fmt: skip

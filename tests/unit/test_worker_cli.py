@@ -1,0 +1,63 @@
+"""``streamrec worker`` refuses to start with a clear message (no broker, no model, bad model),
+and the metrics page parser used by tests and the demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stream_app.cli import main
+from stream_app.worker.metrics import Metrics, parse_counters
+
+
+def _registry(root: Path, tamper: bool = False) -> Path:
+    v = root / "v0001"
+    v.mkdir(parents=True)
+    (v / "ranker.onnx").write_bytes(b"weights")
+    import hashlib
+
+    digest = hashlib.sha256(b"weights").hexdigest()
+    (v / "manifest.json").write_text(
+        json.dumps({"files": {"ranker.onnx": {"sha256": digest, "bytes": 7}}})
+    )
+    if tamper:
+        (v / "ranker.onnx").write_bytes(b"WEIGHTS")
+    (root / "CURRENT").write_text("v0001\n")
+    return root
+
+
+def test_no_current_model_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    code = main(["worker", "--registry", str(tmp_path / "empty"), "--broker", "localhost:1"])
+    assert code == 1
+    assert "no CURRENT model version" in capsys.readouterr().err
+
+
+def test_a_tampered_current_model_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    reg = _registry(tmp_path / "reg", tamper=True)
+    assert main(["worker", "--registry", str(reg), "--broker", "localhost:1"]) == 1
+    assert "sha256 mismatch" in capsys.readouterr().err
+
+
+def test_no_broker_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    reg = _registry(tmp_path / "reg")
+    assert main(["worker", "--registry", str(reg), "--broker", "localhost:1"]) == 1
+    err = capsys.readouterr().err
+    assert "no Kafka broker answers at localhost:1" in err and "--broker" in err
+
+
+def test_metrics_page_parses_into_counters():
+    m = Metrics()
+    m.events_in.inc(3)
+    m.dlq.labels("json").inc()
+    m.model_loaded("v0001", None)
+    m.model_loaded("v0002", "v0001")
+    got = parse_counters(m.render().decode())
+    assert got["streamrec_events_in_total"] == 3
+    assert got['streamrec_dlq_total{reason="json"}'] == 1
+    assert got['streamrec_model_info{version="v0002"}'] == 1
+    assert 'streamrec_model_info{version="v0001"}' not in got
+    assert got["streamrec_model_swaps_total"] == 1

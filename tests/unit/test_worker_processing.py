@@ -1,0 +1,189 @@
+"""The worker's per-batch logic (no broker, no ONNX): decode -> apply in order -> recommend,
+dead letters, duplicates, the Recommendation JSON and the DLQ record."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from test_worker_fakes import FakeModel, catalogue_items
+
+from schemas import Recommendation
+from schemas.dlq import headers_dict
+from schemas.items import validate_item
+from schemas.settings import Settings
+from stream_app.core.engine import Bundle, EngineOptions, Rec, Recommender
+from stream_app.core.interests import InterestParams, state_from_bytes, state_to_bytes
+from stream_app.worker import catalogue as cat
+from stream_app.worker import processing as proc
+from stream_app.worker.dlq import Where, dead_letter
+
+
+def recommender(model: FakeModel | None = None) -> Recommender:
+    model = model or FakeModel()
+    records = [cat.ItemRecord.from_item(validate_item(it), 0.0) for it in catalogue_items()]
+    vecs = cat.VectorResolver(model, None).resolve(records)  # type: ignore[arg-type]
+    store = cat.build_store(model, records, vecs)  # type: ignore[arg-type]
+    s = Settings().with_overrides(**{"interests.k": 3, "serving.top_k": 5})
+    return Recommender(
+        Bundle(model, store),
+        InterestParams.from_settings(s.interests),  # type: ignore[arg-type]
+        EngineOptions.from_settings(s.serving),
+    )
+
+
+def ev(eid: str, user: str, item: str, minute: int, kind: str = "click") -> bytes:
+    return json.dumps(
+        {
+            "event_id": eid,
+            "user_id": user,
+            "item_id": item,
+            "ts": 1_780_000_000_000 + minute * 60_000,
+            "event_type": kind,
+        }
+    ).encode()
+
+
+def batch(values: list[bytes | None]) -> list[proc.Incoming]:
+    return [proc.Incoming(b"k", v, Where("events", 2, 100 + i), 0.0) for i, v in enumerate(values)]
+
+
+def run(
+    values: list[bytes | None],
+    store: dict[str, bytes] | None = None,
+    rec: Recommender | None = None,
+) -> tuple[proc.BatchResult, list[tuple[str, int]]]:
+    rec = rec or recommender()
+    store = {} if store is None else store
+    loads: list[tuple[str, int]] = []
+
+    def load(user: str, index: int) -> bytes | None:
+        loads.append((user, index))
+        return store.get(user)
+
+    b = batch(values)
+    events, dead = proc.decode_all(b, 10_000)
+    return proc.process(b, events, rec, load, dead), loads
+
+
+def test_bad_input_becomes_dead_letters_with_original_bytes_and_headers():
+    values = [
+        b"{nope",
+        ev("e1", "u1", "i000", 0),
+        None,
+        b"x" * 20_000,
+        json.dumps({"event_id": "e2", "user_id": "u1"}).encode(),
+    ]
+    result, _ = run(values)
+    assert set(result.dead) == {0, 2, 3, 4}
+    assert set(result.recs) == {1}
+    reasons = {i: d.reason for i, d in result.dead.items()}
+    assert reasons == {0: "json", 2: "schema", 3: "too_large", 4: "schema"}
+    for i, d in result.dead.items():
+        assert d.value == values[i] and d.key == b"k"
+        h = headers_dict(d.headers)
+        assert h["source.topic"] == "events" and h["source.partition"] == "2"
+        assert h["source.offset"] == str(100 + i) and h["error.reason"] == reasons[i]
+        assert h["error.class"] == "BadInput" and h["error.message"]
+
+
+def test_events_of_one_user_are_applied_in_order_each_scored_on_its_own_snapshot():
+    values = [
+        ev("a1", "ua", "i000", 0),
+        ev("b1", "ub", "i100", 1),
+        ev("a2", "ua", "i001", 2),
+        ev("a3", "ua", "i002", 3, "purchase"),
+    ]
+    result, loads = run(values)
+    assert loads == [
+        ("ua", 0),
+        ("ub", 1),
+    ]  # each user's state read once, in its first event's context
+    snaps = {s.index: s.state for s in result.snapshots}
+    assert [snaps[i].n_events for i in (0, 2, 3)] == [1, 2, 3]
+    assert snaps[2].event_ids == ["a1", "a2"]
+    assert result.final["ua"][1] == 3 and result.final["ua"][0] is snaps[3]
+    assert result.final["ub"][1] == 1
+    assert set(result.recs) == {0, 1, 2, 3}
+    assert "i002" not in {r.item_id for r in result.recs[3]}  # just purchased: excluded
+
+
+def test_a_redelivered_event_changes_nothing_and_is_published_again():
+    store: dict[str, bytes] = {}
+    first, _ = run([ev("a1", "ua", "i000", 0), ev("a2", "ua", "i001", 1)], store)
+    store["ua"] = state_to_bytes(first.final["ua"][0])
+    again, _ = run([ev("a2", "ua", "i001", 1), ev("a3", "ua", "i002", 2)], store)
+    assert again.duplicates == 1
+    assert again.snapshots[0].duplicate and not again.snapshots[1].duplicate
+    assert again.snapshots[0].state.n_events == 2  # not counted twice
+    assert again.final["ua"][0].n_events == 3
+    assert set(again.recs) == {0, 1}  # the duplicate still gets its recommendation
+
+
+def test_unknown_item_is_dead_lettered_and_the_rest_of_the_batch_proceeds():
+    result, _ = run([ev("a1", "ua", "ghost", 0), ev("a2", "ua", "i001", 1)])
+    assert result.dead[0].reason == "unknown_item"
+    assert headers_dict(result.dead[0].headers)["error.class"] == "UnknownItem"
+    assert result.dead[0].event_id == "a1"
+    assert set(result.recs) == {1}
+    assert result.final["ua"][0].n_events == 1
+
+
+def test_a_state_from_another_vector_space_is_rebuilt_before_the_event():
+    rec_a = recommender(FakeModel(space="space-a"))
+    first, _ = run([ev("a1", "ua", "i000", 0), ev("a2", "ua", "i200", 1)], rec=rec_a)
+    stored = {"ua": state_to_bytes(first.final["ua"][0])}
+    rec_b = recommender(FakeModel(version="v0002", space="space-b"))
+    result, _ = run([ev("a3", "ua", "i001", 2)], stored, rec_b)
+    state = result.final["ua"][0]
+    assert state.space == "space-b"
+    assert state.n_events == 3 and state.event_ids == ["a1", "a2", "a3"]
+
+
+def test_scoring_failure_of_the_batch_falls_back_to_one_event_at_a_time():
+    class Flaky(FakeModel):
+        calls = 0
+
+        def score(self, slots, *args):  # type: ignore[no-untyped-def]
+            Flaky.calls += 1
+            if slots.shape[0] > 1:
+                msg = "batch too big for the device"
+                raise RuntimeError(msg)
+            return super().score(slots, *args)
+
+    result, _ = run(
+        [ev("a1", "ua", "i000", 0), ev("b1", "ub", "i100", 1)], rec=recommender(Flaky())
+    )
+    assert set(result.recs) == {0, 1} and not result.dead
+
+
+def test_recommendation_json_follows_the_contract():
+    recs = [Rec("i1", 0.5, 0.7, 0.2, 0, ["i0"]), Rec("i2", 0.4, 1.0000001, 0.1, -1, [])]
+    raw = proc.recommendation_json(
+        "u1", "e1", "v0003", recs, 12.5, datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    doc = Recommendation.model_validate_json(raw)
+    assert doc.model_version == "v0003" and doc.trigger_event_id == "e1"
+    assert [i.item_id for i in doc.items] == ["i1", "i2"]
+    assert doc.items[1].p_click == 1.0 and doc.items[0].because == ["i0"]
+    assert json.loads(raw)["created_at"] == "2026-01-01T00:00:00Z"
+    with pytest.raises(ValueError, match="non-finite"):
+        proc.recommendation_json("u1", "e1", "v", [Rec("i1", float("nan"), 0.5, 0.5, 0, [])], 1.0)
+
+
+def test_dead_letter_truncation_keeps_the_reason_and_says_so():
+    d = dead_letter(ValueError("too big"), b"k", b"x" * 100, Where("events", 0, 5), "too_large")
+    small = d.truncated(10)
+    h = headers_dict(small.headers)
+    assert small.value == b"x" * 10 and small.reason == "too_large"
+    assert h["error.truncated"] == "true" and h["source.bytes"] == "100"
+    assert h["error.reason"] == "too_large" and str(small.where) == "events[0]@5"
+
+
+def test_state_bytes_round_trip_through_the_table_value():
+    result, _ = run([ev("a1", "ua", "i000", 0)])
+    state = result.final["ua"][0]
+    again = state_from_bytes(state_to_bytes(state))
+    assert again.equals(state) and np.array_equal(again.slots, state.slots)
