@@ -22,6 +22,7 @@ AGENT_MODULES = ("stream_app.worker.agents",)
 WEB_MODULES = ("stream_app.worker.web",)
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 SESSION_TIMEOUT_S = 10.0
+PRODUCER_LINGER_S = 0.002
 
 
 def broker_credentials(kafka: KafkaSettings) -> Any:
@@ -69,6 +70,9 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         producer_max_request_size=MAX_REQUEST_BYTES,
         consumer_max_fetch_size=MAX_REQUEST_BYTES,
         consumer_auto_offset_reset="earliest",
+        # batch the producer's requests: without it every recommendation and changelog write
+        # became its own request (and its own GIL hand-off with faust's consumer thread)
+        producer_linger=PRODUCER_LINGER_S,
         # a replacement worker (after a crash) rejoins the group within seconds, not 60 s
         broker_session_timeout=SESSION_TIMEOUT_S,
         broker_heartbeat_interval=SESSION_TIMEOUT_S / 5,

@@ -29,7 +29,7 @@ from stream_app.core.interests import PURCHASE, InterestState, lite, update_inte
 from stream_app.core.splits import LooSplit, loo_split
 from stream_app.replay.catalogue import Catalogue, Feed, LoadedModel
 from stream_app.replay.results import SystemResults, share_below
-from stream_app.replay.systems import CapturingRecommender, score_rows
+from stream_app.replay.systems import CapturingRecommender, ranker_inputs
 
 Progress = Callable[[str, int, int], None]
 PREFIX_BONUS = 10.0  # blended scores are in [0, 1]: listed items go above every other item
@@ -244,14 +244,18 @@ class EngineLoo:
         return results
 
     def _full_scores(
-        self, feed: Feed, states: list[InterestState], cat_rows: np.ndarray, chunk: int = 2048
+        self, feed: Feed, states: list[InterestState], cat_rows: np.ndarray, chunk: int = 4096
     ) -> tuple[np.ndarray, np.ndarray]:
+        """(p_click, p_purchase) [B, N] of every catalogue item. The candidates are the same
+        for the whole batch, so they go in once as [1, C, F] (the graph broadcasts them)."""
         n = len(cat_rows)
         click = np.zeros((len(states), n), np.float32)
         buy = np.zeros_like(click)
+        inputs = ranker_inputs(feed.bundle, states)
+        feats = feed.store.feats
         for lo in range(0, n, chunk):
-            rows = np.broadcast_to(cat_rows[lo : lo + chunk], (len(states), min(chunk, n - lo)))
-            out = score_rows(feed.bundle, states, rows)
+            cand = np.ascontiguousarray(feats[cat_rows[lo : lo + chunk]][None], np.float32)
+            out = feed.bundle.model.score(*inputs, cand)
             click[:, lo : lo + chunk], buy[:, lo : lo + chunk] = out.p_click, out.p_purchase
         return click, buy
 

@@ -353,9 +353,9 @@ def _score(
         e = events[i]
         before = prev.get(e.user_id)
         item = cat.index.get(e.item_id, -1)
-        scored = pos >= cut and before is not None and item >= 0
+        scored = pos >= cut and history.get(e.user_id, 0) > 0 and item >= 0
         if scored and (chosen is None or e.user_id in chosen):
-            rec = got.get(before)
+            rec = got.get(before) if before is not None else None
             if rec is None:
                 missing += 1
             else:
@@ -371,7 +371,8 @@ def _score(
                     history=history.get(e.user_id, 0),
                     user=e.user_id,
                 )
-        prev[e.user_id] = e.event_id
+        if e.event_id in got:  # a dead-lettered event leaves the previous list current
+            prev[e.user_id] = e.event_id
         history[e.user_id] = history.get(e.user_id, 0) + 1
     latency = [r.latency_ms for r in got.values()]
     e2e = [(r.consumed_at - sent[t]) * 1000.0 for t, r in got.items() if t in sent]
