@@ -212,8 +212,9 @@ class MultiTaskRanker(nn.Module):
         vals_h = self.a_u(vals)  # [B, M, H]  per user, shared by all candidates
         # cand may be [B, N, F] or [1, N, F] (candidates shared by the batch): matmuls broadcast
         q = cand[..., sl["q"]]
-        att = torch.matmul(q, keys_t) / math.sqrt(cfg.d) + prior[:, None, :]
-        att = att.masked_fill(~mem_valid[:, None, :], -1e4)
+        # masks as per-user additive biases (one [B, 1, M] add instead of a [B, N, M] select)
+        mem_bias = prior + (~mem_valid).float() * -1e4
+        att = torch.matmul(q, keys_t) / math.sqrt(cfg.d) + mem_bias[:, None, :]
         attn = torch.softmax(att, dim=-1)  # [B, N, M]
         u = torch.matmul(attn, vals)  # [B, N, d]
         r_c = cand[..., sl["r"]]
@@ -224,17 +225,17 @@ class MultiTaskRanker(nn.Module):
         # content match: max over active slots of cos(P·slot, t_c) (the LM, zero-shot)
         slot_t = F.normalize(self.items.content(slots), dim=-1)  # [B, K, d]
         content = torch.matmul(cand[..., sl["t"]], slot_t.transpose(1, 2))  # [B, N, K]
-        content = content.masked_fill(~(strengths > 0)[:, None, :], -1.0).max(-1).values
+        content = (content + (strengths <= 0).float()[:, None, :] * -2.0).max(-1).values
         # item-to-item: max over recent items of (W·r_recent)·r_c + a position bias
         rec_q = self.i2i(recent[..., sl["r"]]).transpose(1, 2)  # [B, d, L]
         i2i = torch.matmul(r_c, rec_q) / math.sqrt(cfg.d) + self.i2i_pos[:n_rec]
-        i2i = i2i.masked_fill(~(recent_mask > 0)[:, None, :], -1e4).max(-1).values
+        i2i = (i2i + (recent_mask <= 0).float()[:, None, :] * -1e4).max(-1).values
         i2i = torch.where(recent_mask.sum(-1, keepdim=True) > 0, i2i, torch.zeros_like(i2i))
         click = (self.heads["click"](hidden).squeeze(-1) + dot + cand[..., sl["bias"]].squeeze(-1)
                  + self.content_scale * content + self.i2i_scale * i2i)  # fmt: skip
         cvr = self.heads["purchase"](hidden).squeeze(-1)
         queries, q_valid = self.retrieval_queries(slots, strengths, recent, recent_mask)
-        ret = torch.matmul(r_c, queries.transpose(1, 2)).masked_fill(~q_valid[:, None, :], -1e4)
+        ret = torch.matmul(r_c, queries.transpose(1, 2)) + (~q_valid).float()[:, None, :] * -1e4
         ret = ret.max(-1).values
         out = RankerOutput(click, cvr, ret, attn)
         if labels is None:

@@ -134,6 +134,7 @@ async def test_kill_9_mid_stream_loses_nothing_and_counts_nothing_twice(
             metrics = worker.metrics()
         finally:
             worker.stop()
+    print("KILL", killed_at, len(recs.records), metrics["streamrec_duplicate_events_total"])
     assert killed_at < len(events), "the kill came too late to test anything"
     assert not dlq.records  # every event here is valid
     triggers = [d["trigger_event_id"] for d in rec_values(recs.records)]
