@@ -46,7 +46,9 @@ def broker_credentials(kafka: KafkaSettings) -> Any:
 
 
 def raw_schema() -> faust.Schema:
-    """Bytes in, bytes out (one instance per topic/table: faust mutates schemas it is given)."""
+    """Bytes in, bytes out: decoding is ours (bad input -> DLQ), never faust's (a decode error
+    inside faust ends the agent's stream silently). One instance per topic: a Schema object
+    shared between topics and a table ended up decoding event keys as JSON."""
     return faust.Schema(
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )

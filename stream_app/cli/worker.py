@@ -124,4 +124,8 @@ def worker(
     from stream_app.app import create_app
 
     app = create_app(settings, partitions)
-    Worker(app, loglevel=settings.log_level).execute_from_commandline()
+    worker = Worker(app, loglevel=settings.log_level)
+    # At warn/error, faust adds a terminal spinner handler and sets the root logger to DEBUG:
+    # every library debug record is then built (measurable per event). No spinner, no DEBUG.
+    worker.spinner = None
+    worker.execute_from_commandline()

@@ -94,3 +94,85 @@ def mmr_select(scores: np.ndarray, vecs: np.ndarray, slots: np.ndarray, quotas: 
         if pv is not None:
             max_sim = np.maximum(max_sim, pv @ pv[i])
     return [int(pool[i]) for i in picked]
+
+
+# -- batched versions (the engine's hot path: one set of numpy ops for B users) -----------
+
+
+def slot_quotas_batch(strengths: np.ndarray, k: int) -> np.ndarray:
+    """``slot_quotas`` for every row of strengths [B, K] at once."""
+    b, n = strengths.shape
+    active = strengths > 0
+    n_active = active.sum(1)
+    total = np.where(active, strengths, 0.0).sum(1, keepdims=True)
+    share = np.where(active, strengths, 0.0) / np.maximum(total, 1e-30)
+    base = np.where((k >= n_active)[:, None], active, False).astype(np.int64)
+    rest = k - base.sum(1)
+    raw = share * rest[:, None]
+    quotas = base + np.floor(raw).astype(np.int64)
+    left = k - quotas.sum(1)
+    frac = np.where(active, raw - np.floor(raw), -1.0)
+    order = np.argsort(-frac, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(n)[None, :].repeat(b, 0), axis=1)
+    quotas += (active & (rank < left[:, None])).astype(np.int64)
+    top = np.argmax(share, axis=1)
+    quotas[np.arange(b), top] += k - quotas.sum(1)
+    quotas[n_active == 0] = 0
+    return quotas
+
+
+def mmr_select_batch(scores: np.ndarray, vecs: np.ndarray, slots: np.ndarray,
+                     quotas: np.ndarray | None, k: int, lam: float,
+                     explore_max: int = 2) -> np.ndarray:  # fmt: skip
+    """``mmr_select`` for B users at once over a pool: scores [B, P] (-inf = no candidate),
+    vecs [B, P, D] unit vectors, slots [B, P] (-1 = exploration), quotas [B, K] or None.
+    Returns [B, k] pool indices in rank order, -1 where a user has fewer candidates."""
+    b, p = scores.shape
+    valid = np.isfinite(scores)
+    lo = np.where(valid, scores, np.inf).min(1, keepdims=True)
+    hi = np.where(valid, scores, -np.inf).max(1, keepdims=True)
+    span = hi - lo
+    rel = np.where(span > 0, (scores - lo) / np.where(span > 0, span, 1.0), 1.0)
+    n_slots = quotas.shape[1] if quotas is not None else int(max(slots.max(initial=-1) + 1, 0))
+    seats = np.full((b, n_slots + 1), k, np.int64)
+    if quotas is not None:
+        seats[:, :n_slots] = quotas
+    seats[:, n_slots] = explore_max
+    slot_ix = np.where(slots < 0, n_slots, np.minimum(slots, n_slots))
+    used = np.zeros((b, n_slots + 1), np.int64)
+    relax = np.full(b, quotas is None)
+    taken = ~valid
+    max_sim = np.zeros((b, p))
+    rows = np.arange(b)
+    picked = np.full((b, k), -1, np.int64)
+    for step in range(min(k, p)):
+        full = used >= seats
+        full[relax, :n_slots] = False
+        allowed = ~taken & ~np.take_along_axis(full, slot_ix, 1)
+        stuck = ~allowed.any(1) & (~taken).any(1)
+        if stuck.any():  # quotas exhausted: relax them (exploration cap still holds) ...
+            relax |= stuck
+            full[stuck, :n_slots] = False
+            allowed[stuck] = (~taken & ~np.take_along_axis(full, slot_ix, 1))[stuck]
+            stuck = ~allowed.any(1) & (~taken).any(1)
+            allowed[stuck] = ~taken[stuck]  # ... unless only exploration is left
+        value = rel if lam >= 1.0 else lam * rel - (1.0 - lam) * max_sim
+        value = np.where(allowed, value, -np.inf)
+        i = value.argmax(1)
+        ok = np.isfinite(value[rows, i])
+        picked[ok, step] = i[ok]
+        taken[rows[ok], i[ok]] = True
+        np.add.at(used, (rows[ok], slot_ix[rows[ok], i[ok]]), 1)
+        if lam < 1.0:
+            chosen = vecs[rows, i]  # [B, D]
+            max_sim = np.maximum(max_sim, np.matmul(vecs, chosen[:, :, None])[:, :, 0])
+    return picked
+
+
+def pool_batch(scores: np.ndarray, size: int) -> np.ndarray:
+    """[B, size] column indices of each row's best ``size`` scores (descending)."""
+    size = min(size, scores.shape[1])
+    top = np.argpartition(-scores, size - 1, axis=1)[:, :size]
+    order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, 1)

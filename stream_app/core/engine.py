@@ -9,11 +9,12 @@ retriever always come from the same version.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from stream_app.core.catalog import ItemStore
-from stream_app.core.diversify import mmr_select, slot_quotas
+from stream_app.core.diversify import mmr_select_batch, pool_batch, slot_quotas_batch
 from stream_app.core.interests import (
     PURCHASE,
     EventLite,
@@ -22,8 +23,8 @@ from stream_app.core.interests import (
     new_state,
     update_interests,
 )
-from stream_app.core.retrieval import ExactRetriever, Retriever, union_candidates
-from stream_app.core.serving import ServingModel
+from stream_app.core.retrieval import ExactRetriever, Retriever
+from stream_app.core.serving import RankerOut, ServingModel
 
 EXPLORE_FRESH_S = 7 * 24 * 3600.0
 
@@ -64,6 +65,32 @@ class EngineOptions:
 
 
 @dataclass
+class Scored:
+    """One scored batch: what selection needs, kept so it can re-select at other settings."""
+
+    states: list[InterestState]
+    cand_rows: np.ndarray  # [B, W] store rows (0 where no candidate)
+    score: np.ndarray  # [B, W] blended score; -inf = no candidate
+    slot: np.ndarray  # [B, W] interest slot served (-1 = exploration / none)
+    strengths: np.ndarray  # [B, K]
+    rec_rows: np.ndarray  # [B, L] store rows of the recent items, newest first (-1 = gone)
+    out: RankerOut  # raw ranker outputs [B, W]
+
+    def rows(self, i: int) -> np.ndarray:
+        """Store rows of user i's candidates."""
+        return self.cand_rows[i][np.isfinite(self.score[i])]
+
+    def p_click(self, i: int) -> np.ndarray:
+        return self.out.p_click[i][np.isfinite(self.score[i])]
+
+    def subset(self, idx: list[int] | np.ndarray) -> Scored:
+        idx = np.asarray(idx, np.int64)
+        out = RankerOut(self.out.p_click[idx], self.out.p_purchase[idx], self.out.attn[idx])
+        return Scored([self.states[i] for i in idx], self.cand_rows[idx], self.score[idx],
+                      self.slot[idx], self.strengths[idx], self.rec_rows[idx], out)  # fmt: skip
+
+
+@dataclass
 class Bundle:
     model: ServingModel
     store: ItemStore
@@ -99,14 +126,20 @@ class Recommender:
 
     # -- recommendations ---------------------------------------------------------------
     def recommend(self, states: list[InterestState], now: float) -> list[list[Rec]]:
+        """Top-K lists for a batch of states: ``select(score_batch(states, now))``."""
         if not states:
             return []
+        return self.select(self.score_batch(states, now))
+
+    def score_batch(self, states: list[InterestState], now: float) -> Scored:
+        """Retrieve and score candidates for a batch (vectorised over users: retrieval, union
+        and scoring are a few numpy/ORT calls for the whole batch)."""
         b = self.bundle
         model, store, opts = b.model, b.store, self.opts
-        k, n_rec = model.k, model.recent_len
+        k, n_rec, n = model.k, model.recent_len, len(states)
         slots = np.stack([s.slots for s in states]).astype(np.float32)
         strengths = np.stack([s.strength for s in states]).astype(np.float32)
-        rec_rows = np.full((len(states), n_rec), -1, np.int64)
+        rec_rows = np.full((n, n_rec), -1, np.int64)
         for i, s in enumerate(states):
             ids = s.recent_items[::-1][:n_rec]
             rec_rows[i, : len(ids)] = store.rows_for(ids)
@@ -115,25 +148,73 @@ class Recommender:
         queries, valid = model.queries(slots, strengths, recent[:, 0], rec_mask[:, 0] > 0)
         per_q = max(1, -(-opts.candidates // (k + 1)) + 4)
         found = b.retriever.search(queries.reshape(-1, model.d), valid.reshape(-1), per_q)
-        found = found.reshape(len(states), k + 1, per_q)
-        explore = self._explore_rows(now)
-        cands, extra_from = [], []
-        for i, s in enumerate(states):
-            exclude = set(store.rows_for(s.purchased).tolist())
-            exclude.update(rec_rows[i, : opts.exclude_recent].tolist())
-            rows = union_candidates(found[i], opts.candidates, exclude)
-            extra = union_candidates(explore[None, :], opts.explore * 3, exclude | set(rows.tolist()))
-            extra_from.append(len(rows))
-            cands.append(np.concatenate([rows, extra]))
-        width = max(1, max(len(c) for c in cands))
-        cand_rows = np.zeros((len(states), width), np.int64)
-        for i, c in enumerate(cands):
-            cand_rows[i, : len(c)] = c
+        # round-robin over the user's queries: best of each query first
+        found = found.reshape(n, k + 1, per_q).transpose(0, 2, 1).reshape(n, -1)
+        cand_rows, cand_ok, extra = self._candidates(states, found, rec_rows, now)
         out = model.score(slots, strengths, recent.astype(np.float32), rec_mask,
                           store.feats[cand_rows])  # fmt: skip
         score = (1 - opts.purchase_blend) * out.p_click + opts.purchase_blend * out.p_purchase
-        return [self._pick(states[i], cands[i], extra_from[i], score[i], out, i, rec_rows[i])
-                for i in range(len(states))]  # fmt: skip
+        score = np.where(cand_ok, score, -np.inf)
+        slot_att = np.where((strengths > 0)[:, None, :], out.attn[:, :, :k], -1.0)
+        slot = np.where(slot_att.max(2) > 0, slot_att.argmax(2), -1)
+        slot[extra] = -1  # exploration candidates serve no interest slot
+        return Scored(states, cand_rows, score, slot, strengths, rec_rows, out)
+
+    def select(self, scored: Scored, opts: EngineOptions | None = None) -> list[list[Rec]]:
+        """Diversified (or plain) top-K from scored candidates; ``opts`` overrides the
+        engine's selection options (top_k, mmr_lambda, diversify, explore), so replay can
+        re-select at other settings without scoring again."""
+        opts = opts or self.opts
+        store = self.bundle.store
+        score, slot, cand_rows = scored.score, scored.slot, scored.cand_rows
+        pool = pool_batch(score, max(3 * opts.top_k, 30))
+        p_score = np.take_along_axis(score, pool, 1)
+        if opts.diversify:
+            p_rows = np.take_along_axis(cand_rows, pool, 1)
+            picked = mmr_select_batch(p_score, store.text[p_rows], np.take_along_axis(slot, pool, 1),
+                                      slot_quotas_batch(scored.strengths, opts.top_k), opts.top_k,
+                                      opts.mmr_lambda, explore_max=opts.explore)  # fmt: skip
+        else:
+            first = np.arange(min(opts.top_k, pool.shape[1]))[None, :]
+            picked = np.where(np.isfinite(p_score[:, : opts.top_k]), first, -1)
+        cols = np.where(picked >= 0, np.take_along_axis(pool, np.maximum(picked, 0), 1), -1)
+        return self._lists(scored, cols)
+
+    def _candidates(self, states: list[InterestState], found: np.ndarray, rec_rows: np.ndarray,
+                    now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """Union of retrieved rows (first occurrence kept), minus purchased items and the
+        newest items, capped at ``candidates``; then up to 3 x ``explore`` popular fresh items.
+        Returns rows [B, W], valid [B, W], is_exploration [B, W]."""
+        store, opts = self.bundle.store, self.opts
+        n = len(states)
+        explore = self._explore_rows(now)
+        allr = np.concatenate([found, np.broadcast_to(explore, (n, explore.shape[0]))], 1)
+        is_extra = np.zeros(allr.shape[1], bool)
+        is_extra[found.shape[1] :] = True
+        width = store.size + 1
+        keys = np.arange(n)[:, None] * width + allr
+        drop = allr < 0
+        ex_keys = [i * width + np.concatenate([store.rows_for(s.purchased),
+                                               rec_rows[i, : opts.exclude_recent]])
+                   for i, s in enumerate(states)]  # fmt: skip
+        ex = np.concatenate(ex_keys) if ex_keys else np.zeros(0, np.int64)
+        drop |= np.isin(keys, ex[ex % width != width - 1])
+        order = np.argsort(keys, axis=1, kind="stable")
+        sk = np.take_along_axis(keys, order, 1)
+        dup_sorted = np.zeros_like(sk, bool)
+        dup_sorted[:, 1:] = sk[:, 1:] == sk[:, :-1]
+        dup = np.zeros_like(dup_sorted)
+        np.put_along_axis(dup, order, dup_sorted, 1)
+        keep = ~drop & ~dup
+        kept_retrieved = np.cumsum(keep & ~is_extra, 1)
+        kept_extra = np.cumsum(keep & is_extra, 1)
+        keep &= np.where(is_extra, kept_extra <= opts.explore * 3, kept_retrieved <= opts.candidates)
+        w = max(1, int(keep.sum(1).max()))
+        take = np.argsort(~keep, axis=1, kind="stable")[:, :w]
+        rows = np.take_along_axis(allr, take, 1)
+        ok = np.take_along_axis(keep, take, 1)
+        extra = np.broadcast_to(is_extra, allr.shape)
+        return np.where(ok, rows, 0), ok, np.take_along_axis(extra, take, 1) & ok
 
     def _explore_rows(self, now: float) -> np.ndarray:
         store, n = self.bundle.store, self.opts.explore * 3
@@ -142,32 +223,33 @@ class Recommender:
         fresh = store.popular(n, fresh_since=now - EXPLORE_FRESH_S)
         return fresh if len(fresh) >= n else np.concatenate([fresh, store.popular(n)])
 
-    def _pick(self, state: InterestState, rows: np.ndarray, n_retrieved: int, score: np.ndarray,
-              out: object, i: int, rec_rows: np.ndarray) -> list[Rec]:  # fmt: skip
-        c = len(rows)
-        if c == 0:
-            return []
-        model, store, opts = self.bundle.model, self.bundle.store, self.opts
-        k = model.k
-        attn = out.attn[i, :c]  # type: ignore[attr-defined]
-        slot_att = np.where(state.strength[None, :] > 0, attn[:, :k], -1.0)
-        slot = np.where(slot_att.max(1) > 0, slot_att.argmax(1), -1)
-        slot[n_retrieved:] = -1  # exploration picks
-        s = score[:c]
-        if opts.diversify:
-            quotas = slot_quotas(state.strength, opts.top_k)
-            order = mmr_select(s, store.text[rows], slot, quotas, opts.top_k, opts.mmr_lambda,
-                               explore_max=opts.explore)  # fmt: skip
-        else:
-            order = list(np.argsort(-s, kind="stable")[: opts.top_k])
-        recs = []
-        for j in order:
-            weights = attn[j, k:]
-            because = [] if slot[j] < 0 else [store.ids[rec_rows[p]] for p in np.argsort(-weights)[:3]
-                       if weights[p] > 0.05 and rec_rows[p] >= 0]  # fmt: skip
-            if not because and slot[j] >= 0:
-                because = state.because(int(slot[j]), 2)
-            recs.append(Rec(store.id_of(int(rows[j])), float(s[j]),
-                            float(out.p_click[i, j]), float(out.p_purchase[i, j]),  # type: ignore[attr-defined]
-                            int(slot[j]), [x for x in because if x is not None]))  # fmt: skip
-        return recs
+    def _lists(self, scored: Scored, cols: np.ndarray) -> list[list[Rec]]:
+        """Rec objects; ``because`` = the recent items the ranker attended to most for that
+        candidate (weight > 0.05, up to 3), else the items that built its interest slot."""
+        store, k = self.bundle.store, self.bundle.model.k
+        states, out, rec_rows = scored.states, scored.out, scored.rec_rows
+        score, slot, cand_rows = scored.score, scored.slot, scored.cand_rows
+        safe = np.maximum(cols, 0)
+        rows_b = np.arange(cols.shape[0])[:, None]
+        att = out.attn[rows_b, safe, k:]  # [B, top_k, L]
+        top3 = np.argsort(-att, axis=2)[:, :, :3]
+        top3_w = np.take_along_axis(att, top3, 2)
+        top3_rows = np.take_along_axis(np.broadcast_to(rec_rows[:, None, :], att.shape), top3, 2)
+        pc, pp = out.p_click[rows_b, safe], out.p_purchase[rows_b, safe]
+        sc, sl, cr = score[rows_b, safe], slot[rows_b, safe], cand_rows[rows_b, safe]
+        lists: list[list[Rec]] = []
+        ids = store.ids
+        for i, state in enumerate(states):
+            recs = []
+            for j in np.flatnonzero(cols[i] >= 0).tolist():
+                s_j = int(sl[i, j])
+                because: list[str] = []
+                if s_j >= 0:
+                    because = [ids[r] for r, w in zip(top3_rows[i, j].tolist(),
+                                                      top3_w[i, j].tolist(), strict=True)
+                               if w > 0.05 and r >= 0 and ids[r] is not None]  # fmt: skip
+                    because = because or state.because(s_j, 2)
+                recs.append(Rec(store.id_of(int(cr[i, j])), float(sc[i, j]), float(pc[i, j]),
+                                float(pp[i, j]), s_j, because))  # fmt: skip
+            lists.append(recs)
+        return lists

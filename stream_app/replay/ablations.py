@@ -21,20 +21,6 @@ from schemas.settings import Settings
 TRAINED = ("single-interest", "no-text")
 KNOWN = (*TRAINED, "no-diversity")
 
-# TrainOptions fields (model_export.pipeline) recorded flat in manifest["training"], besides
-# the TrainConfig fields; kept here so this module imports no torch until it trains.
-_OPTION_KEYS = (
-    "split",
-    "encoder_mode",
-    "encoder_steps",
-    "d",
-    "hidden",
-    "recent_len",
-    "dropout",
-    "use_text",
-    "use_ids",
-    "test_max",
-)
 _IGNORED = {"data", "threads"}
 
 
@@ -85,8 +71,9 @@ def train_options(main: dict[str, Any], kind: str) -> Any:
 
     training = main.get("training", {})
     cfg_keys = {f.name for f in fields(TrainConfig)}
+    opt_keys = {f.name for f in fields(TrainOptions)} - {"train"}
     opts = TrainOptions(
-        **{k: training[k] for k in _OPTION_KEYS if k in training},
+        **{k: v for k, v in training.items() if k in opt_keys},
         train=TrainConfig(**{k: v for k, v in training.items() if k in cfg_keys}),
     )
     if kind == "no-text":
@@ -120,11 +107,16 @@ def train(
     items_path: Path,
     events_path: Path,
     progress: Callable[[str, int, int], None] | None = None,
+    stage: Callable[[str], None] | None = None,
 ) -> str:
     """Train and publish (not current, status 'ablation') one ablation; returns its version."""
     from model_export.pipeline import Hooks, run_training
 
-    hooks = Hooks(progress=progress) if progress is not None else None
+    hooks = Hooks()
+    if progress is not None:
+        hooks.progress = progress
+    if stage is not None:
+        hooks.stage = lambda text: stage(f"  {kind}: {text}")
     report = run_training(
         ablation_settings(settings, main, kind),
         items_path,

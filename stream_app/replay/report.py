@@ -212,6 +212,17 @@ def _markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
                 if "by_event_type" in r
             }
             out += [f"**{kind} events**", "", markdown_table(rows, cols), ""]
+    repeats = result.get("counts", {}).get("scored_purchases_of_the_previous_item", "0/0")
+    n_rep, n_buy = (int(x) for x in str(repeats).split("/"))
+    if proto == "stream" and n_buy and n_rep / n_buy > 0.5:
+        out += [
+            f"Note: {n_rep} of the {n_buy} scored purchases buy the item the user had just "
+            "interacted with. The engine never lists that item back (it is the trigger), and "
+            "baselines apply the same exclusion, so list metrics on purchase events are ~0 by "
+            "design here; the purchase head is judged by `auc_purchase` (does a purchase's "
+            "item get a higher p_purchase than a click's).",
+            "",
+        ]
     if result.get("missing"):
         out += ["### Not run", ""]
         out += [f"- **{n}**: {why}" for n, why in result["missing"].items()] + [""]

@@ -96,12 +96,20 @@ def _resolve_versions(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Version per trained ablation, and the reason for each one that is missing."""
     found, missing = {}, {}
-    for kind in (a for a in opts.ablations if a in ablations.TRAINED):
+    wanted = dict.fromkeys([*opts.ablations, *opts.ablation_versions])
+    for kind in (a for a in wanted if a in ablations.TRAINED):
         version = opts.ablation_versions.get(kind) or ablations.find_trained(registry, main, kind)
         if version is None and opts.train_ablations:
             hooks.stage(f"training the {kind} ablation (same options, data and split)")
             version = ablations.train(
-                settings, registry.root, main, kind, items_path, events_path, hooks.progress
+                settings,
+                registry.root,
+                main,
+                kind,
+                items_path,
+                events_path,
+                hooks.progress,
+                hooks.stage,
             )
         if version is not None and kind in opts.ablation_versions:
             try:

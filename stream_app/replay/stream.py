@@ -121,9 +121,11 @@ def run_stream(
         system.warm(evs[:cut])
     t_warm = time.perf_counter() - t0
     history: dict[str, int] = {}
+    last_item: dict[str, int] = {}
     warm_counts = np.zeros(len(cat), np.int64)
     for e in evs[:cut]:
         history[e.user] = history.get(e.user, 0) + 1
+        last_item[e.user] = e.item
         if e.item >= 0:
             warm_counts[e.item] += 1
     chosen = selected_users(evs, cut, cfg.max_users)
@@ -137,7 +139,7 @@ def run_stream(
     bounds = chunk_bounds(ts, cut, cfg.chunk, appear)
     n_scored_total = len(evs) - cut
     p_sweep = min(1.0, cfg.sweep_max / max(n_scored_total, 1))
-    first_events = unknown = scored_n = 0
+    first_events = unknown = scored_n = purchases = repeats = 0
     t1 = time.perf_counter()
     for lo, hi in bounds:
         chunk = evs[lo:hi]
@@ -149,7 +151,11 @@ def run_stream(
             first_events += history.get(e.user, 0) == 0
             unknown += e.item < 0
             flags.append(ok)
+            if ok and e.purchase:
+                purchases += 1
+                repeats += last_item.get(e.user) == e.item
             history[e.user] = history.get(e.user, 0) + 1
+            last_item[e.user] = e.item
         hist_before = _history_before(chunk, history)
         for system in systems:
             for name, outs in system.step(chunk, now, flags).items():
@@ -181,6 +187,7 @@ def run_stream(
         "unknown_item_events": int(unknown),
         "chunks": len(bounds),
         "users_scored": len({u for r in results.values() for u in r.users}),
+        "scored_purchases_of_the_previous_item": f"{repeats}/{purchases}",
     }
     timing = {
         "warmup_s": round(t_warm, 3),

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from stream_app.core.engine import Bundle, EngineOptions, Rec, Recommender, UnknownItem
+from stream_app.core.engine import Scored, Bundle, EngineOptions, Rec, Recommender, UnknownItem
 from stream_app.core.interests import EventLite, InterestState
 from stream_app.core.serving import RankerOut
 from stream_app.replay.catalogue import Catalogue, Feed
@@ -73,68 +73,45 @@ def score_rows(
 
 @dataclass
 class Pick:
-    """The arguments ``Recommender._pick`` received for one state."""
+    """User ``i`` of one scored batch (``Recommender.score_batch``): candidates and scores."""
 
-    state: InterestState
-    rows: np.ndarray
-    n_retrieved: int
-    score: np.ndarray
-    out: Any
+    scored: Scored
     i: int
-    rec_rows: np.ndarray
 
-    def args(self) -> tuple[Any, ...]:
-        return (
-            self.state,
-            self.rows,
-            self.n_retrieved,
-            self.score,
-            self.out,
-            self.i,
-            self.rec_rows,
-        )
+    @property
+    def state(self) -> InterestState:
+        return self.scored.states[self.i]
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self.scored.rows(self.i)
 
     @property
     def p_click(self) -> np.ndarray:
-        return np.asarray(self.out.p_click[self.i, : len(self.rows)])
+        return np.asarray(self.scored.p_click(self.i))
 
 
 class CapturingRecommender(Recommender):
-    """The engine's Recommender, keeping the per-state selection inputs of the last batch."""
-
-    def __init__(self, bundle: Bundle, params: Any, opts: EngineOptions) -> None:
-        super().__init__(bundle, params, opts)
-        self._picks: list[Pick] = []
-
-    def _pick(
-        self,
-        state: InterestState,
-        rows: np.ndarray,
-        n_retrieved: int,
-        score: np.ndarray,
-        out: object,
-        i: int,
-        rec_rows: np.ndarray,
-    ) -> list[Rec]:
-        self._picks.append(Pick(state, rows, n_retrieved, score, out, i, rec_rows))
-        return super()._pick(state, rows, n_retrieved, score, out, i, rec_rows)
+    """The engine's Recommender, keeping each batch's scored candidates for re-selection."""
 
     def recommend_with_picks(
         self, states: list[InterestState], now: float
     ) -> tuple[list[list[Rec]], list[Pick]]:
-        self._picks = []
-        lists = self.recommend(states, now)
-        picks, self._picks = self._picks, []
-        return lists, picks
+        scored = self.score_batch(states, now)
+        return self.select(scored), [Pick(scored, i) for i in range(len(states))]
 
     def repick(self, picks: list[Pick], opts: EngineOptions) -> list[list[Rec]]:
         """Lists the engine would select with ``opts`` from the same candidates and scores."""
-        saved = self.opts
-        self.opts = opts
-        try:
-            return [Recommender._pick(self, *p.args()) for p in picks]
-        finally:
-            self.opts = saved
+        out: list[list[Rec]] = [[] for _ in picks]
+        groups: dict[int, list[int]] = {}
+        for j, p in enumerate(picks):
+            groups.setdefault(id(p.scored), []).append(j)
+        for members in groups.values():
+            scored = picks[members[0]].scored
+            lists = self.select(scored.subset([picks[j].i for j in members]), opts)
+            for j, recs in zip(members, lists, strict=True):
+                out[j] = recs
+        return out
 
 
 @contextlib.contextmanager

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamrec.worker")
 UNKNOWN_ITEM_WAIT_S = 2.0
 SEND_RETRIES = 3
+SHRINK_BYTES = 64 * 1024
 EXIT_CANNOT_PUBLISH = 75
 
 
@@ -65,8 +66,9 @@ def register(app: Any, rt: WorkerRuntime) -> Any:
             await rt.ready.wait()
             await handle_batch(rt, list(events))
         if not app.should_stop:
-            # faust ends a stream silently when its consumer side raises (e.g. a key it cannot
-            # deserialize): a worker that looks healthy but processes nothing must not live on.
+            # faust ends a take() stream silently when its consumer side raises, e.g. a key it
+            # cannot deserialize (robinhood/faust #586): a worker that looks healthy but
+            # processes nothing must not live on. Raw serializers keep that from happening.
             _die("the events stream stopped while the app is running")
 
     return process_events
@@ -185,8 +187,9 @@ async def _publish(rt: WorkerRuntime, batch: list[proc.Incoming], result: proc.B
 
 
 class _Send:
-    """One record on its way: sent, awaited, resent on a retriable failure, cut to size when
-    a dead letter is too large for the producer or the broker."""
+    """One record on its way: sent, awaited, resent on a retriable failure. A dead letter the
+    producer or the DLQ topic finds too large is resent cut down (``max_message_bytes``, then
+    64 KiB, then headers only), so one huge poison message can never crash-loop the worker."""
 
     def __init__(
         self,
@@ -202,33 +205,45 @@ class _Send:
         self.fut: Any = None
 
     async def start(self, max_bytes: int = 0) -> _Send:
-        try:
-            self.fut = await self.topic.send(key=self.key, value=self.value, headers=self.headers)
-        except MessageSizeTooLargeError:
-            self._shrink(max_bytes)
-            self.fut = await self.topic.send(key=self.key, value=self.value, headers=self.headers)
-        return self
+        while True:
+            try:
+                self.fut = await self.topic.send(
+                    key=self.key, value=self.value, headers=self.headers
+                )
+                return self
+            except MessageSizeTooLargeError:
+                self._shrink(max_bytes)
 
     def _shrink(self, max_bytes: int) -> None:
-        if self.dead is None or not max_bytes:
+        """Cut the dead letter's value to the next smaller size; raise when nothing is left."""
+        size = len(self.value or b"")
+        if self.dead is None or size == 0:
             raise MessageSizeTooLargeError
-        self.dead = self.dead.truncated(max_bytes)
-        self.value, self.headers = self.dead.value, self.dead.headers
+        target = next(n for n in (max_bytes, SHRINK_BYTES, 0) if n < size)
+        small = self.dead.truncated(target)
+        self.value, self.headers = small.value, small.headers
+        log.warning(
+            "%s: dead letter too large (%d bytes), resending %d bytes",
+            self.dead.where,
+            size,
+            target,
+        )
 
     async def wait(self, max_bytes: int) -> None:
-        for attempt in range(SEND_RETRIES):
+        failures = 0
+        while True:
             try:
                 await self.fut
                 return
             except MessageSizeTooLargeError:
                 self._shrink(max_bytes)
             except KafkaError:
-                log.exception("send to %s failed (attempt %d)", self.topic, attempt + 1)
-                await asyncio.sleep(0.5 * (attempt + 1))
-            if attempt == SEND_RETRIES - 1:
-                break
+                failures += 1
+                log.exception("send to %s failed (attempt %d)", self.topic, failures)
+                if failures >= SEND_RETRIES:
+                    _die(f"cannot publish to {self.topic} after {SEND_RETRIES} attempts")
+                await asyncio.sleep(0.5 * failures)
             await self.start(max_bytes)
-        _die(f"cannot publish to {self.topic} after {SEND_RETRIES} attempts")
 
 
 def _die(reason: str) -> None:

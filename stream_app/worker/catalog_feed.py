@@ -99,10 +99,15 @@ class CatalogFeed(Service):
         targets = await self.consumer.end_offsets(self.partitions)
         t0 = time.perf_counter()
         while not self.should_stop:
-            batch = await self.consumer.getmany(timeout_ms=200, max_records=FETCH_RECORDS)
-            positions = {tp: await self.consumer.position(tp) for tp in self.partitions}
-            if batch:
-                await self._apply(batch)
+            try:
+                batch = await self.consumer.getmany(timeout_ms=200, max_records=FETCH_RECORDS)
+                positions = {tp: await self.consumer.position(tp) for tp in self.partitions}
+                if batch:
+                    await self._apply(batch)
+            except Exception:  # noqa: BLE001 - the feed must outlive a broker hiccup
+                log.exception("catalogue feed: fetch failed; retrying")
+                await self.sleep(1.0)
+                continue
             async with self._progress:
                 for tp, pos in positions.items():
                     self.applied[tp] = max(self.applied.get(tp, 0), pos)

@@ -169,11 +169,13 @@ class VectorResolver:
             self.encoded += len(chunk)
             if on_progress is not None:
                 on_progress(len(chunk))
+        done = [v for v in out if v is not None]
+        assert len(done) == len(out)
         if fresh and self.cache is not None:
             self.cache.put_many(
-                self.key, [records[i].text_sha for i in fresh], [out[i] for i in fresh]
-            )  # type: ignore[misc]
-        return out  # type: ignore[return-value]
+                self.key, [records[i].text_sha for i in fresh], [done[i] for i in fresh]
+            )
+        return done
 
 
 def _put(out: list[Vec | None], i: int, v: Vec | None) -> bool:

@@ -72,7 +72,12 @@ class ModelWatcher(Service):
     async def _notices(self) -> None:
         assert self.consumer is not None
         while not self.should_stop:
-            batch = await self.consumer.getmany(timeout_ms=500, max_records=50)
+            try:
+                batch = await self.consumer.getmany(timeout_ms=500, max_records=50)
+            except Exception:  # noqa: BLE001 - the registry poll still runs meanwhile
+                log.exception("model-updates: fetch failed; retrying")
+                await self.sleep(1.0)
+                continue
             for msgs in batch.values():
                 for m in msgs:
                     try:

@@ -141,7 +141,7 @@ class ServingHolder:
         t0 = time.perf_counter()
         try:
             result = await self._swap(version, t0)
-        except (ModelLoadError, SwapRefused, ValueError, KeyError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure refuses the version
             reason = str(exc)
             self.refused[version] = reason
             self.metrics.refusals.inc()

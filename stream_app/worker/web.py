@@ -1,6 +1,6 @@
 """Web views on the worker's faust web port: ``/health``, ``/metrics`` (Prometheus) and
-``/state/{user_id}`` (a user's interest state read through the table; for operators and the
-tests that check recovery)."""
+``/state/{user_id}`` (a user's interest state read through the table, forwarded to the worker
+that owns the user's partition; for operators and the tests that check recovery)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def register(app: Any, rt: WorkerRuntime) -> None:
         return view.bytes(rt.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/state/{user_id}")
+    @app.table_route(table=rt.table, match_info="user_id")  # served by the worker owning the key
     async def state(view: Any, request: Any, user_id: str) -> Any:
         raw = rt.table.get(user_id)
         if raw is None:

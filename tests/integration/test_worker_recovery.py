@@ -110,16 +110,18 @@ async def test_kill_9_mid_stream_loses_nothing_and_counts_nothing_twice(
         TopicReader(kafka_settings, kafka_settings.topics.dlq) as dlq,
     ):
         worker.start()
-        await worker.wait_ready()
-        stream = asyncio.create_task(
-            produce(kafka_settings, kafka_settings.topics.events, event_records(events), rate=400)
-        )
-        await recs.wait_for(lambda r: len(r) >= 600, 60)
-        worker.kill9()
-        killed_at = len(recs.records)
-        await stream
-        worker.start()
         try:
+            await worker.wait_ready()
+            stream = asyncio.create_task(
+                produce(
+                    kafka_settings, kafka_settings.topics.events, event_records(events), rate=400
+                )
+            )
+            await recs.wait_for(lambda r: len(r) >= 600, 60)
+            worker.kill9()
+            killed_at = len(recs.records)
+            await stream
+            worker.start()
             await worker.wait_ready()
 
             def accounted(_: object) -> bool:
@@ -134,7 +136,6 @@ async def test_kill_9_mid_stream_loses_nothing_and_counts_nothing_twice(
             metrics = worker.metrics()
         finally:
             worker.stop()
-    print("KILL", killed_at, len(recs.records), metrics["streamrec_duplicate_events_total"])
     assert killed_at < len(events), "the kill came too late to test anything"
     assert not dlq.records  # every event here is valid
     triggers = [d["trigger_event_id"] for d in rec_values(recs.records)]

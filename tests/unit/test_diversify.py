@@ -61,3 +61,34 @@ def test_picks_are_unique_and_valid(c):
     picked = mmr_select(rng.random(c), vecs, rng.integers(-1, 3, c), np.array([4, 3, 3]), 10, 0.7)
     assert len(picked) == min(10, c) and len(set(picked)) == len(picked)
     assert all(0 <= p < c for p in picked)
+
+
+def test_batched_quotas_equal_the_single_user_version():
+    from stream_app.core.diversify import slot_quotas_batch
+
+    rng = np.random.default_rng(1)
+    s = rng.random((300, 5)) * (rng.random((300, 5)) > 0.4)
+    for k in (1, 3, 10, 17):
+        expected = np.stack([slot_quotas(row, k) for row in s])
+        assert (slot_quotas_batch(s, k) == expected).all()
+
+
+@pytest.mark.parametrize("lam", [1.0, 0.7])
+def test_batched_mmr_equals_the_single_user_version(lam):
+    from stream_app.core.diversify import mmr_select_batch
+
+    rng = np.random.default_rng(2)
+    b, p, d = 40, 30, 6
+    scores = rng.random((b, p))
+    scores[rng.random((b, p)) < 0.2] = -np.inf  # missing candidates
+    vecs = rng.normal(size=(b, p, d))
+    vecs /= np.linalg.norm(vecs, axis=2, keepdims=True)
+    slots = rng.integers(-1, 3, (b, p))
+    quotas = rng.integers(0, 4, (b, 3))
+    got = mmr_select_batch(scores, vecs, slots, quotas, 10, lam, explore_max=1)
+    for r in range(b):
+        ok = np.isfinite(scores[r])
+        idx = np.flatnonzero(ok)
+        single = mmr_select(scores[r][ok], vecs[r][ok], slots[r][ok], quotas[r], 10, lam, 1)
+        want = [int(idx[j]) for j in single]
+        assert got[r][: len(want)].tolist() == want and (got[r][len(want):] == -1).all()

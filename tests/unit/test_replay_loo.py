@@ -168,3 +168,18 @@ def test_the_loo_model_is_refused_for_the_stream_protocol(
             None,
             ReplayOptions(protocol="stream"),
         )
+
+
+@pytest.mark.mldata
+def test_movielens_mostpop_reproduces_the_reference(ml_small: Path, tmp_path: Path) -> None:
+    """../shared/data/README.md: MostPop HR@10 0.0393, NDCG@10 0.0183, HR@20 0.0689,
+    NDCG@20 0.0258 over 610 users (LOO, full ranking, history masked)."""
+    from stream_app.datagen.convert import convert_movielens
+
+    convert_movielens(ml_small, tmp_path)
+    data = loo.prepare(load_events(tmp_path / "events.jsonl"), load_items(tmp_path / "items.jsonl"))
+    got = metrics.ranking_metrics(np.asarray(loo.eval_pop(data, 20).ranks), (10, 20))
+    assert len(data.users) == 610
+    reference = {"hr@10": 0.0393, "ndcg@10": 0.0183, "hr@20": 0.0689, "ndcg@20": 0.0258}
+    for key, value in reference.items():
+        assert got[key] == pytest.approx(value, abs=0.003), key
