@@ -12,10 +12,12 @@ import torch
 
 from model_export.data import ItemSpace
 from model_export.modeling import MultiTaskRanker, RankerConfig
+from stream_app.core.vectors import VECTORS_FILE, text_sha
+from stream_app.core.vectors import load_vectors as _load_vectors
 
 WEIGHTS = "ranker.pt"
 ITEM_INDEX = "item_index.json"
-VECTORS = "catalog_vectors.npz"
+VECTORS = VECTORS_FILE
 RETRIEVAL = "retrieval.npz"
 
 
@@ -26,10 +28,13 @@ def save(directory: Path, model: MultiTaskRanker, cfg: RankerConfig, space: Item
     (directory / ITEM_INDEX).write_text(json.dumps(space.item_ids))
     with torch.no_grad():  # numpy copy of the retrieval query projection, for the worker
         np.savez(directory / RETRIEVAL, slot_w=model.slot_proj.weight.T.numpy().astype(np.float32),
-                 slot_b=model.slot_proj.bias.numpy().astype(np.float32), d=cfg.d)  # fmt: skip
+                 slot_b=model.slot_proj.bias.numpy().astype(np.float32), d=cfg.d,
+                 content_w=model.items.content.weight.T.numpy().astype(np.float32))  # fmt: skip
+    texts = getattr(space, "texts", None)  # set by pipeline.load_space; keys vector reuse
+    shas = {"text_sha": np.array([text_sha(t) for t in texts])} if texts is not None else {}
     np.savez(directory / VECTORS, item_ids=np.array(space.item_ids, dtype=object).astype(str),
              text=space.text_vecs[1:], content=space.content_vecs[1:],
-             num=space.num[1:])  # fmt: skip
+             num=space.num[1:], **shas)  # fmt: skip
 
 
 def load_warm_start(version_dir: Path, cfg: RankerConfig, space: ItemSpace) -> MultiTaskRanker:
@@ -61,6 +66,10 @@ def load_warm_start(version_dir: Path, cfg: RankerConfig, space: ItemSpace) -> M
 
 
 def load_vectors(version_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(item ids, pretrained text vectors, item-tower input vectors) of the training catalogue."""
-    with np.load(version_dir / VECTORS) as z:
-        return [str(x) for x in z["item_ids"]], z["text"], z["content"]
+    """(item ids, pretrained text vectors, item-tower input vectors) of the training catalogue.
+    Torch-free readers use ``stream_app.core.vectors.load_vectors`` (it has the text hashes)."""
+    vecs = _load_vectors(version_dir)
+    if vecs is None:
+        msg = f"{version_dir}: no {VECTORS} (expected the training catalogue's vectors)"
+        raise FileNotFoundError(msg)
+    return vecs.item_ids, vecs.text, vecs.content

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model_export import onnx_spec
+
 
 @dataclass
 class RankerConfig:
@@ -72,9 +74,7 @@ class RankerConfig:
 
 
 def feat_slices(cfg: RankerConfig) -> dict[str, slice]:
-    d, h = cfg.d, cfg.hidden
-    return {"r": slice(0, d), "q": slice(d, 2 * d), "c": slice(2 * d, 2 * d + h),
-            "t": slice(2 * d + h, 3 * d + h), "bias": slice(3 * d + h, 3 * d + h + 1)}  # fmt: skip
+    return onnx_spec.feat_slices(cfg.d, cfg.hidden)
 
 
 class ItemTower(nn.Module):

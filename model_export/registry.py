@@ -38,6 +38,10 @@ class RegistryError(RuntimeError):
     pass
 
 
+class CurrentChanged(RegistryError):
+    """A compare-and-swap on CURRENT found another version there (someone acted first)."""
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -219,7 +223,9 @@ class Registry:
         _atomic_write(self.root / "history.json", json.dumps(history))
         _atomic_write(self.root / "CURRENT", version + "\n")
 
-    def promote(self, version: str) -> None:
+    def promote(self, version: str, expected_current: str | None = None) -> None:
+        """Make ``version`` CURRENT. ``expected_current``: only if CURRENT still is that
+        version (compare-and-swap under the registry lock), else ``CurrentChanged``."""
         problems = self.verify(version)
         if problems:
             msg = f"cannot promote {version}: " + "; ".join(problems)
@@ -228,11 +234,30 @@ class Registry:
             msg = f"cannot promote {version}: status is {self.manifest(version).get('status')!r}"
             raise RegistryError(msg)
         with self._lock():
+            self._expect_current(expected_current, f"promote {version}")
             self._push_current(version)
 
-    def rollback(self) -> tuple[str, str]:
-        """Move CURRENT back to the version served before it. Returns (from, to)."""
+    def set_status(self, version: str, status: str, **fields: Any) -> None:
+        """Rewrite a version's manifest status (and extra fields), atomically; its files and
+        their hashes are untouched. E.g. a shadow candidate's online verdict."""
         with self._lock():
+            manifest = {**self.manifest(version), **fields, "status": status}
+            _atomic_write(self.path(version) / MANIFEST, json.dumps(manifest, indent=2, default=str))
+
+    def _expect_current(self, expected: str | None, what: str) -> None:
+        current = self.current()
+        if expected is not None and current != expected:
+            msg = f"{what}: expected CURRENT={expected}, found {current} (someone acted first)"
+            raise CurrentChanged(msg)
+
+    def rollback(self, expected_current: str | None = None) -> tuple[str, str]:
+        """Move CURRENT back to the version served before it. Returns (from, to).
+
+        ``expected_current``: roll back only if CURRENT still is that version (compare-and-swap
+        under the registry lock), else ``CurrentChanged``: several workers that each detect the
+        same bad version roll it back once, not once each (which would pop good versions)."""
+        with self._lock():
+            self._expect_current(expected_current, "rollback")
             history = self.history()
             current = self.current()
             if current is None or len(history) < 2:

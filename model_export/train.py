@@ -30,6 +30,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     negatives: int = 128
     pop_mix: float = 0.5
+    hard_negatives: int = 16  # per example, from the positive's nearest items by text
+    hard_pool: int = 50
     patience: int = 3
     seed: int = 0
     eval_max: int = 2000  # validation examples scored per epoch (full ranking)
@@ -80,6 +82,20 @@ def batch_inputs(feats: torch.Tensor, ex: Examples, idx: np.ndarray) -> dict[str
     }
 
 
+def text_neighbors(text_vecs: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
+    """[M+1, k] indices of each item's k nearest other items by text cosine (row 0 unused)."""
+    n = text_vecs.shape[0]
+    k = max(1, min(k, n - 2))
+    out = np.zeros((n, k), np.int64)
+    vecs = text_vecs.astype(np.float32)
+    for s in range(1, n, chunk):
+        sims = vecs[s : s + chunk] @ vecs.T
+        sims[:, 0] = -np.inf
+        sims[np.arange(sims.shape[0]), np.arange(s, s + sims.shape[0])] = -np.inf
+        out[s : s + chunk] = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    return out
+
+
 def sample_negatives(rng: np.random.Generator, n: int, probs: np.ndarray, pop_mix: float,
                      n_items: int) -> np.ndarray:  # fmt: skip
     n_pop = int(round(n * pop_mix))
@@ -113,6 +129,7 @@ def train_ranker(
     pop = popularity(train, space.n)
     pop[0] = 0
     probs = pop / pop.sum() if pop.sum() > 0 else np.full(space.n + 1, 1.0 / (space.n + 1))
+    neighbors = text_neighbors(space.text_vecs, tcfg.hard_pool) if tcfg.hard_negatives else None
     steps_per_epoch = max(1, math.ceil(len(train) / tcfg.batch_size))
     eval_idx = rng.permutation(len(valid))[: tcfg.eval_max]
     valid_eval = valid.subset(np.sort(eval_idx))
@@ -133,16 +150,22 @@ def train_ranker(
                                                      space.n))  # fmt: skip
             pos = _tensor(train.target[idx], torch.long)
             inputs = batch_inputs(feats, train, idx)
-            # positives per row [B, 1, F]; negatives shared by the batch [1, S, F] (broadcast)
-            p_out = model(**inputs, cand=feats[pos][:, None, :])
-            n_out = model(**inputs, cand=feats[negs][None, :, :])
-            out = RankerOutput(*(torch.cat([a, b.expand(len(idx), -1)], dim=1) for a, b in
-                                 ((p_out.click_logits, n_out.click_logits),
-                                  (p_out.cvr_logits, n_out.cvr_logits),
-                                  (p_out.retrieval_logits, n_out.retrieval_logits))),
-                               attn=None)  # fmt: skip
+            # positives per row [B, 1, F]; shared negatives [1, S, F] (broadcast); hard negatives
+            # per row [B, H, F]: items whose text is closest to the positive's (same topic),
+            # which full-catalogue ranking must tell apart
+            outs = [model(**inputs, cand=feats[pos][:, None, :]),
+                    model(**inputs, cand=feats[negs][None, :, :])]  # fmt: skip
+            neg_idx = [negs[None, :].expand(len(idx), -1)]
+            if neighbors is not None:
+                pick = rng.integers(0, neighbors.shape[1], (len(idx), tcfg.hard_negatives))
+                hard = torch.from_numpy(np.take_along_axis(neighbors[train.target[idx]], pick, 1))
+                outs.append(model(**inputs, cand=feats[hard]))
+                neg_idx.append(hard)
+            out = RankerOutput(*(torch.cat([o[f].expand(len(idx), -1) for o in outs], dim=1)
+                                 for f in range(3)), attn=None)  # fmt: skip
+            all_neg = torch.cat(neg_idx, dim=1)
             valid_mask = torch.cat([torch.ones(len(idx), 1, dtype=torch.bool),
-                                    negs[None, :] != pos[:, None]], dim=1)  # fmt: skip
+                                    all_neg != pos[:, None]], dim=1)  # fmt: skip
             y_click = torch.zeros(valid_mask.shape)
             y_click[:, 0] = 1.0
             y_buy = torch.zeros(valid_mask.shape)

@@ -35,8 +35,22 @@ class Recommendation(BaseModel):
     items: list[RecommendedItem]
 
 
+ModelAction = Literal["publish", "promote", "rollback", "shadow", "shadow-report"]
+
+
 class ModelUpdate(BaseModel):
-    """Published on ``model-updates`` when CURRENT changes (publish, promote or rollback)."""
+    """A notice on ``model-updates``.
+
+    - ``publish`` / ``promote`` / ``rollback``: CURRENT changed to ``model_version`` (from
+      ``parent_version``); a worker's own automatic rollback names itself in ``worker``.
+    - ``shadow``: workers load ``model_version`` beside the served one and score it, unserved,
+      on their next ``events`` live events.
+    - ``shadow-report``: one worker's result: ``metrics`` = current_hit_rate,
+      shadow_hit_rate, events (scored), evaluated (events whose previous lists from both
+      models existed), current_hits, shadow_hits; ``parent_version`` = the served version.
+
+    The fields added with the shadow actions are optional: schema_version stays 1.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -44,5 +58,10 @@ class ModelUpdate(BaseModel):
     model_version: str
     parent_version: str | None = None
     published_at: Timestamp
-    action: Literal["publish", "promote", "rollback"] = "publish"
+    action: ModelAction = "publish"
     metrics: dict[str, float] = Field(default_factory=dict)
+    worker: str | None = Field(None, description="The worker that sent it (its own notices).")
+    events: int | None = Field(
+        None, ge=1, description="shadow: live events to score the shadow version on."
+    )
+    reason: str | None = Field(None, description="Why (e.g. an automatic rollback's numbers).")

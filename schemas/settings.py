@@ -87,6 +87,26 @@ class ServingSettings(BaseModel):
     batch_ms: float = Field(5.0, ge=0, description="Max wait to fill a batch.")
     web_port: int = Field(6066, ge=0, le=65535)
     ort_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0 = ORT's).")
+    rollback_drop: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="Automatic rollback: after a swap, a worker whose live hit rate for the new "
+        "version is below (1 - this) x the previous version's (rollback_window outcomes each) "
+        "moves CURRENT back to it. 0 = off.",
+    )
+    rollback_window: int = Field(
+        2000,
+        ge=20,
+        description="Live hit-rate outcomes (a user's next event vs the list shown before it) "
+        "compared on each side of a swap for the automatic rollback.",
+    )
+    hit_users: int = Field(
+        200_000,
+        ge=1,
+        description="Users whose last list is kept in memory to measure the live hit rate "
+        "(least recently seen dropped first).",
+    )
 
 
 class Settings(BaseSettings):

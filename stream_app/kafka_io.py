@@ -205,34 +205,65 @@ async def consume_records(
         await consumer.stop()
 
 
+UNKNOWN_TOPIC = 3  # Kafka error code UNKNOWN_TOPIC_OR_PARTITION
+
+
+async def topic_partitions(settings: Settings, topic: str, timeout: float = 30.0) -> list[int]:
+    """Partition ids of ``topic`` from the broker's metadata (admin DescribeTopics, which never
+    auto-creates the topic); [] when the topic does not exist. Waits while the topic exists but
+    its partitions are not listed yet (just created, leaders being elected).
+
+    Not ``consumer.partitions_for_topic()``: an unsubscribed consumer has no metadata for the
+    topic, and ``consumer.topics()`` fetches it into a separate object without updating the
+    consumer's view, so that returned None and callers read nothing."""
+    admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs())
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            (desc,) = await admin.describe_topics([topic])
+            parts = sorted(p["partition"] for p in desc.get("partitions", []))
+            if parts:
+                return parts
+            if desc.get("error_code") == UNKNOWN_TOPIC:
+                return []
+            if time.monotonic() > deadline:
+                msg = (f"{topic}: no partitions listed within {timeout:.0f} s "
+                       f"(error code {desc.get('error_code')})")  # fmt: skip
+                raise TimeoutError(msg)
+            await asyncio.sleep(0.25)
+    finally:
+        await admin.close()
+
+
 async def read_compacted(settings: Settings, topic: str, timeout: float = 30.0) -> dict[bytes, bytes]:
     """Latest value per key of a (compacted) topic, read from the beginning up to its end
-    offsets at call time; a null value (tombstone) removes the key."""
+    offsets at call time; a null value (tombstone) removes the key. {} for a missing topic."""
     from aiokafka import TopicPartition
 
-    consumer = AIOKafkaConsumer(**settings.kafka.client_kwargs(), enable_auto_commit=False,
-                                auto_offset_reset="earliest")  # fmt: skip
-    await consumer.start()
+    parts = await topic_partitions(settings, topic, timeout)
     out: dict[bytes, bytes] = {}
+    if not parts:
+        return out
+    consumer = AIOKafkaConsumer(**settings.kafka.client_kwargs(), enable_auto_commit=False,
+                                auto_offset_reset="earliest", group_id=None,
+                                fetch_max_bytes=64 * 1024 * 1024,
+                                max_partition_fetch_bytes=16 * 1024 * 1024)  # fmt: skip
+    await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer.topics()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return out
+        tps = [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         deadline = time.monotonic() + timeout
-        while any(await consumer.position(tp) < end[tp] for tp in tps):
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
             if time.monotonic() > deadline:
                 msg = f"{topic}: not read to its end within {timeout:.0f} s"
                 raise TimeoutError(msg)
-            for msgs in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
-                for m in msgs:
-                    if m.key is None:
+            batch = await consumer.getmany(*tps, timeout_ms=500, max_records=5000)
+            for tp in tps:  # partition by partition: one key lives in one partition
+                for m in batch.get(tp, ()):
+                    if m.offset >= end[tp] or m.key is None:
                         continue
                     if m.value is None:
                         out.pop(m.key, None)

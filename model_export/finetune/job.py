@@ -33,6 +33,9 @@ class JobOptions:
     tolerance: float = 0.01
     min_events: int = 1000
     corrupt_labels: bool = False
+    shadow_events: int | None = None  # --shadow N: promote only after the workers' verdict
+    shadow_wait_s: float = 600.0
+    shadow_reports: int = 1  # reports that end the wait early (others get a short grace)
 
 
 def options_from(manifest: dict[str, Any] | None, base: TrainOptions) -> TrainOptions:
@@ -102,11 +105,14 @@ class FineTuneJob:
         train_opts = options_from(self.registry.manifest(current) if current else None,
                                   self.train_opts)  # fmt: skip
         round_id = self.buffer.watermark()
+        shadow = bool(self.opts.shadow_events) and current is not None
         result = await asyncio.to_thread(
             run_round, self.settings, self.registry, items, events, train_opts,
-            self.opts.tolerance, round_id, self.hooks, True, self.opts.corrupt_labels,
+            self.opts.tolerance, round_id, self.hooks, not shadow, self.opts.corrupt_labels,
         )  # fmt: skip
-        if result.decision == "published":
+        if shadow and self._shadow_pending(result):
+            await self.shadow(result)
+        elif result.decision == "published":
             try:
                 await notify(self.settings, result)
             except Exception as exc:  # noqa: BLE001 - workers also poll CURRENT
@@ -116,6 +122,30 @@ class FineTuneJob:
                                     "version": result.version, "at": time.time()})  # fmt: skip
         self.on_round(result)
         return result
+
+    def _shadow_pending(self, result: RoundResult) -> bool:
+        """A gated candidate awaiting its shadow verdict (also one left "shadow" by a crash
+        of this job mid-verdict: the repeated round resumes the shadow step)."""
+        if result.version is None or result.decision == "refused":
+            return False
+        status = self.registry.manifest(result.version).get("status")
+        fresh = result.decision == "published" and self.registry.current() != result.version
+        return fresh or status == "shadow"
+
+    async def shadow(self, result: RoundResult) -> None:
+        """Shadow-score the candidate on live events; promote or refuse on the verdict."""
+        from model_export.finetune.shadow import shadow_promote
+
+        assert result.version is not None
+        parent = self.registry.current()
+        v = await shadow_promote(self.settings, self.registry, result.version, parent,
+                                 self.opts.shadow_events or 1, self.opts.shadow_wait_s,
+                                 self.opts.tolerance, self.opts.shadow_reports)  # fmt: skip
+        result.decision = "published" if v.promote else "refused"
+        kept = "" if v.promote else f" ({result.version} kept with status refused)"
+        result.reason = f"{result.reason}; {v.reason}{kept}"
+        result.candidate["online_hit_rate"] = v.shadow_hit_rate
+        result.current["online_hit_rate"] = v.current_hit_rate
 
     async def consume(self) -> None:
         from aiokafka import AIOKafkaConsumer

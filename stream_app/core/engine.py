@@ -151,12 +151,17 @@ class Recommender:
         # round-robin over the user's queries: best of each query first
         found = found.reshape(n, k + 1, per_q).transpose(0, 2, 1).reshape(n, -1)
         cand_rows, cand_ok, extra = self._candidates(states, found, rec_rows, now)
-        out = model.score(slots, strengths, recent.astype(np.float32), rec_mask,
-                          store.feats[cand_rows])  # fmt: skip
+        cand = store.feats[cand_rows]
+        out = model.score(slots, strengths, recent.astype(np.float32), rec_mask, cand)
         score = (1 - opts.purchase_blend) * out.p_click + opts.purchase_blend * out.p_purchase
         score = np.where(cand_ok, score, -np.inf)
-        slot_att = np.where((strengths > 0)[:, None, :], out.attn[:, :, :k], -1.0)
-        slot = np.where(slot_att.max(2) > 0, slot_att.argmax(2), -1)
+        # the interest a candidate serves: the active slot its content matches best (the
+        # ranker's content term), falling back to the ranker's attention over slots
+        match = model.slot_match(slots, cand)
+        if match is None:
+            match = out.attn[:, :, :k]
+        match = np.where((strengths > 0)[:, None, :], match, -np.inf)
+        slot = np.where(np.isfinite(match.max(2)), match.argmax(2), -1)
         slot[extra] = -1  # exploration candidates serve no interest slot
         return Scored(states, cand_rows, score, slot, strengths, rec_rows, out)
 
@@ -224,8 +229,8 @@ class Recommender:
         return fresh if len(fresh) >= n else np.concatenate([fresh, store.popular(n)])
 
     def _lists(self, scored: Scored, cols: np.ndarray) -> list[list[Rec]]:
-        """Rec objects; ``because`` = the recent items the ranker attended to most for that
-        candidate (weight > 0.05, up to 3), else the items that built its interest slot."""
+        """Rec objects; ``because`` = the latest items that built the candidate's interest slot
+        (up to 2) plus the recent item the ranker attended to most (weight > 0.05)."""
         store, k = self.bundle.store, self.bundle.model.k
         states, out, rec_rows = scored.states, scored.out, scored.rec_rows
         score, slot, cand_rows = scored.score, scored.slot, scored.cand_rows
@@ -245,10 +250,12 @@ class Recommender:
                 s_j = int(sl[i, j])
                 because: list[str] = []
                 if s_j >= 0:
-                    because = [ids[r] for r, w in zip(top3_rows[i, j].tolist(),
-                                                      top3_w[i, j].tolist(), strict=True)
-                               if w > 0.05 and r >= 0 and ids[r] is not None]  # fmt: skip
-                    because = because or state.because(s_j, 2)
+                    # the items that built the interest, then the one the ranker attended most
+                    because = state.because(s_j, 2)
+                    for r, w in zip(top3_rows[i, j].tolist(), top3_w[i, j].tolist(), strict=True):
+                        if w > 0.05 and r >= 0 and ids[r] is not None and ids[r] not in because:
+                            because.append(ids[r])  # type: ignore[arg-type]
+                            break
                 recs.append(Rec(store.id_of(int(cr[i, j])), float(sc[i, j]), float(pc[i, j]),
                                 float(pp[i, j]), s_j, because))  # fmt: skip
             lists.append(recs)

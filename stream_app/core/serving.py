@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from model_export.onnx_spec import ENCODER, ITEM_TOWER, RANKER, GraphSpec
+from model_export.onnx_spec import ENCODER, ITEM_TOWER, RANKER, GraphSpec, feat_slices
 from model_export.registry import Registry
 
 log = logging.getLogger("streamrec.serving")
@@ -131,6 +131,8 @@ class ServingModel:
         with np.load(self.dir / "retrieval.npz") as z:
             self.slot_w = z["slot_w"].astype(np.float32)
             self.slot_b = z["slot_b"].astype(np.float32)
+            self.content_w = z["content_w"].astype(np.float32) if "content_w" in z else None
+        self.slices = feat_slices(self.d, int(self.config["hidden"]))
 
     @property
     def providers(self) -> list[str]:
@@ -169,6 +171,15 @@ class ServingModel:
         queries = np.concatenate([q_slots, newest[:, None, : self.d]], axis=1)
         valid = np.concatenate([strengths > 0, newest_valid[:, None]], axis=1)
         return queries.astype(np.float32), valid
+
+    def slot_match(self, slots: np.ndarray, cand_feats: np.ndarray) -> np.ndarray | None:
+        """[B, N, K] cosine of each candidate's content vector with each interest slot, in the
+        ranker's own content space (the term it scores interests with); None for old versions."""
+        if self.content_w is None:
+            return None
+        proj = slots @ self.content_w
+        proj /= np.maximum(np.linalg.norm(proj, axis=-1, keepdims=True), 1e-9)
+        return np.matmul(cand_feats[..., self.slices["t"]], proj.transpose(0, 2, 1))
 
     def score(self, slots: np.ndarray, strengths: np.ndarray, recent: np.ndarray,
               recent_mask: np.ndarray, cand: np.ndarray) -> RankerOut:  # fmt: skip

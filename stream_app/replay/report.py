@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 TABLE = (
     "hr@{k}",
@@ -54,7 +55,8 @@ READING = {
     "coverage@K": "share of the catalogue that appears in some list",
     "ild@K": "intra-list diversity: mean 1 - cosine of the listed items' text vectors",
     "category_diversity@K": "share of listed item pairs with no category in common",
-    "interest_coverage@K": "share of the user's active interest slots the list serves",
+    "interest_coverage@K": "share of the user's active interest slots the list serves "
+    "(trivially 1 with a single slot)",
     "novelty@K": "mean self-information -log2 p(item) of listed items (higher = less popular)",
 }
 
@@ -93,6 +95,7 @@ def plot_metric_vs_k(result: dict[str, Any], path: Path) -> None:
         axes[0].plot(c["k"], c["hr"], marker=".", label=name, color=color.get(name))
         axes[1].plot(c["k"], c["ndcg"], marker=".", label=name, color=color.get(name))
     for ax, title in zip(axes, ("HR@K", "NDCG@K"), strict=True):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("K (list length)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -111,9 +114,13 @@ def plot_tradeoff(result: dict[str, Any], path: Path) -> None:
     if rows:
         xs, ys = [r[f"ild@{k}"] for r in rows], [r[f"ndcg@{k}"] for r in rows]
         ax.plot(xs, ys, marker="o", color="0.45", label="streamrec, MMR lambda varied")
-        for r, x, y in zip(rows, xs, ys, strict=True):
+        for n, (r, x, y) in enumerate(zip(rows, xs, ys, strict=True)):
             ax.annotate(
-                f"λ={r['lambda']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8
+                f"λ={r['lambda']:g}",
+                (x, y),
+                textcoords="offset points",
+                xytext=(4, 6 if n % 2 else -12),
+                fontsize=8,
             )
     for name, row in result["systems"].items():
         x, y = row.get(f"ild@{k}"), row.get(f"ndcg@{k}")
@@ -164,6 +171,42 @@ def plot_latency(latency: dict[str, list[float]], path: Path) -> None:
     plt.close(fig)
 
 
+def comparisons(result: dict[str, Any]) -> list[str]:
+    """One line per question the ablations answer, read off the table."""
+    k = result["ks"][0]
+    sy = result["systems"]
+    nd, ild = f"ndcg@{k}", f"ild@{k}"
+    lines = []
+
+    def delta(a: str, b: str, key: str) -> str:
+        return f"{key} {_fmt(sy[a].get(key))} vs {_fmt(sy[b].get(key))}"
+
+    if "no-diversity" in sy:
+        lines.append(
+            f"- diversification (streamrec vs no-diversity, same scores): "
+            f"{delta('streamrec', 'no-diversity', ild)}, "
+            f"{delta('streamrec', 'no-diversity', nd)}"
+        )
+    if "single-interest" in sy:
+        lines.append(
+            f"- several interests vs one (K={result['model']['k']} vs K=1): "
+            f"{delta('streamrec', 'single-interest', nd)}; without diversification "
+            f"{delta('no-diversity', 'single-interest', nd)}; "
+            f"{delta('streamrec', 'single-interest', ild)}"
+        )
+    if "no-text" in sy:
+        lines.append(
+            f"- the language model's text vectors (streamrec vs no-text): "
+            f"{delta('streamrec', 'no-text', nd)}"
+        )
+    for b in ("pop", "cooc"):
+        if b in sy:
+            lines.append(
+                f"- against {b}: {delta('streamrec', b, nd)}, {delta('streamrec', b, f'hr@{k}')}"
+            )
+    return lines
+
+
 def _markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
     k = result["ks"][0]
     proto = result["protocol"]
@@ -202,6 +245,8 @@ def _markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
         "",
     ]
     out += ["## Results", "", markdown_table(result["systems"], _columns(result)), ""]
+    if "streamrec" in result["systems"]:
+        out += ["### What the comparisons say", "", *comparisons(result), ""]
     if proto == "stream":
         out += ["### By event type", ""]
         cols = [f"hr@{k}", f"ndcg@{k}", "mrr", "auc_click", "examples"]

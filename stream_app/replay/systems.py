@@ -1,9 +1,10 @@
 """Our model (and its ablations) in replay: the worker's own ``Recommender`` over a ``Feed``-filled
 store, plus the two things replay needs beyond the lists it publishes:
 
-- ``CapturingRecommender`` keeps what ``Recommender._pick`` saw for each state (candidate rows,
-  blended scores, ranker outputs), so other list-selection settings (no diversification, other
-  MMR lambdas) re-select from the SAME retrieval and scores without another ranker call;
+- ``CapturingRecommender`` keeps each batch's ``Recommender.score_batch`` result (candidate
+  rows, blended scores, slots, ranker outputs), so other list-selection settings (no
+  diversification, other MMR lambdas) re-select with ``Recommender.select`` from the SAME
+  retrieval and scores, without another ranker call;
 - ``score_rows`` runs the version's ranker on given items for given states (the target's
   p_click / p_purchase, full-catalogue LOO ranking) with the inputs built as the engine does.
 
@@ -21,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from stream_app.core.engine import Scored, Bundle, EngineOptions, Rec, Recommender, UnknownItem
+from stream_app.core.engine import Bundle, EngineOptions, Rec, Recommender, Scored, UnknownItem
 from stream_app.core.interests import EventLite, InterestState
 from stream_app.core.serving import RankerOut
 from stream_app.replay.catalogue import Catalogue, Feed
@@ -47,8 +48,8 @@ class Outcome(NamedTuple):
 
 
 def ranker_inputs(bundle: Bundle, states: list[InterestState]) -> tuple[np.ndarray, ...]:
-    """(slots, strengths, recent, recent_mask) exactly as ``Recommender.recommend`` builds them
-    (a test checks the parity of the resulting scores)."""
+    """(slots, strengths, recent, recent_mask) exactly as ``Recommender.score_batch`` builds
+    them (a test checks the parity of the resulting scores)."""
     model, store = bundle.model, bundle.store
     n_rec = model.recent_len
     slots = np.stack([s.slots for s in states]).astype(np.float32)

@@ -110,6 +110,20 @@ async def handle_batch(rt: WorkerRuntime, events: list[Any]) -> None:
     except Exception as exc:  # noqa: BLE001 - unpublished events must not be committed
         log.exception("publishing a batch of %d events failed", len(batch))
         _die(f"publishing failed: {exc!r}")
+    _after_publish(rt, result)
+
+
+def _after_publish(rt: WorkerRuntime, result: proc.BatchResult) -> None:
+    """Off the latency path (the batch's recommendations are acked): live hit rate (and the
+    automatic-rollback verdict it may complete), then shadow scoring while one is active."""
+    try:
+        verdict = rt.quality.observe(result)
+        if verdict is not None:
+            rt.watcher.verdict(verdict)
+        if rt.shadow.run is not None:
+            rt.shadow.score(result)
+    except Exception:  # noqa: BLE001 - monitoring never stops the stream
+        log.exception("live hit rate / shadow scoring failed for a batch")
 
 
 async def _compute(rt: WorkerRuntime, batch: list[proc.Incoming]) -> proc.BatchResult:

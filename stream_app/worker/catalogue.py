@@ -3,18 +3,18 @@ persistent cache), and building the serving ``ItemStore`` for one model version.
 
 Vectors come, cheapest first, from: the in-memory vector set of the serving encoder, the
 RocksDB vector cache in ``data_dir`` (key = encoder key + sha256 of the item text), the
-model version's training catalogue (``catalog_vectors.npz``, matched by item id), and only
-then the encoder ONNX (batched). The encoder key is the model's ``space`` (the pretrained
+model version's training catalogue (``catalog_vectors.npz``: matched by item id AND the sha256
+of the text it was computed from, so an item edited after training is encoded again), and
+only then the encoder ONNX (batched). The encoder key is the model's ``space`` (the pretrained
 encoder's hash) plus the content encoder's sha256 when the version tuned its own.
 
-Known limit: the training-catalogue shortcut matches by item id, because that file carries no
-item text; an item edited after training and first seen by a worker with an empty cache keeps
-its training-time vector until it is edited again or the next version is trained.
+Versions written before ``text_sha`` was stored match by item id alone (logged once per
+version): an item edited after such a training keeps its training-time vector until it is
+edited again or the next version is trained.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,9 +25,10 @@ import numpy as np
 from schemas.items import CatalogItem
 from stream_app.core.catalog import ItemStore, item_numeric
 from stream_app.core.serving import ServingModel
+from stream_app.core.vectors import VECTORS_FILE, load_vectors, text_sha
 
 log = logging.getLogger("streamrec.catalogue")
-TRAINING_VECTORS = "catalog_vectors.npz"
+TRAINING_VECTORS = VECTORS_FILE
 ENCODE_CHUNK = 64
 
 
@@ -53,10 +54,6 @@ class ItemRecord:
             tuple(item.categories),
             item.ts.timestamp() if item.ts is not None else arrival_ts,
         )
-
-
-def text_sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def encoder_key(model: ServingModel) -> str:
@@ -107,17 +104,16 @@ class VectorCache:
         self.db.close()
 
 
-def training_vectors(model: ServingModel) -> dict[str, Vec]:
-    """The version's training catalogue vectors by item id ({} when the file is absent).
-
-    Read with numpy directly: ``model_export.checkpoint.load_vectors`` imports torch."""
-    path = model.dir / TRAINING_VECTORS
-    if not path.exists():
+def training_vectors(model: ServingModel) -> dict[str, tuple[str | None, Vec]]:
+    """The version's training catalogue vectors: item id -> (text sha or None, vectors);
+    {} when the file is absent."""
+    vecs = load_vectors(model.dir)
+    if vecs is None:
         return {}
-    with np.load(path) as z:
-        ids = [str(x) for x in z["item_ids"]]
-        text, content = z["text"].astype(np.float32), z["content"].astype(np.float32)
-    return {item: (text[i], content[i]) for i, item in enumerate(ids)}
+    if vecs.text_sha is None:
+        log.info("model %s: training vectors carry no text hashes; matched by item id only",
+                 model.version)  # fmt: skip
+    return {item: (sha, (t, c)) for item, (sha, t, c) in vecs.by_id().items()}
 
 
 class VectorResolver:
@@ -155,9 +151,9 @@ class VectorResolver:
             missing = [i for i, v in zip(missing, cached, strict=True) if not _put(out, i, v)]
         fresh: list[int] = []
         for i in missing:
-            vec = self.training.get(records[i].item_id)
-            if vec is not None:
-                out[i] = vec
+            hit = self.training.get(records[i].item_id)
+            if hit is not None and hit[0] in (None, records[i].text_sha):
+                out[i] = hit[1]
                 fresh.append(i)
         missing = [i for i in missing if out[i] is None]
         for s in range(0, len(missing), ENCODE_CHUNK * 4):

@@ -75,6 +75,38 @@ class Metrics:
         self.catalog_bad = Counter(
             "streamrec_catalog_bad", "Item messages that failed validation.", registry=r
         )
+        self.online_evaluated = Counter(
+            "streamrec_online_evaluated",
+            "Events judged for the live hit rate (the user had a previous list), by the version "
+            "that made that list.",
+            ["version"],
+            registry=r,
+        )
+        self.online_hits = Counter(
+            "streamrec_online_hits",
+            "Events whose item was in the user's previous list, by the version that made it.",
+            ["version"],
+            registry=r,
+        )
+        self.auto_rollbacks = Counter(
+            "streamrec_auto_rollbacks",
+            "Automatic rollbacks after a live hit-rate drop: done (this worker moved CURRENT), "
+            "skipped (CURRENT had already moved), failed.",
+            ["outcome"],
+            registry=r,
+        )
+        self.shadow_events = Counter(
+            "streamrec_shadow_events", "Live events scored by a shadow version.", registry=r
+        )
+        self.shadow_reports = Counter(
+            "streamrec_shadow_reports", "Shadow reports sent, by outcome.", ["outcome"], registry=r
+        )
+        self.shadow_active = Gauge(
+            "streamrec_shadow_info",
+            "1 for the version being shadow-scored.",
+            ["version"],
+            registry=r,
+        )
 
     def model_loaded(self, version: str, previous: str | None) -> None:
         if previous is not None:

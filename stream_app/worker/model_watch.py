@@ -2,24 +2,41 @@
 group, from the end of the topic) and a poll of the registry's ``CURRENT`` every few seconds
 (a notice can be missed; a registry on a shared disk can be moved by hand). The registry's
 CURRENT is the truth; a notice only wakes the watcher up (and retries a refused version once).
+
+It also owns this worker's own notices (a producer on ``model-updates``): shadow reports, and
+the automatic rollback: when the live hit rate of a freshly swapped-in version falls (see
+``hitrate.RollbackDetector``), ``Registry.rollback(expected_current=bad)`` moves CURRENT back
+only if it still names the bad version, so of several workers that detect it, one rolls back
+and the others find it done; the one that did sends a ``rollback`` notice.
+
+Notices: publish / promote / rollback -> check CURRENT; shadow -> ``ShadowScorer.start``;
+shadow-report -> ignored (for the fine-tuning job).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from mode import Service
 from pydantic import ValidationError
 
+from model_export.registry import CurrentChanged
 from schemas.recommendations import ModelUpdate
 from schemas.settings import Settings
+from stream_app.worker.hitrate import Verdict
+from stream_app.worker.metrics import Metrics
 from stream_app.worker.models import ServingHolder
+
+if TYPE_CHECKING:
+    from stream_app.worker.shadow import ShadowScorer
 
 log = logging.getLogger("streamrec.models")
 POLL_S = 2.0
+SEND_TIMEOUT_S = 10.0
 
 
 class ModelWatcher(Service):
@@ -28,13 +45,19 @@ class ModelWatcher(Service):
         settings: Settings,
         holder: ServingHolder,
         ready: asyncio.Event,
+        metrics: Metrics,
+        worker_id: str,
         poll_s: float = POLL_S,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.settings, self.holder, self.ready, self.poll_s = settings, holder, ready, poll_s
+        self.metrics, self.worker_id = metrics, worker_id
         self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.shadow: ShadowScorer | None = None
         self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def on_start(self) -> None:
         self.consumer = AIOKafkaConsumer(
@@ -45,12 +68,79 @@ class ModelWatcher(Service):
             auto_offset_reset="latest",
         )
         await self.consumer.start()
+        self.producer = AIOKafkaProducer(
+            **self.settings.kafka.client_kwargs(), request_timeout_ms=int(SEND_TIMEOUT_S * 1000)
+        )
+        await self.producer.start()
         self.add_future(self._poll())
         self.add_future(self._notices())
 
     async def on_stop(self) -> None:
         if self.consumer is not None:
             await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def send(self, notice: ModelUpdate) -> None:
+        """Publish one of this worker's notices on ``model-updates`` (acked)."""
+        assert self.producer is not None
+        await asyncio.wait_for(
+            self.producer.send_and_wait(
+                self.settings.topics.model_updates, notice.model_dump_json().encode(), key=b"model"
+            ),
+            SEND_TIMEOUT_S,
+        )
+
+    def verdict(self, verdict: Verdict) -> None:
+        """A completed hit-rate watch (from the agent): log it; roll back if it says so."""
+        if not verdict.rollback:
+            log.info("live quality check after swap: %s", verdict.describe())
+            return
+        self._spawn(self.auto_rollback(verdict))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def auto_rollback(self, verdict: Verdict) -> None:
+        """Move CURRENT back from ``verdict.version`` if it is still CURRENT; notify; swap."""
+        bad = verdict.version
+        log.warning("AUTO-ROLLBACK of %s: %s", bad, verdict.describe())
+        async with self._lock:
+            try:
+                old, new = await asyncio.to_thread(
+                    self.holder.registry.rollback, expected_current=bad
+                )
+            except CurrentChanged as exc:
+                self.metrics.auto_rollbacks.labels("skipped").inc()
+                log.warning("AUTO-ROLLBACK of %s not needed: %s", bad, exc)
+            except Exception:  # noqa: BLE001 - e.g. nothing to roll back to
+                self.metrics.auto_rollbacks.labels("failed").inc()
+                log.exception("AUTO-ROLLBACK of %s failed; it keeps serving", bad)
+                return
+            else:
+                self.metrics.auto_rollbacks.labels("done").inc()
+                log.warning("AUTO-ROLLBACK done by this worker: CURRENT %s -> %s", old, new)
+                notice = ModelUpdate(
+                    model_version=new,
+                    parent_version=old,
+                    published_at=datetime.now(UTC),
+                    action="rollback",
+                    worker=self.worker_id,
+                    reason=f"automatic: {verdict.describe()}",
+                    metrics={
+                        "hit_rate_before": verdict.before,
+                        "hit_rate_after": verdict.after,
+                        "outcomes_before": float(verdict.n_before),
+                        "outcomes_after": float(verdict.n_after),
+                    },
+                )
+                try:
+                    await self.send(notice)
+                except Exception:  # noqa: BLE001 - other workers poll CURRENT anyway
+                    log.exception("rollback notice not sent; other workers will see CURRENT")
+        await self.check()
 
     async def check(self, notice: str | None = None) -> None:
         """Swap to the registry's CURRENT if it is not what we serve."""
@@ -85,9 +175,19 @@ class ModelWatcher(Service):
                     except ValidationError as exc:
                         log.warning("model-updates@%d: not a ModelUpdate: %s", m.offset, exc)
                         continue
-                    log.info("model-updates: %s %s", notice.action, notice.model_version)
-                    await self.ready.wait()
-                    try:
-                        await self.check(notice.model_version)
-                    except Exception:  # noqa: BLE001
-                        log.exception("model watch: swap after notice failed")
+                    await self._handle(notice)
+
+    async def _handle(self, notice: ModelUpdate) -> None:
+        if notice.action == "shadow-report":
+            log.debug("model-updates: shadow report from %s", notice.worker)
+            return
+        log.info("model-updates: %s %s", notice.action, notice.model_version)
+        await self.ready.wait()
+        if notice.action == "shadow":
+            if self.shadow is not None:
+                self._spawn(self.shadow.start(notice))
+            return
+        try:
+            await self.check(notice.model_version)
+        except Exception:  # noqa: BLE001
+            log.exception("model watch: swap after notice failed")

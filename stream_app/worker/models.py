@@ -17,6 +17,10 @@ Swap protocol (the stream never pauses; the agent only ever reads ``holder.recom
 
 A version that fails any step is refused: logged, counted, remembered (not retried on every
 poll; a new notice for it retries once), and the old version keeps serving.
+
+A shadow version (``load_shadow``) goes through steps 1-4 the same way but lands in
+``self.shadow`` instead: never served, its store kept up to date with the catalogue like the
+serving one, scored by ``stream_app.worker.shadow`` until it is dropped.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +58,19 @@ class SwapResult:
     reencoded: bool = False
 
 
+@dataclass
+class _Built:
+    """A version loaded, its store built and warmed up, not yet in place (steps 1-3)."""
+
+    rec: Recommender
+    resolver: cat.VectorResolver
+    same_encoder: bool
+    records: list[cat.ItemRecord]
+    vecs: list[cat.Vec]
+    known: dict[str, tuple[str, cat.Vec]] | None
+    seq: int
+
+
 class ServingHolder:
     """Owns the serving reference, the catalogue state and the lock that orders catalogue
     updates against the final step of a swap."""
@@ -76,6 +94,9 @@ class ServingHolder:
         self.resolver: cat.VectorResolver | None = None
         self.refused: dict[str, str] = {}
         self.swapping: str | None = None
+        self.shadow: Recommender | None = None
+        self.shadow_resolver: cat.VectorResolver | None = None
+        self.on_swap: list[Callable[[str, str], None]] = []  # (previous, new) after a swap
 
     @property
     def version(self) -> str | None:
@@ -93,8 +114,8 @@ class ServingHolder:
         self.metrics.model_loaded(version, None)
         log.info("serving model %s (providers %s, space %s)", version, model.providers, model.space)
 
-    def _open(self, version: str) -> ServingModel:
-        return ServingModel(self.registry, version, self.device, self.threads)
+    def _open(self, version: str, allow_status: tuple[str, ...] = ("published",)) -> ServingModel:
+        return ServingModel(self.registry, version, self.device, self.threads, allow_status)
 
     def _check_compatible(self, model: ServingModel) -> None:
         if model.k != self.params.k:
@@ -128,7 +149,23 @@ class ServingHolder:
                 store.delete(item_id)
             self.catalogue.apply(zip(records, vecs, strict=True), deletes)
             self.metrics.catalog_size.set(len(store))
+            if self.shadow is not None:
+                await self._apply_shadow(records, vecs, deletes)
             return resolver.encoded - before
+
+    async def _apply_shadow(
+        self, records: list[cat.ItemRecord], vecs: list[cat.Vec], deletes: list[str]
+    ) -> None:
+        shadow, resolver = self.shadow, self.shadow_resolver
+        assert shadow is not None and resolver is not None
+        if records:
+            if resolver.key != self.catalogue.key:
+                vecs = await asyncio.to_thread(resolver.resolve, records, None)
+            await asyncio.to_thread(
+                cat.upsert, shadow.bundle.store, shadow.bundle.model, records, vecs
+            )
+        for item_id in deletes:
+            shadow.bundle.store.delete(item_id)
 
     # -- swap ----------------------------------------------------------------------------
     async def swap_to(self, version: str, retry_refused: bool = False) -> SwapResult | None:
@@ -152,10 +189,9 @@ class ServingHolder:
         self.refused.pop(version, None)
         return result
 
-    async def _swap(self, version: str, t0: float) -> SwapResult:
-        old = self.recommender
-        assert old is not None
-        model = await asyncio.to_thread(self._open, version)
+    async def _build(self, version: str, allow_status: tuple[str, ...] = ("published",)) -> _Built:
+        """Steps 1-3, off the event loop: load, build the store, warm up."""
+        model = await asyncio.to_thread(self._open, version, allow_status)
         self._check_compatible(model)
         resolver = await asyncio.to_thread(cat.VectorResolver, model, self.cache)
         same_encoder = resolver.key == self.catalogue.key
@@ -166,21 +202,37 @@ class ServingHolder:
         store = await asyncio.to_thread(cat.build_store, model, records, vecs)
         candidate = Recommender(Bundle(model, store), self.params, self.opts)
         await asyncio.to_thread(warm_up, candidate)
+        return _Built(candidate, resolver, same_encoder, records, vecs, known, seq)
+
+    def _catch_up(self, b: _Built) -> tuple[list[cat.ItemRecord], list[cat.Vec]]:
+        """Under the lock: apply the item changes that arrived while ``b`` was being built,
+        carry popularity over. Returns the late records and their vectors."""
+        old = self.recommender
+        assert old is not None
+        store, model = b.rec.bundle.store, b.rec.bundle.model
+        changed = self.catalogue.changed_since(b.seq)
+        live = [self.catalogue.records[i] for i in changed if i in self.catalogue.records]
+        gone = [i for i in changed if i not in self.catalogue.records]
+        late_vecs = b.resolver.resolve(live, b.known) if live else []
+        cat.upsert(store, model, live, late_vecs)
+        for item_id in gone:
+            store.delete(item_id)
+        cat.copy_popularity(old.bundle.store, store)
+        return live, late_vecs
+
+    async def _swap(self, version: str, t0: float) -> SwapResult:
+        old = self.recommender
+        assert old is not None
+        b = await self._build(version)
+        candidate, resolver, same_encoder = b.rec, b.resolver, b.same_encoder
+        store = candidate.bundle.store
         async with self.lock:
-            # Item changes that arrived while we were building: apply them to the candidate.
-            changed = self.catalogue.changed_since(seq)
-            live = [self.catalogue.records[i] for i in changed if i in self.catalogue.records]
-            gone = [i for i in changed if i not in self.catalogue.records]
-            late_vecs = resolver.resolve(live, known) if live else []
-            cat.upsert(store, model, live, late_vecs)
-            for item_id in gone:
-                store.delete(item_id)
-            cat.copy_popularity(old.bundle.store, store)
+            live, late_vecs = self._catch_up(b)
             if not same_encoder:
                 self.catalogue.key = resolver.key
                 self.catalogue.vectors = {
                     r.item_id: (r.text_sha, v)
-                    for r, v in zip(records, vecs, strict=True)
+                    for r, v in zip(b.records, b.vecs, strict=True)
                     if r.item_id in self.catalogue.records
                 }
                 for r, v in zip(live, late_vecs, strict=True):
@@ -197,7 +249,28 @@ class ServingHolder:
             len(store),
             "re-encoded" if not same_encoder else "vectors reused",
         )
+        for listener in self.on_swap:
+            listener(previous, version)
         return SwapResult(version, True, "", seconds, not same_encoder)
+
+    # -- shadow --------------------------------------------------------------------------
+    async def load_shadow(self, version: str) -> Recommender:
+        """Load ``version`` beside the served one, never served (status "shadow" or
+        "published"); replaces any shadow already loaded. Raises on any failure."""
+        b = await self._build(version, ("shadow", "published"))
+        async with self.lock:
+            self._catch_up(b)
+            self.shadow, self.shadow_resolver = b.rec, b.resolver
+        log.info(
+            "shadow model %s loaded beside %s (%d items)",
+            version,
+            self.version,
+            len(b.rec.bundle.store),
+        )
+        return b.rec
+
+    def drop_shadow(self) -> None:
+        self.shadow = self.shadow_resolver = None
 
 
 def warm_up(rec: Recommender, users: int = WARMUP_USERS) -> None:
@@ -248,4 +321,5 @@ def describe(holder: ServingHolder) -> dict[str, Any]:
         "catalogue_items": len(rec.bundle.store) if rec else 0,
         "refused": dict(holder.refused),
         "swapping": holder.swapping,
+        "shadow": holder.shadow.bundle.model.version if holder.shadow else None,
     }

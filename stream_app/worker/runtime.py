@@ -1,13 +1,16 @@
 """Wiring of one worker: settings, topics, the state table, metrics, the serving holder, the
-catalogue feed and the model watcher. A mode ``Service`` started first by the faust app: it
-loads the CURRENT model version, then the catalogue feed fills the item store; ``ready`` is set
-when the catalogue has caught up with the items topic, and the events agent waits for it.
+catalogue feed, the model watcher, the live hit rate (automatic rollback) and shadow scoring.
+A mode ``Service`` started first by the faust app: it loads the CURRENT model version, then the
+catalogue feed fills the item store; ``ready`` is set when the catalogue has caught up with
+the items topic, and the events agent waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +22,11 @@ from stream_app.core.engine import EngineOptions
 from stream_app.core.interests import InterestParams
 from stream_app.worker.catalog_feed import CatalogFeed
 from stream_app.worker.catalogue import VectorCache
+from stream_app.worker.hitrate import OnlineQuality
 from stream_app.worker.metrics import Metrics
 from stream_app.worker.model_watch import ModelWatcher
 from stream_app.worker.models import ServingHolder
+from stream_app.worker.shadow import ShadowScorer
 
 log = logging.getLogger("streamrec.worker")
 VECTOR_CACHE_DIR = "item-vectors"
@@ -57,8 +62,15 @@ class WorkerRuntime(Service):
             self.metrics,
         )
         self.model_ready = asyncio.Event()
+        self.worker_id = f"{settings.app_id}@{socket.gethostname()}:{os.getpid()}"
         self.feed = CatalogFeed(settings, self.holder, self.metrics, self.model_ready)
-        self.watcher = ModelWatcher(settings, self.holder, self.feed.ready)
+        self.watcher = ModelWatcher(
+            settings, self.holder, self.feed.ready, self.metrics, self.worker_id
+        )
+        self.quality = OnlineQuality(s.hit_users, s.rollback_drop, s.rollback_window, self.metrics)
+        self.holder.on_swap.append(self.quality.detector.swapped)
+        self.shadow = ShadowScorer(self.holder, self.metrics, self.worker_id, self.watcher.send)
+        self.watcher.shadow = self.shadow
 
     @property
     def ready(self) -> asyncio.Event:

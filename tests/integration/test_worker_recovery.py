@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from test_worker_harness import (
+from worker_harness import (
     TopicReader,
     WorkerProc,
     event_records,
