@@ -12,16 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from model_export.data import Examples, ItemSpace, SplitData, popularity
+from model_export.data import Examples, ItemSpace, SplitData, popularity, train_sequences
 from model_export.train import ranking_report
 from stream_app.core.baselines import CoOccurrence
-
-
-def train_sequences(train: Examples) -> list[np.ndarray]:
-    order = np.lexsort((train.ts, train.user))
-    users, targets = train.user[order], train.target[order]
-    cuts = np.flatnonzero(np.diff(users)) + 1
-    return [np.asarray(s, np.int64) for s in np.split(targets, cuts)]
 
 
 def zero_shot_scores(space: ItemSpace, ex: Examples, chunk: int = 256) -> np.ndarray:

@@ -12,6 +12,7 @@ import torch
 
 from model_export.data import ItemSpace
 from model_export.modeling import MultiTaskRanker, RankerConfig
+from stream_app.core.covisit import CoVisit
 from stream_app.core.vectors import VECTORS_FILE, text_sha
 from stream_app.core.vectors import load_vectors as _load_vectors
 
@@ -19,6 +20,7 @@ WEIGHTS = "ranker.pt"
 ITEM_INDEX = "item_index.json"
 VECTORS = VECTORS_FILE
 RETRIEVAL = "retrieval.npz"
+COVISIT = "covisit.npz"
 
 
 def save(directory: Path, model: MultiTaskRanker, cfg: RankerConfig, space: ItemSpace,
@@ -26,6 +28,9 @@ def save(directory: Path, model: MultiTaskRanker, cfg: RankerConfig, space: Item
     torch.save({"config": json.loads(cfg.to_json()), "state_dict": model.state_dict()},
                directory / WEIGHTS)  # fmt: skip
     (directory / ITEM_INDEX).write_text(json.dumps(space.item_ids))
+    covisit = getattr(model, "covisit", None)
+    if covisit is not None:
+        covisit.save(directory / COVISIT)
     with torch.no_grad():  # numpy copy of the retrieval query projection, for the worker
         np.savez(directory / RETRIEVAL, slot_w=model.slot_proj.weight.T.numpy().astype(np.float32),
                  slot_b=model.slot_proj.bias.numpy().astype(np.float32), d=cfg.d,
@@ -62,7 +67,24 @@ def load_warm_start(version_dir: Path, cfg: RankerConfig, space: ItemSpace) -> M
         fresh[1:][src == 0] = 0.0
         state[key] = fresh
     model.load_state_dict(state)
+    model.covisit = load_covisit(version_dir, old_ids, space)  # type: ignore[assignment]
     return model
+
+
+def load_covisit(version_dir: Path, old_ids: list[str], space: ItemSpace) -> CoVisit | None:
+    """A version's co-visitation table re-indexed to ``space`` (items it did not know: none)."""
+    path = version_dir / COVISIT
+    if not path.exists():
+        return None
+    table = CoVisit.load(path)
+    to_new = np.array([0] + [space.index.get(i, 0) for i in old_ids], np.int64)
+    nbr = np.zeros((space.n + 1, table.nbr.shape[1]), np.int64)
+    weight = np.zeros((space.n + 1, table.nbr.shape[1]), np.float32)
+    rows = to_new[1:] > 0
+    nbr[to_new[1:][rows]] = to_new[table.nbr[1:][rows]]
+    weight[to_new[1:][rows]] = table.weight[1:][rows]
+    weight[nbr == 0] = 0.0
+    return CoVisit(nbr, weight)
 
 
 def load_vectors(version_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from stream_app.core.catalog import NUM_FEATURES
+from stream_app.core.covisit import CoVisit
 from stream_app.core.interests import (
     InterestParams,
     InterestState,
@@ -190,3 +191,45 @@ def build_examples(
 def popularity(examples: Examples, n_items: int) -> np.ndarray:
     """Interaction counts per item index over the given (training) examples."""
     return np.bincount(examples.target, minlength=n_items + 1).astype(np.float64)
+
+
+def train_sequences(train: Examples) -> list[np.ndarray]:
+    """Each user's training targets in time order (for co-occurrence tables)."""
+    order = np.lexsort((train.ts, train.user))
+    users, targets = train.user[order], train.target[order]
+    cuts = np.flatnonzero(np.diff(users)) + 1
+    return [np.asarray(s, np.int64) for s in np.split(targets, cuts)]
+
+
+@dataclass
+class CoVisitTables:
+    """Co-visitation for training without leakage: a training example's feature comes from
+    the table of the OTHER half of the users (out-of-fold), so its own (previous -> target)
+    pair is never counted; evaluation and serving use the table of all training users."""
+
+    full: CoVisit
+    folds: tuple[CoVisit, CoVisit]
+
+    @classmethod
+    def build(cls, train: Examples, n_items: int) -> CoVisitTables:
+        seqs = train_sequences(train)
+        users = np.unique(train.user)
+        fold_of = {int(u): int(u) % 2 for u in users}
+        order = np.lexsort((train.ts, train.user))
+        seq_users = [int(u) for u in np.unique(train.user[order])]
+        parts: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+        for u, seq in zip(seq_users, seqs, strict=True):
+            parts[fold_of[u]].append(seq)
+        return cls(CoVisit.fit(seqs, n_items),
+                   (CoVisit.fit(parts[0], n_items), CoVisit.fit(parts[1], n_items)))  # fmt: skip
+
+    def for_training(self, ex: Examples, idx: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """[B, N] out-of-fold scores for examples ``idx`` and candidate indices [B, N]."""
+        recent = ex.recent[idx]
+        other = 1 - (ex.user[idx] % 2)
+        out = np.zeros(cand.shape, np.float32)
+        for fold in (0, 1):
+            rows = other == fold
+            if rows.any():
+                out[rows] = self.folds[fold].scores(recent[rows], cand[rows])
+        return out

@@ -109,12 +109,12 @@ def export_item_tower(
 
 def export_ranker(model: MultiTaskRanker, sample: dict[str, np.ndarray], out_dir: Path,
                   version: str) -> float:  # fmt: skip
-    """``sample``: real inputs named as in RANKER (slots, strengths, recent, recent_mask, cand)."""
+    """``sample``: real inputs named as in RANKER (slots, ..., cand, cooc)."""
     wrapper = RankerExport(model)
     args = tuple(torch.from_numpy(np.ascontiguousarray(sample[n])) for n in RANKER.input_names)
     path = _export(wrapper, args, RANKER, out_dir, version)
     # a second shape (fewer users, other candidate count) checks the dynamic axes
-    small = tuple(a[:1, :7] if a.dim() == 3 and n == "cand" else a[:1]
+    small = tuple(a[:1, :7] if n in ("cand", "cooc") else a[:1]
                   for a, n in zip(args, RANKER.input_names, strict=True))  # fmt: skip
     check_parity(path, wrapper, small, RANKER)
     return check_parity(path, wrapper, args, RANKER)

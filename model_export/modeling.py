@@ -19,9 +19,11 @@ strength prior on slots). Shared bottom: h = GELU(A·(u ⊙ r) + attn·(V·B) + 
 ModuleDict: ``click`` gives p_click; ``purchase`` is a conversion tower, p_purchase =
 p_click · p(buy | click) (ESMM), so p_purchase <= p_click by construction.
 
-Two explicit terms make the baselines special cases of the model: a content match (max over
-active slots of cos(P·slot, t), i.e. the pretrained LM used zero-shot) and an item-to-item
-term (max over recent items of (W·r_recent)·r, an item-kNN learned from ids and text).
+Three explicit terms make the baselines special cases of the model: a content match (max over
+active slots of cos(P·slot, t), i.e. the pretrained LM used zero-shot), an item-to-item term
+(max over recent items of (W·r_recent)·r, an item-kNN learned from ids and text) and the
+co-visitation score of the candidate with the user's last items (an input computed from the
+training log's co-occurrence table, ``stream_app.core.covisit``), log-compressed.
 
 Per candidate the work is a few [M×d] dot products, one [d×H] matmul and the small heads;
 all per-item projections are precomputed, which keeps ~200 candidates under a millisecond.
@@ -52,6 +54,7 @@ class RankerConfig:
     n_items: int = 0  # size of the id vocabulary (index 0 = unknown item)
     use_text: bool = True
     use_ids: bool = True
+    use_cooc: bool = True
     dropout: float = 0.1
     id_dropout: float = 0.1
     tasks: tuple[str, ...] = ("click", "purchase")
@@ -166,6 +169,8 @@ class MultiTaskRanker(nn.Module):
         self.i2i = nn.Linear(d, d, bias=False)
         self.i2i_pos = nn.Parameter(torch.zeros(cfg.recent_len))
         self.i2i_scale = nn.Parameter(torch.tensor(1.0))
+        self.cooc_w = nn.Parameter(torch.tensor(1.0))
+        self.cooc_v = nn.Parameter(torch.zeros(h))
         self.drop = nn.Dropout(cfg.dropout)
         self.heads = nn.ModuleDict({name: _tower(h, cfg.dropout) for name in cfg.tasks})
         nn.init.normal_(self.pos_emb, std=0.02)
@@ -190,6 +195,7 @@ class MultiTaskRanker(nn.Module):
         recent: torch.Tensor,  # [B, L, F] item feats, newest first
         recent_mask: torch.Tensor,  # [B, L] 1 = real item
         cand: torch.Tensor,  # [B, N, F] item feats
+        cooc: torch.Tensor | None = None,  # [B, N] co-visitation score with the recent items
         labels: dict[str, torch.Tensor] | None = None,  # click/purchase [B, N] in {0, 1}
         cand_valid: torch.Tensor | None = None,  # [B, N] bool: False = ignore in the loss
     ) -> RankerOutput:
@@ -219,7 +225,11 @@ class MultiTaskRanker(nn.Module):
         u = torch.matmul(attn, vals)  # [B, N, d]
         r_c = cand[..., sl["r"]]
         ur = u * r_c
-        hidden = F.gelu(self.a_x(ur) + torch.matmul(attn, vals_h) + cand[..., sl["c"]])
+        pre = self.a_x(ur) + torch.matmul(attn, vals_h) + cand[..., sl["c"]]
+        cv = torch.log1p(10.0 * cooc.clamp_min(0)) if cooc is not None else None
+        if cv is not None:
+            pre = pre + cv[..., None] * self.cooc_v
+        hidden = F.gelu(pre)
         hidden = self.drop(hidden)
         dot = self.dot_scale * ur.sum(-1) / math.sqrt(cfg.d)
         # content match: max over active slots of cos(P·slot, t_c) (the LM, zero-shot)
@@ -233,6 +243,8 @@ class MultiTaskRanker(nn.Module):
         i2i = torch.where(recent_mask.sum(-1, keepdim=True) > 0, i2i, torch.zeros_like(i2i))
         click = (self.heads["click"](hidden).squeeze(-1) + dot + cand[..., sl["bias"]].squeeze(-1)
                  + self.content_scale * content + self.i2i_scale * i2i)  # fmt: skip
+        if cv is not None:
+            click = click + self.cooc_w * cv
         cvr = self.heads["purchase"](hidden).squeeze(-1)
         queries, q_valid = self.retrieval_queries(slots, strengths, recent, recent_mask)
         ret = torch.matmul(r_c, queries.transpose(1, 2)) + (~q_valid).float()[:, None, :] * -1e4
@@ -283,8 +295,8 @@ class RankerExport(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, slots, strengths, recent, recent_mask, cand):  # type: ignore[no-untyped-def]
-        out = self.model(slots, strengths, recent, recent_mask, cand)
+    def forward(self, slots, strengths, recent, recent_mask, cand, cooc):  # type: ignore[no-untyped-def]
+        out = self.model(slots, strengths, recent, recent_mask, cand, cooc)
         return out.p_click, out.p_purchase, out.attn
 
 

@@ -63,6 +63,7 @@ RANKER = GraphSpec(
         TensorSpec("recent", "float32", ("batch", "recent", "feat_dim")),
         TensorSpec("recent_mask", "float32", ("batch", "recent")),
         TensorSpec("cand", "float32", ("batch", "cands", "feat_dim")),
+        TensorSpec("cooc", "float32", ("batch", "cands")),
     ),
     outputs=(
         TensorSpec("p_click", "float32", ("batch", "cands")),

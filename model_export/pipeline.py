@@ -293,6 +293,10 @@ def _ranker_sample(model: MultiTaskRanker, space: ItemSpace, data: SplitData) ->
                             torch.from_numpy(space.num))  # fmt: skip
         inputs = batch_inputs(feats, ex, idx)
         rng = np.random.default_rng(0)
-        cand = torch.from_numpy(rng.integers(1, space.n + 1, size=(len(idx), 50)))
-        inputs["cand"] = feats[cand]
+        cand_np = rng.integers(1, space.n + 1, size=(len(idx), 50))
+        cand_np[:, 0] = ex.recent[idx, 0].clip(min=1)  # some candidates with co-visitation
+        inputs["cand"] = feats[torch.from_numpy(cand_np)]
+        covisit = getattr(model, "covisit", None)
+        inputs["cooc"] = torch.from_numpy(covisit.scores(ex.recent[idx], cand_np) if covisit
+                                          else np.zeros(cand_np.shape, np.float32))  # fmt: skip
     return {k: v.numpy().astype(np.float32) for k, v in inputs.items()}

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model_export.data import Examples, ItemSpace, popularity
+from model_export.data import CoVisitTables, Examples, ItemSpace, popularity
 from model_export.modeling import MultiTaskRanker, RankerConfig, RankerOutput
 from stream_app.core import metrics
 
@@ -130,6 +130,14 @@ def train_ranker(
     pop[0] = 0
     probs = pop / pop.sum() if pop.sum() > 0 else np.full(space.n + 1, 1.0 / (space.n + 1))
     neighbors = text_neighbors(space.text_vecs, tcfg.hard_pool) if tcfg.hard_negatives else None
+    covisit = CoVisitTables.build(train, space.n) if cfg.use_cooc else None
+    model.covisit = covisit.full if covisit else None  # type: ignore[assignment]
+
+    def cooc(idx: np.ndarray, cand: torch.Tensor) -> torch.Tensor | None:
+        if covisit is None:
+            return None
+        c = np.broadcast_to(cand.numpy(), (len(idx), cand.shape[-1]))
+        return torch.from_numpy(covisit.for_training(train, idx, c))
     steps_per_epoch = max(1, math.ceil(len(train) / tcfg.batch_size))
     eval_idx = rng.permutation(len(valid))[: tcfg.eval_max]
     valid_eval = valid.subset(np.sort(eval_idx))
@@ -153,13 +161,13 @@ def train_ranker(
             # positives per row [B, 1, F]; shared negatives [1, S, F] (broadcast); hard negatives
             # per row [B, H, F]: items whose text is closest to the positive's (same topic),
             # which full-catalogue ranking must tell apart
-            outs = [model(**inputs, cand=feats[pos][:, None, :]),
-                    model(**inputs, cand=feats[negs][None, :, :])]  # fmt: skip
+            outs = [model(**inputs, cand=feats[pos][:, None, :], cooc=cooc(idx, pos[:, None])),
+                    model(**inputs, cand=feats[negs][None, :, :], cooc=cooc(idx, negs[None, :]))]  # fmt: skip
             neg_idx = [negs[None, :].expand(len(idx), -1)]
             if neighbors is not None:
                 pick = rng.integers(0, neighbors.shape[1], (len(idx), tcfg.hard_negatives))
                 hard = torch.from_numpy(np.take_along_axis(neighbors[train.target[idx]], pick, 1))
-                outs.append(model(**inputs, cand=feats[hard]))
+                outs.append(model(**inputs, cand=feats[hard], cooc=cooc(idx, hard)))
                 neg_idx.append(hard)
             out = RankerOutput(*(torch.cat([o[f].expand(len(idx), -1) for o in outs], dim=1)
                                  for f in range(3)), attn=None)  # fmt: skip
@@ -216,9 +224,13 @@ def score_catalogue(model: MultiTaskRanker, space: ItemSpace, ex: Examples,
     bs = max(1, batch_cands // max(m, 1))
     click = np.full((len(ex), space.n + 1), -np.inf, np.float32)
     buy = np.zeros((len(ex), space.n + 1), np.float32)
+    covisit = getattr(model, "covisit", None) if model.cfg.use_cooc else None
+    all_items = np.arange(1, space.n + 1)[None, :]
     for s in range(0, len(ex), bs):
         idx = np.arange(s, min(s + bs, len(ex)))
-        out = model(**batch_inputs(feats, ex, idx), cand=cand.expand(len(idx), -1, -1))
+        cv = (torch.from_numpy(covisit.scores(ex.recent[idx], np.broadcast_to(all_items, (len(idx), space.n))))
+              if covisit is not None else None)  # fmt: skip
+        out = model(**batch_inputs(feats, ex, idx), cand=cand.expand(len(idx), -1, -1), cooc=cv)
         click[idx, 1:] = out.click_logits.numpy()
         buy[idx, 1:] = out.p_purchase.numpy()
     return click, buy

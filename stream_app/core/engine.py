@@ -27,6 +27,7 @@ from stream_app.core.retrieval import ExactRetriever, Retriever
 from stream_app.core.serving import RankerOut, ServingModel
 
 EXPLORE_FRESH_S = 7 * 24 * 3600.0
+COVISIT_PER_ITEM = 20
 
 
 class UnknownItem(KeyError):
@@ -96,8 +97,24 @@ class Bundle:
     store: ItemStore
     retriever: Retriever = field(init=False)
 
+    _maps: tuple[int, np.ndarray, np.ndarray] | None = field(default=None, init=False)
+
     def __post_init__(self) -> None:
         self.retriever = ExactRetriever(self.store, self.model.d)
+
+    def index_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """(store row -> model item index, model item index -> store row or -1), rebuilt only
+        when the catalogue changed; items unknown to the model map to index 0."""
+        if self._maps is None or self._maps[0] != self.store.version:
+            ids = self.store.ids
+            get = self.model.id_index.get
+            row_index = np.fromiter((get(i, 0) if i is not None else 0 for i in ids), np.int64,
+                                    len(ids))  # fmt: skip
+            index_row = np.full(len(self.model.id_index) + 1, -1, np.int64)
+            live = row_index > 0
+            index_row[row_index[live]] = np.flatnonzero(live)
+            self._maps = (self.store.version, row_index, index_row)
+        return self._maps[1], self._maps[2]
 
 
 class Recommender:
@@ -150,9 +167,16 @@ class Recommender:
         found = b.retriever.search(queries.reshape(-1, model.d), valid.reshape(-1), per_q)
         # round-robin over the user's queries: best of each query first
         found = found.reshape(n, k + 1, per_q).transpose(0, 2, 1).reshape(n, -1)
+        row_index, index_row = b.index_maps()
+        rec_index = np.where(rec_rows >= 0, row_index[np.maximum(rec_rows, 0)], 0)
+        if model.covisit is not None:  # co-visitation neighbours of the newest items first
+            nbr = model.covisit.neighbours(rec_index[:, :2], COVISIT_PER_ITEM)
+            found = np.concatenate([np.where(nbr > 0, index_row[nbr], -1), found], 1)
         cand_rows, cand_ok, extra = self._candidates(states, found, rec_rows, now)
         cand = store.feats[cand_rows]
-        out = model.score(slots, strengths, recent.astype(np.float32), rec_mask, cand)
+        cooc = (model.covisit.scores(rec_index, row_index[cand_rows])
+                if model.covisit is not None else None)  # fmt: skip
+        out = model.score(slots, strengths, recent.astype(np.float32), rec_mask, cand, cooc)
         score = (1 - opts.purchase_blend) * out.p_click + opts.purchase_blend * out.p_purchase
         score = np.where(cand_ok, score, -np.inf)
         # the interest a candidate serves: the active slot its content matches best (the

@@ -21,6 +21,7 @@ from tokenizers import Tokenizer
 
 from model_export.onnx_spec import ENCODER, ITEM_TOWER, RANKER, GraphSpec, feat_slices
 from model_export.registry import Registry
+from stream_app.core.covisit import CoVisit
 
 log = logging.getLogger("streamrec.serving")
 MAX_TOKENS = 128
@@ -133,6 +134,8 @@ class ServingModel:
             self.slot_b = z["slot_b"].astype(np.float32)
             self.content_w = z["content_w"].astype(np.float32) if "content_w" in z else None
         self.slices = feat_slices(self.d, int(self.config["hidden"]))
+        cv = self.dir / "covisit.npz"
+        self.covisit = CoVisit.load(cv) if cv.exists() else None
 
     @property
     def providers(self) -> list[str]:
@@ -182,9 +185,12 @@ class ServingModel:
         return np.matmul(cand_feats[..., self.slices["t"]], proj.transpose(0, 2, 1))
 
     def score(self, slots: np.ndarray, strengths: np.ndarray, recent: np.ndarray,
-              recent_mask: np.ndarray, cand: np.ndarray) -> RankerOut:  # fmt: skip
+              recent_mask: np.ndarray, cand: np.ndarray,
+              cooc: np.ndarray | None = None) -> RankerOut:  # fmt: skip
+        if cooc is None:
+            cooc = np.zeros(cand.shape[:2], np.float32)
         feeds = {"slots": slots, "strengths": strengths, "recent": recent,
-                 "recent_mask": recent_mask, "cand": cand}  # fmt: skip
+                 "recent_mask": recent_mask, "cand": cand, "cooc": cooc}  # fmt: skip
         if self.on_cuda:
             binding = self.ranker.io_binding()
             for name, arr in feeds.items():

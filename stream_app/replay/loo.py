@@ -29,7 +29,7 @@ from stream_app.core.interests import PURCHASE, InterestState, lite, update_inte
 from stream_app.core.splits import LooSplit, loo_split
 from stream_app.replay.catalogue import Catalogue, Feed, LoadedModel
 from stream_app.replay.results import SystemResults, share_below
-from stream_app.replay.systems import CapturingRecommender, ranker_inputs
+from stream_app.replay.systems import CapturingRecommender, score_rows, user_inputs
 
 Progress = Callable[[str, int, int], None]
 PREFIX_BONUS = 10.0  # blended scores are in [0, 1]: listed items go above every other item
@@ -251,11 +251,9 @@ class EngineLoo:
         n = len(cat_rows)
         click = np.zeros((len(states), n), np.float32)
         buy = np.zeros_like(click)
-        inputs = ranker_inputs(feed.bundle, states)
-        feats = feed.store.feats
+        inputs = user_inputs(feed.bundle, states)
         for lo in range(0, n, chunk):
-            cand = np.ascontiguousarray(feats[cat_rows[lo : lo + chunk]][None], np.float32)
-            out = feed.bundle.model.score(*inputs, cand)
+            out = score_rows(feed.bundle, states, cat_rows[None, lo : lo + chunk], inputs)
             click[:, lo : lo + chunk], buy[:, lo : lo + chunk] = out.p_click, out.p_purchase
         return click, buy
 

@@ -16,6 +16,7 @@ from model_export.registry import Registry, RegistryError
 from schemas.settings import Settings
 from stream_app.core.engine import EngineOptions
 from stream_app.core.interests import InterestParams
+from stream_app.core.serving import ModelLoadError
 from stream_app.datagen.jsonl import load_events, load_items
 from stream_app.replay import ablations, leakage, loo, results
 from stream_app.replay.baselines import CoocStream, PopStream
@@ -181,9 +182,13 @@ def run_replay(
         )
     fallback = InterestParams.from_settings(settings.interests)
     hooks.stage(f"loading model {version}" + "".join(f", {k} {v}" for k, v in versions.items()))
-    models = {MAIN: load_model(registry, version, cat, fallback, opts.device, opts.threads)}
-    for kind, v in versions.items():
-        models[kind] = load_model(registry, v, cat, fallback, opts.device, opts.threads)
+    models = {}
+    for kind, v in {MAIN: version, **versions}.items():
+        try:
+            models[kind] = load_model(registry, v, cat, fallback, opts.device, opts.threads)
+        except ModelLoadError as exc:
+            msg = f"cannot replay {kind} version {v}: {exc}"
+            raise ReplayError(msg) from None
     cat.text = models[MAIN].text
     base_opts = replace(EngineOptions.from_settings(settings.serving), top_k=n_list)
     variants = {MAIN: base_opts}

@@ -47,9 +47,17 @@ class Outcome(NamedTuple):
     active: np.ndarray | None = None
 
 
-def ranker_inputs(bundle: Bundle, states: list[InterestState]) -> tuple[np.ndarray, ...]:
-    """(slots, strengths, recent, recent_mask) exactly as ``Recommender.score_batch`` builds
-    them (a test checks the parity of the resulting scores)."""
+class UserInputs(NamedTuple):
+    slots: np.ndarray  # [B, K, Dt]
+    strengths: np.ndarray  # [B, K]
+    recent: np.ndarray  # [B, L, F] feats of the recent items, newest first
+    rec_mask: np.ndarray  # [B, L]
+    rec_rows: np.ndarray  # [B, L] store rows of the recent items (-1 = none)
+
+
+def user_inputs(bundle: Bundle, states: list[InterestState]) -> UserInputs:
+    """The ranker's user-side inputs exactly as ``Recommender.score_batch`` builds them (a test
+    checks the parity of the resulting scores)."""
     model, store = bundle.model, bundle.store
     n_rec = model.recent_len
     slots = np.stack([s.slots for s in states]).astype(np.float32)
@@ -60,16 +68,32 @@ def ranker_inputs(bundle: Bundle, states: list[InterestState]) -> tuple[np.ndarr
         rec_rows[i, : len(ids)] = store.rows_for(ids)
     rec_mask = (rec_rows >= 0).astype(np.float32)
     recent = (store.feats[np.maximum(rec_rows, 0)] * rec_mask[..., None]).astype(np.float32)
-    return slots, strengths, recent, rec_mask
+    return UserInputs(slots, strengths, recent, rec_mask, rec_rows)
 
 
-def score_rows(
-    bundle: Bundle, states: list[InterestState], rows: np.ndarray, feats: np.ndarray | None = None
-) -> RankerOut:
-    """Ranker outputs for candidate ``rows`` [B, C] of ``feats`` (default: the store's)."""
-    table = bundle.store.feats if feats is None else feats
-    cand = np.ascontiguousarray(table[np.maximum(rows, 0)], np.float32)
-    return bundle.model.score(*ranker_inputs(bundle, states), cand)
+def covisit_feature(
+    bundle: Bundle, rec_rows: np.ndarray, cand_rows: np.ndarray
+) -> np.ndarray | None:
+    """The ranker's co-visitation input [B, C] as the engine computes it (None when the
+    version has no co-visitation table)."""
+    covisit = getattr(bundle.model, "covisit", None)
+    if covisit is None:
+        return None
+    row_index, _ = bundle.index_maps()
+    rec_index = np.where(rec_rows >= 0, row_index[np.maximum(rec_rows, 0)], 0)
+    return covisit.scores(rec_index, row_index[np.maximum(cand_rows, 0)])
+
+
+def score_rows(bundle: Bundle, states: list[InterestState], rows: np.ndarray,
+               inputs: UserInputs | None = None) -> RankerOut:  # fmt: skip
+    """Ranker outputs for the store ``rows`` [B, C] of each state, or the same rows [1, C] for
+    every state (they then go into the graph once, broadcast over the batch)."""
+    u = inputs if inputs is not None else user_inputs(bundle, states)
+    cand = np.ascontiguousarray(bundle.store.feats[np.maximum(rows, 0)], np.float32)
+    full_rows = np.broadcast_to(rows, (len(states), rows.shape[1]))
+    cooc = covisit_feature(bundle, u.rec_rows, full_rows)
+    args = (u.slots, u.strengths, u.recent, u.rec_mask, cand)
+    return bundle.model.score(*args) if cooc is None else bundle.model.score(*args, cooc)
 
 
 @dataclass

@@ -312,7 +312,17 @@ def run_via_kafka(
             _stream(run_settings, timeline, len(events), kopts, hooks)
         )
     wall = time.perf_counter() - t0
-    res, kafka = _score(result, extras, events, order, sent, got, current, n_list)
+    res, kafka = match_recommendations(
+        extras["cat"],
+        extras["cut"],
+        extras.get("chosen"),
+        events,
+        order,
+        sent,
+        got,
+        current,
+        n_list,
+    )
     kafka.update(
         produce_s=round(produced_s, 2),
         wall_s=round(wall, 2),
@@ -332,9 +342,10 @@ def run_via_kafka(
     return result
 
 
-def _score(
-    result: dict[str, Any],
-    extras: dict[str, Any],
+def match_recommendations(
+    cat: Any,
+    cut: int,
+    chosen: set[str] | None,
     events: list[Any],
     order: list[int],
     sent: dict[str, float],
@@ -342,9 +353,9 @@ def _score(
     version: str,
     n_list: int,
 ) -> tuple[results.SystemResults, dict[str, Any]]:
-    cat = extras["cat"]
-    cut = extras["cut"]
-    chosen = extras.get("chosen")
+    """Score each event after the cut (``order`` = time order) against the list of the
+    recommendation triggered by its user's previous event that got one (a dead-lettered event
+    leaves the list before it current); plus delivery, throughput and latency figures."""
     res = results.SystemResults(SYSTEM, n_list)
     prev: dict[str, str] = {}
     history: dict[str, int] = {}

@@ -71,10 +71,12 @@ class WorkerProc:
     web_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    env: dict[str, str] = field(default_factory=dict)  # extra settings, e.g. STREAMREC_SERVING__*
+    name: str = "worker"
 
     @property
     def log_path(self) -> Path:
-        return self.log_dir / f"worker-{self.starts}.log"
+        return self.log_dir / f"{self.name}-{self.starts}.log"
 
     def start(self) -> WorkerProc:
         self.starts += 1
@@ -82,7 +84,7 @@ class WorkerProc:
         out = open(self.log_path, "wb")  # noqa: SIM115 - closed by the child on exit
         self.proc = subprocess.Popen(
             [*streamrec_exe(), "worker", "--loglevel", "info"],
-            env=worker_env(self.settings, self.registry, self.web_port),
+            env={**worker_env(self.settings, self.registry, self.web_port), **self.env},
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -270,3 +272,88 @@ def copy_registry(src: Path, dst: Path) -> Path:
 
 def rec_values(records: list[Any]) -> list[dict[str, Any]]:
     return [json.loads(r.value) for r in records]
+
+
+def publish_copy(
+    registry: Path,
+    source: str,
+    make_current: bool,
+    status: str = "published",
+    edit: Any = None,
+) -> str:
+    """Publish a new version whose files are ``source``'s (``edit(staging_dir)`` may change
+    them first), through the registry (hashes recomputed). Bypasses any gate, on purpose."""
+    from model_export.registry import Registry
+
+    reg = Registry(registry)
+    _, staging = reg.staging()
+    src = reg.path(source)
+    for f in src.rglob("*"):
+        if f.is_file() and f.name != "manifest.json":
+            dst = staging / f.relative_to(src)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(f.read_bytes())
+    if edit is not None:
+        edit(staging)
+    manifest = {
+        k: v
+        for k, v in reg.manifest(source).items()
+        if k not in ("files", "version", "status", "created_at")
+    }
+    manifest["parent"] = reg.current()
+    return reg.publish(staging, manifest, make_current=make_current, status=status)
+
+
+def invert_ranker(version_dir: Path) -> None:
+    """A deliberately bad ranker: p_click and p_purchase become 1 - p (a sign bug), so the
+    worst candidates rank first. Finite outputs: it passes the worker's warm-up."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    path = version_dir / "ranker.onnx"
+    model = onnx.load(str(path))
+    g = model.graph
+    g.initializer.append(helper.make_tensor("bad_one", TensorProto.FLOAT, [], [1.0]))
+    for name in ("p_click", "p_purchase"):
+        raw = f"{name}_raw"
+        for node in g.node:
+            for i, o in enumerate(node.output):
+                if o == name:
+                    node.output[i] = raw
+            for i, o in enumerate(node.input):
+                if o == name:
+                    node.input[i] = raw
+        g.node.append(helper.make_node("Sub", ["bad_one", raw], [name]))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def run_cli(
+    settings: Settings, registry: Path, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``streamrec ARGS`` with the worker's environment (topics, broker, registry)."""
+    return subprocess.run(
+        [*streamrec_exe(), *args],
+        env=worker_env(settings, registry, free_port()),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def versions_in(records: list[Any]) -> list[str]:
+    """model_version of each recommendation, in partition/offset order per partition."""
+    return [json.loads(r.value)["model_version"] for r in records]
+
+
+def switches(records: list[Any]) -> dict[int, list[str]]:
+    """Per partition: the sequence of model versions with repeats collapsed."""
+    out: dict[int, list[str]] = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        seq = out.setdefault(r.partition, [])
+        v = json.loads(r.value)["model_version"]
+        if not seq or seq[-1] != v:
+            seq.append(v)
+    return out

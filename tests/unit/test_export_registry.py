@@ -44,7 +44,8 @@ def test_ranker_and_item_tower_parity_and_perturbed_files_fail(tmp_path: Path):
               "strengths": np.array([[1, 0.5, 0]] * 3, np.float32),
               "recent": rng.normal(size=(3, 4, cfg.feat_dim)).astype(np.float32),
               "recent_mask": np.array([[1, 1, 1, 0]] * 3, np.float32),
-              "cand": rng.normal(size=(3, 9, cfg.feat_dim)).astype(np.float32)}  # fmt: skip
+              "cand": rng.normal(size=(3, 9, cfg.feat_dim)).astype(np.float32),
+              "cooc": rng.random((3, 9)).astype(np.float32)}  # fmt: skip
     assert export_ranker(model, sample, tmp_path, "v0042") < 1e-4
     import onnx
 

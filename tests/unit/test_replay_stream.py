@@ -125,7 +125,7 @@ def test_stream_replay_end_to_end(tiny_world: Path, tiny_registry: Path) -> None
 
 
 def test_replay_scores_equal_the_engines(tiny_world: Path, tiny_registry: Path) -> None:
-    """ranker_inputs/score_rows (target scores, LOO) reproduce the engine's own p_click."""
+    """user_inputs/score_rows (target scores, LOO) reproduce the engine's own p_click."""
     from model_export.registry import Registry
     from stream_app.core.engine import EngineOptions
     from stream_app.core.interests import InterestParams
