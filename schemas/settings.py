@@ -18,12 +18,16 @@ class KafkaSettings(BaseModel):
     model_config = _FROZEN
 
     broker: str = Field("localhost:9092", description="Bootstrap servers, HOST:PORT[,HOST:PORT].")
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol for every client we create."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (with SASL_PLAINTEXT / SASL_SSL)."
+    )
+    sasl_username: str | None = Field(None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(None, description="Never logged or printed.")
     ssl_cafile: Path | None = Field(None, description="CA bundle for SSL / SASL_SSL.")
-    client_id: str = "streamrec"
+    client_id: str = Field("streamrec", description="Kafka client id.")
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for every aiokafka client we create."""
@@ -51,11 +55,11 @@ class KafkaSettings(BaseModel):
 class TopicSettings(BaseModel):
     model_config = _FROZEN
 
-    events: str = "events"
-    items: str = "items"
-    recommendations: str = "recommendations"
-    dlq: str = "events-dlq"
-    model_updates: str = "model-updates"
+    events: str = Field("events", description="User events in (key = user_id).")
+    items: str = Field("items", description="Catalogue, compacted (key = item_id).")
+    recommendations: str = Field("recommendations", description="Top-K out (key = user_id).")
+    dlq: str = Field("events-dlq", description="Dead letters: original bytes + reason headers.")
+    model_updates: str = Field("model-updates", description="Model publish/rollback notices.")
     partitions: int = Field(8, ge=1, description="Partitions for topics we create (events).")
 
 
@@ -82,10 +86,12 @@ class ServingSettings(BaseModel):
     explore: int = Field(2, ge=0, description="Fresh popular items added for exploration.")
     mmr_lambda: float = Field(0.8, ge=0, le=1, description="MMR relevance weight (1 = none).")
     purchase_blend: float = Field(0.3, ge=0, le=1, description="score = (1-b)*click + b*purchase")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="ONNX Runtime device: auto = CUDA when it really works, else CPU."
+    )
     batch_size: int = Field(64, ge=1, description="Max events scored together.")
     batch_ms: float = Field(5.0, ge=0, description="Max wait to fill a batch.")
-    web_port: int = Field(6066, ge=0, le=65535)
+    web_port: int = Field(6066, ge=0, le=65535, description="Worker /health, /metrics, /state.")
     ort_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0 = ORT's).")
     rollback_drop: float = Field(
         0.5,
@@ -133,7 +139,7 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "streamrec", description="Kafka jars and other downloads."
     )
     kafka_version: str = Field("4.1.1", description="Apache Kafka broker version (Maven Central).")
-    log_level: Literal["debug", "info", "warn", "error"] = "info"
+    log_level: Literal["debug", "info", "warn", "error"] = Field("info", description="Log level.")
 
     def with_overrides(self, **dotted: Any) -> Settings:
         """A copy with ``{"kafka.broker": "h:1", "top_k": ...}``-style overrides (None = keep)."""

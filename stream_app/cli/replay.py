@@ -26,6 +26,7 @@ BEYOND = (
     "ild@{k}",
     "category_diversity@{k}",
     "interest_coverage@{k}",
+    "true_interest_coverage@{k}",
     "novelty@{k}",
 )
 SHORT = {
@@ -33,6 +34,7 @@ SHORT = {
     "coverage": "cov",
     "category_diversity": "cat_div",
     "interest_coverage": "int_cov",
+    "true_interest_coverage": "true_cov",
     "novelty": "novelty",
 }
 
@@ -90,6 +92,11 @@ class ReplayProgress:
 
     def stage(self, text: str) -> None:
         self.bar.console.print(f"[bold]·[/bold] {text}")
+
+    def hooks(self) -> Any:
+        from stream_app.replay.runner import Hooks
+
+        return Hooks(stage=self.stage, progress=self.progress)
 
     def progress(self, name: str, done: int, total: int) -> None:
         name = name or "replay"
@@ -298,11 +305,17 @@ def replay(
                     version,
                     opts,
                     KafkaOptions(rate=rate, start_worker=start_worker),
-                    bar,
+                    bar.hooks(),
                 )
             else:
                 result = run_replay(
-                    settings, items_path, events_path, settings.registry_dir, version, opts, bar
+                    settings,
+                    items_path,
+                    events_path,
+                    settings.registry_dir,
+                    version,
+                    opts,
+                    bar.hooks(),
                 )
         except (LeakageError, ReplayError) as exc:
             raise click.ClickException(str(exc)) from None

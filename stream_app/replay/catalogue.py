@@ -181,7 +181,7 @@ class Feed:
             self.lm.text[idx],
             self.lm.feats[idx],
             [self.cats[i] for i in idx],
-            np.where(np.isfinite(added), added, 0.0),
+            np.where(np.isfinite(added), added, 0.0).tolist(),
         )
         n, self.done = stop - self.done, stop
         return n

@@ -46,13 +46,14 @@ class LooData:
     masks: list[np.ndarray]  # per user: history items minus the target
     history: list[list[int]]  # per user: history item indices in time order
     train_pop: np.ndarray  # [N] train-prefix interaction counts
+    target_ts: list[float]  # per user: epoch seconds of the test interaction
 
 
 def prepare(events: Sequence[Any], items: Sequence[Any], max_users: int | None = None) -> LooData:
     split = loo_split(events)
     cat = Catalogue.build(items, [e.item_id for e in events], events_only=True)
     idx = cat.index
-    users, targets, buys, masks, hist = [], [], [], [], []
+    users, targets, buys, masks, hist, when = [], [], [], [], [], []
     for user, s in split.users.items():
         if s.test is None:
             continue
@@ -63,9 +64,10 @@ def prepare(events: Sequence[Any], items: Sequence[Any], max_users: int | None =
         buys.append(s.test.purchase)
         masks.append(np.array(sorted(set(h) - {t}), np.int64))
         hist.append(h)
+        when.append(s.test.ts)
     if max_users is not None:
-        cut = slice(0, max_users)
-        users, targets, buys, masks, hist = (x[cut] for x in (users, targets, buys, masks, hist))
+        users, targets, buys = users[:max_users], targets[:max_users], buys[:max_users]
+        masks, hist, when = masks[:max_users], hist[:max_users], when[:max_users]
     pop = popularity_scores(chain.from_iterable(split.train_sequences().values()), idx)
     return LooData(
         events,
@@ -77,6 +79,7 @@ def prepare(events: Sequence[Any], items: Sequence[Any], max_users: int | None =
         masks,
         hist,
         pop,
+        when,
     )
 
 
@@ -124,6 +127,7 @@ def _record(
             items=lists[j],
             history=len(data.history[u]),
             user=data.users[u],
+            ts=data.target_ts[u],
             slots=None if slots is None else slots[j],
             active=None if active is None else active[j],
         )

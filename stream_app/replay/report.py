@@ -24,6 +24,7 @@ TABLE = (
     "ild@{k}",
     "category_diversity@{k}",
     "interest_coverage@{k}",
+    "true_interest_coverage@{k}",
     "novelty@{k}",
 )
 PROTOCOLS = {
@@ -57,6 +58,8 @@ READING = {
     "category_diversity@K": "share of listed item pairs with no category in common",
     "interest_coverage@K": "share of the user's active interest slots the list serves "
     "(trivially 1 with a single slot)",
+    "true_interest_coverage@K": "synthetic logs only: share of the user's REAL interests "
+    "(world.json, at the event's time) with at least one item of that topic in the list",
     "novelty@K": "mean self-information -log2 p(item) of listed items (higher = less popular)",
 }
 

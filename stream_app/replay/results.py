@@ -35,6 +35,7 @@ class SystemResults:
     active: list[np.ndarray] = field(default_factory=list)
     history: list[int] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
+    ts: list[float] = field(default_factory=list)  # the target's time (epoch seconds)
 
     def add(
         self,
@@ -46,6 +47,7 @@ class SystemResults:
         items: np.ndarray,
         history: int,
         user: str,
+        ts: float = math.nan,
         slots: np.ndarray | None = None,
         active: np.ndarray | None = None,
     ) -> None:
@@ -56,6 +58,7 @@ class SystemResults:
         self.lists.append(np.asarray(items, np.int64)[: self.n_list])
         self.history.append(int(history))
         self.users.append(user)
+        self.ts.append(float(ts))
         if slots is not None:
             self.slots.append(np.asarray(slots, np.int64)[: self.n_list])
             self.active.append(np.asarray(active if active is not None else [], np.int64))
@@ -73,6 +76,7 @@ class MetricContext:
     categories: list[tuple[str, ...]] | None  # None: the catalogue has none
     pop_prob: np.ndarray  # [N_items] in (0, 1] (smoothed interaction shares)
     n_items: int
+    world: Any = None  # groundtruth.World of a synthetic log (true_interest_coverage@K)
 
 
 def share_below(scores: np.ndarray, target_score: float) -> float:
@@ -110,7 +114,9 @@ def _lists_metrics(res: SystemResults, ctx: MetricContext, k: int) -> dict[str, 
     lists = [lst[:k] for lst in res.lists]
     nonempty = [lst for lst in lists if lst.size]
     out: dict[str, float] = {}
-    out[f"coverage@{k}"] = metrics.catalogue_coverage(nonempty or [[]], ctx.n_items)["coverage"]
+    out[f"coverage@{k}"] = metrics.catalogue_coverage(
+        nonempty or [np.zeros(0, np.int64)], ctx.n_items
+    )["coverage"]
     out[f"ild@{k}"] = metrics.intra_list_diversity(ctx.text[lst] for lst in nonempty)["ild"]
     if ctx.categories is not None:
         cats = ctx.categories
@@ -122,6 +128,8 @@ def _lists_metrics(res: SystemResults, ctx: MetricContext, k: int) -> dict[str, 
             [s[:k] for s in res.slots], [a.tolist() for a in res.active]
         )["interest_coverage"]
     out[f"novelty@{k}"] = metrics.novelty(nonempty, ctx.pop_prob)["novelty"]
+    if ctx.world is not None:
+        out[f"true_interest_coverage@{k}"] = ctx.world.coverage(res, k)
     return out
 
 
@@ -165,7 +173,7 @@ def system_metrics(res: SystemResults, ctx: MetricContext, by_type: bool) -> dic
     return out
 
 
-def curves(res: SystemResults, max_k: int) -> dict[str, list[float]]:
+def curves(res: SystemResults, max_k: int) -> dict[str, list[Any]]:
     """HR@k and NDCG@k for k = 1..max_k (the metric-vs-K plot)."""
     ranks = np.asarray(res.ranks, np.int64)
     ks = list(range(1, max_k + 1))

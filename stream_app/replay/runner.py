@@ -18,7 +18,7 @@ from stream_app.core.engine import EngineOptions
 from stream_app.core.interests import InterestParams
 from stream_app.core.serving import ModelLoadError
 from stream_app.datagen.jsonl import load_events, load_items
-from stream_app.replay import ablations, leakage, loo, results
+from stream_app.replay import ablations, groundtruth, leakage, loo, results
 from stream_app.replay.baselines import CoocStream, PopStream
 from stream_app.replay.catalogue import Catalogue, Feed, LoadedModel, load_model
 from stream_app.replay.stream import (
@@ -197,8 +197,10 @@ def run_replay(
     groups: list[tuple[LoadedModel, dict[str, EngineOptions]]] = [(models[MAIN], variants)]
     groups += [(models[k], {k: base_opts}) for k in versions]
     if opts.protocol == "loo":
+        extras["world"] = groundtruth.load(events_path, cat.ids)
         out = _run_loo(data, groups, opts, n_list, hooks, extras)
     else:
+        extras["world"] = groundtruth.load(events_path, cat.ids)
         out = _run_stream(evs, cat, groups, opts, n_list, hooks, extras)
         extras.update(cut=cut, chosen=selected_users(evs, cut, opts.max_users))
     extras["cat"] = cat
@@ -257,6 +259,7 @@ def _sweep_table(
                 f"hr@{k}": m[f"hr@{k}"],
                 f"ild@{k}": m[f"ild@{k}"],
                 "examples": m["examples"],
+                **{x: m[x] for x in (f"true_interest_coverage@{k}",) if x in m},
             }
         )
     return rows
@@ -292,6 +295,7 @@ def _run_stream(
         cat.categories if cat.has_categories else None,
         results.smoothed_popularity(run.warm_counts),
         len(cat),
+        extras.get("world"),
     )
     extras["ctx"] = ctx
     hooks.stage("computing metrics")
@@ -335,6 +339,7 @@ def _run_loo(
         data.cat.categories if data.cat.has_categories else None,
         results.smoothed_popularity(data.train_pop),
         len(data.cat),
+        extras.get("world"),
     )
     extras["ctx"] = ctx
     hooks.stage("computing metrics")

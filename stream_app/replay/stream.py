@@ -170,6 +170,7 @@ def run_stream(
                             items=o.items,
                             history=hist_before[i],
                             user=chunk[i].user,
+                            ts=chunk[i].lite.ts,
                             slots=o.slots,
                             active=o.active,
                         )
@@ -241,4 +242,5 @@ def _sweep_chunk(
                 items=items,
                 history=hist[live[j]],
                 user=ev.user,
+                ts=ev.lite.ts,
             )

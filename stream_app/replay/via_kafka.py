@@ -234,7 +234,9 @@ async def _stream(
     return sent, got, produced_s
 
 
-def _timeline(settings: Settings, items: list[Any], events: list[Any]) -> list[Any]:
+def _timeline(
+    settings: Settings, items: list[Any], events: list[Any]
+) -> tuple[list[Any], list[int]]:
     """Items (at their ts) and events in time order: (topic, key, value, event id or None)."""
     order = sorted(range(len(events)), key=lambda i: events[i].ts)
     t = settings.topics
@@ -280,6 +282,9 @@ def run_via_kafka(
         msg = "--via-kafka: expected --protocol stream (LOO ranks the whole catalogue offline)"
         raise ReplayError(msg)
     current = Registry(registry_dir).current()
+    if current is None:
+        msg = f"registry {registry_dir}: no CURRENT version for the worker to serve"
+        raise ReplayError(msg)
     if version is not None and version != current:
         msg = (
             f"--via-kafka evaluates what the worker serves: CURRENT is {current}, got --model "
@@ -381,6 +386,7 @@ def match_recommendations(
                     items=ids[ids >= 0],
                     history=history.get(e.user_id, 0),
                     user=e.user_id,
+                    ts=e.ts.timestamp(),
                 )
         if e.event_id in got:  # a dead-lettered event leaves the previous list current
             prev[e.user_id] = e.event_id

@@ -117,9 +117,13 @@ class ShadowScorer:
         )
 
     def stop(self) -> None:
-        if self.run is not None:
-            self.metrics.shadow_active.remove(self.run.version)
-            log.info("shadow %s stopped after %d events", self.run.version, self.run.scored)
+        run = self.run
+        if run is not None:
+            self.metrics.shadow_active.remove(run.version)
+            if run.remaining:
+                log.info(
+                    "shadow %s stopped after %d of %d events", run.version, run.scored, run.target
+                )
         self.run = None
         self.holder.drop_shadow()
 

@@ -23,6 +23,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.settings import Settings
 from stream_app.kafka_io import ensure_topics, read_lines
+from tests.model_versions import invert_ranker, publish_copy
+
+__all__ = ["invert_ranker", "publish_copy"]  # re-exported for the tests that import from here
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -272,60 +275,6 @@ def copy_registry(src: Path, dst: Path) -> Path:
 
 def rec_values(records: list[Any]) -> list[dict[str, Any]]:
     return [json.loads(r.value) for r in records]
-
-
-def publish_copy(
-    registry: Path,
-    source: str,
-    make_current: bool,
-    status: str = "published",
-    edit: Any = None,
-) -> str:
-    """Publish a new version whose files are ``source``'s (``edit(staging_dir)`` may change
-    them first), through the registry (hashes recomputed). Bypasses any gate, on purpose."""
-    from model_export.registry import Registry
-
-    reg = Registry(registry)
-    _, staging = reg.staging()
-    src = reg.path(source)
-    for f in src.rglob("*"):
-        if f.is_file() and f.name != "manifest.json":
-            dst = staging / f.relative_to(src)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.write_bytes(f.read_bytes())
-    if edit is not None:
-        edit(staging)
-    manifest = {
-        k: v
-        for k, v in reg.manifest(source).items()
-        if k not in ("files", "version", "status", "created_at")
-    }
-    manifest["parent"] = reg.current()
-    return reg.publish(staging, manifest, make_current=make_current, status=status)
-
-
-def invert_ranker(version_dir: Path) -> None:
-    """A deliberately bad ranker: p_click and p_purchase become 1 - p (a sign bug), so the
-    worst candidates rank first. Finite outputs: it passes the worker's warm-up."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    path = version_dir / "ranker.onnx"
-    model = onnx.load(str(path))
-    g = model.graph
-    g.initializer.append(helper.make_tensor("bad_one", TensorProto.FLOAT, [], [1.0]))
-    for name in ("p_click", "p_purchase"):
-        raw = f"{name}_raw"
-        for node in g.node:
-            for i, o in enumerate(node.output):
-                if o == name:
-                    node.output[i] = raw
-            for i, o in enumerate(node.input):
-                if o == name:
-                    node.input[i] = raw
-        g.node.append(helper.make_node("Sub", ["bad_one", raw], [name]))
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
 
 
 def run_cli(

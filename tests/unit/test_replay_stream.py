@@ -117,6 +117,8 @@ def test_stream_replay_end_to_end(tiny_world: Path, tiny_registry: Path) -> None
     # our model's lists carry their interest slots; baselines have none
     assert 0.0 < systems["streamrec"]["interest_coverage@10"] <= 1.0
     assert "interest_coverage@10" not in systems["pop"]
+    # the synthetic world's ground truth is beside the events: real-interest coverage for all
+    assert all(0.0 < row["true_interest_coverage@10"] <= 1.0 for row in systems.values())
     # diversification (quotas + MMR) raises intra-list diversity on the same scores
     assert systems["streamrec"]["ild@10"] > systems["no-diversity"]["ild@10"]
     sweep = {r["lambda"]: r for r in out["sweep"]}
@@ -165,3 +167,44 @@ def test_an_ablation_version_of_the_wrong_kind_is_refused(
             None,
             ReplayOptions(ablation_versions={"single-interest": v}, max_users=5),
         )
+
+
+def test_true_interest_coverage_by_hand() -> None:
+    from stream_app.replay.groundtruth import World
+    from stream_app.replay.results import SystemResults
+
+    doc = {
+        "drift_ts": "2026-03-01T12:00:00Z",
+        "item_topics": {"a": [0], "b": [1], "c": [0, 2], "d": [3]},
+        "users": {
+            "u": {
+                "before": [{"topic": 0}, {"topic": 1}],
+                "after": [{"topic": 2}, {"topic": 3}, {"topic": 1}],
+            }
+        },
+    }
+    world = World(doc, ["a", "b", "c", "d"])
+    res = SystemResults("x", 3)
+    before, after = T0.timestamp(), T0.timestamp() + 86400
+    res.add(
+        rank=-1,
+        purchase=False,
+        auc_click=0.5,
+        target_buy=0.1,
+        items=np.array([0, 2]),
+        history=1,
+        user="u",
+        ts=before,
+    )  # topics {0, 2} vs {0, 1}: 1/2
+    res.add(
+        rank=-1,
+        purchase=False,
+        auc_click=0.5,
+        target_buy=0.1,
+        items=np.array([2, 3, 1]),
+        history=1,
+        user="u",
+        ts=after,
+    )  # {0, 2, 3, 1} vs {2, 3, 1}: 3/3; top 1: {0, 2}: 1/3
+    assert world.coverage(res, 3) == pytest.approx((0.5 + 1.0) / 2)
+    assert world.coverage(res, 1) == pytest.approx((0.5 + 1 / 3) / 2)

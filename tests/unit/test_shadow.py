@@ -1,13 +1,24 @@
-"""Shadow scoring without a broker: the worker's paired hit counting and the job's verdict
-over the workers' reports."""
+"""Shadow scoring without a broker: the worker's paired hit counting and whole shadow run
+(real tiny model), and the job's verdict over the workers' reports."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 from model_export.finetune.shadow import aggregate
+from model_export.registry import Registry
 from schemas import ModelUpdate
-from stream_app.worker.shadow import ShadowRun
+from schemas.items import validate_item
+from stream_app.core.engine import EngineOptions
+from stream_app.core.interests import InterestParams, state_to_bytes
+from stream_app.worker import catalogue as cat
+from stream_app.worker import processing as proc
+from stream_app.worker.dlq import Where
+from stream_app.worker.metrics import Metrics, parse_counters
+from stream_app.worker.models import ServingHolder
+from stream_app.worker.shadow import ShadowRun, ShadowScorer
 
 
 def test_paired_hits_count_only_events_both_models_had_a_list_for():
@@ -48,3 +59,56 @@ def test_no_report_or_a_worker_that_could_not_load_it_refuses():
     assert "no worker reported" in aggregate([], 0.01).reason
     v = aggregate([report("w1", 10, 20, 100), report("w2", 0, 0, 0, "refused: sha256")], 0.01)
     assert not v.promote and "w2: refused: sha256" in v.reason
+
+
+async def test_worker_scores_a_shadow_on_the_next_n_events_and_reports_once(
+    versions, world_items, tiny_world: Path
+):
+    """Real served model and a real (inverted-ranker) shadow over real events: nothing of the
+    shadow is served, one report after exactly N events, the worse model measured worse."""
+    metrics, sent = Metrics(), []
+    holder = ServingHolder(
+        Registry(versions.root), InterestParams(k=4), EngineOptions(), "cpu", 1, None, metrics
+    )
+    await holder.load_initial(versions.v1)
+    items = [cat.ItemRecord.from_item(validate_item(it), 0.0) for it in world_items]
+    await holder.apply_items(items, [])
+
+    async def send(notice: ModelUpdate) -> None:  # the Kafka send, collected
+        sent.append(notice)
+
+    scorer = ShadowScorer(holder, metrics, "w1", send)
+    notice = ModelUpdate(
+        model_version=versions.inverted,
+        parent_version=versions.v1,
+        action="shadow",
+        events=150,
+        published_at=datetime.now(UTC),
+    )
+    await scorer.start(notice)
+    assert scorer.run is not None and holder.shadow is not None
+    table: dict[str, bytes] = {}
+    lines = (tiny_world / "events.jsonl").read_bytes().splitlines()[:400]
+    served: set[str] = set()
+    for s in range(0, len(lines), 32):
+        batch = [
+            proc.Incoming(b"k", v, Where("events", 0, s + i), 0.0)
+            for i, v in enumerate(lines[s : s + 32])
+        ]
+        events, dead = proc.decode_all(batch, 10_000)
+        rec = holder.recommender
+        assert rec is not None
+        result = proc.process(batch, events, rec, lambda u, i: table.get(u), dead)
+        table.update({u: state_to_bytes(st) for u, (st, _) in result.final.items()})
+        served.add(result.model_version)
+        scorer.score(result)
+    await asyncio.sleep(0)  # the report is sent from a task
+    (report,) = sent
+    assert report.action == "shadow-report" and report.worker == "w1"
+    assert report.model_version == versions.inverted and report.parent_version == versions.v1
+    assert report.metrics["events"] == 150 and report.metrics["evaluated"] > 50
+    assert report.metrics["shadow_hit_rate"] < report.metrics["current_hit_rate"]
+    assert served == {versions.v1} and holder.shadow is None and scorer.run is None
+    m = parse_counters(metrics.render().decode())
+    assert m["streamrec_shadow_events_total"] == 150
+    assert m['streamrec_shadow_reports_total{outcome="ok"}'] == 1

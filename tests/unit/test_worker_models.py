@@ -1,159 +1,186 @@
-"""Catalogue vectors (cache, reuse, training vectors) and the serving holder's hot-swap
-protocol, with a numpy stand-in model (no broker, no ONNX)."""
+"""Catalogue vectors (cache, reuse, training vectors keyed by text) and the serving holder's
+hot-swap and shadow protocol, with the real tiny trained model and versions made from it (no
+broker)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from test_worker_fakes import FakeModel, catalogue_items
 
+from model_export.registry import Registry
 from schemas.items import validate_item
-from stream_app.core.engine import EngineOptions
+from stream_app.core.engine import Bundle, EngineOptions, Recommender
 from stream_app.core.interests import InterestParams
-from stream_app.core.serving import ModelLoadError
 from stream_app.worker import catalogue as cat
 from stream_app.worker.metrics import Metrics, parse_counters
 from stream_app.worker.models import ServingHolder, SwapRefused, warm_up
 
 
-def records(items: list[dict] | None = None) -> list[cat.ItemRecord]:
-    return [cat.ItemRecord.from_item(validate_item(it), 0.0) for it in items or catalogue_items()]
+def records(items: list[dict[str, Any]]) -> list[cat.ItemRecord]:
+    return [cat.ItemRecord.from_item(validate_item(it), 0.0) for it in items]
 
 
-def test_resolver_reuses_known_vectors_then_the_cache_and_encodes_only_the_rest(tmp_path: Path):
-    model = FakeModel()
+def new_items(world_items: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Items no version was trained on (new ids, new texts)."""
+    return [
+        {**it, "item_id": f"new-{j}", "title": f"{it['title']} (new edition {j})"}
+        for j, it in enumerate(world_items[:n])
+    ]
+
+
+class Counting:
+    """Records the texts a real model's encoder is asked to encode."""
+
+    def __init__(self, model: Any) -> None:
+        self.texts: list[str] = []
+        self._encode = model.encode
+        model.encode = self
+
+    def __call__(self, texts: list[str], batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        self.texts += texts
+        return self._encode(texts, batch)
+
+
+def test_resolver_reuses_known_vectors_then_the_cache_and_encodes_only_the_rest(
+    versions, world_items, tmp_path: Path
+):
+    model = versions.model("v1")
+    spy = Counting(model)
     cache = cat.VectorCache(tmp_path / "vec")
-    recs = records()
-    first = cat.VectorResolver(model, cache).resolve(recs[:10])  # type: ignore[arg-type]
-    assert len(model.encoded) == 10
+    recs = records(world_items[:20])
+    first = cat.VectorResolver(model, cache, use_training=False).resolve(recs[:10])
+    assert spy.texts == [r.text for r in recs[:10]]
     known = {r.item_id: (r.text_sha, v) for r, v in zip(recs[:10], first, strict=True)}
-    model.encoded.clear()
-    again = cat.VectorResolver(model, cache).resolve(recs[:20], known)  # type: ignore[arg-type]
-    assert model.encoded == [r.text for r in recs[10:20]]
+    spy.texts.clear()
+    again = cat.VectorResolver(model, cache, use_training=False).resolve(recs, known)
+    assert spy.texts == [r.text for r in recs[10:20]]
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(first, again[:10], strict=True))
-    model.encoded.clear()
-    fresh = cat.VectorResolver(model, cache).resolve(recs[:20])  # type: ignore[arg-type]
-    assert model.encoded == []  # all 20 from the persistent cache
+    spy.texts.clear()
+    fresh = cat.VectorResolver(model, cache, use_training=False).resolve(recs)
+    assert spy.texts == []  # all 20 from the persistent cache
     assert np.allclose(fresh[15][0], again[15][0])
     # a changed text is a different key: encoded again
-    edited = records([{**catalogue_items()[0], "title": "coffee edited"}])
-    cat.VectorResolver(model, cache).resolve(edited, known)  # type: ignore[arg-type]
-    assert model.encoded == [edited[0].text]
+    edited = records([{**world_items[0], "title": "an edited title"}])
+    cat.VectorResolver(model, cache, use_training=False).resolve(edited, known)
+    assert spy.texts == [edited[0].text]
     cache.close()
 
 
-def test_encoder_key_changes_with_space_and_with_a_tuned_content_encoder():
-    a, b = FakeModel(space="s1"), FakeModel(space="s2")
-    tuned = FakeModel(space="s1", content_sha="c" * 64)
-    keys = {cat.encoder_key(m) for m in (a, b, tuned)}  # type: ignore[arg-type]
-    assert len(keys) == 3 and cat.encoder_key(a) == "s1"  # type: ignore[arg-type]
+def test_encoder_key_changes_with_space_and_with_a_tuned_content_encoder(versions):
+    a, b, tuned = versions.model("v1"), versions.model("space2"), versions.model("tuned")
+    keys = {cat.encoder_key(m) for m in (a, b, tuned)}
+    assert len(keys) == 3 and cat.encoder_key(a) == a.space
+    assert cat.encoder_key(tuned).startswith(a.space + "+")
 
 
-def test_training_vectors_are_used_by_item_id(tmp_path: Path):
-    model = FakeModel()
-    model.dir = tmp_path
-    ids = ["i000", "i001"]
-    vec = np.ones((2, model.text_dim), np.float32)
-    np.savez(tmp_path / cat.TRAINING_VECTORS, item_ids=np.array(ids), text=vec, content=vec * 2)
-    out = cat.VectorResolver(model, None).resolve(records()[:3])  # type: ignore[arg-type]
-    assert model.encoded == [records()[2].text]
-    assert np.array_equal(out[0][1], vec[0] * 2)
+def test_training_vectors_are_reused_only_for_unchanged_texts(versions, world_items):
+    model = versions.model("v1")
+    spy = Counting(model)
+    edited = {**world_items[2], "title": "a title the model was not trained on"}
+    recs = records([*world_items[:2], edited])
+    out = cat.VectorResolver(model, None).resolve(recs)
+    assert spy.texts == [recs[2].text]  # the edited item is encoded again, not looked up by id
+    with np.load(model.dir / cat.TRAINING_VECTORS) as z:
+        row = list(z["item_ids"]).index(world_items[1]["item_id"])
+        assert np.array_equal(out[1][0], z["text"][row])
+    # the encoder really produces what training stored (same encoder, same text)
+    fresh = model.encode([recs[1].text])[0][0]
+    assert float(np.dot(fresh, out[1][0])) > 0.999
+    # versions written before text hashes were stored: matched by item id alone
+    legacy = versions.model("legacy")
+    spy = Counting(legacy)
+    cat.VectorResolver(legacy, None).resolve(recs)
+    assert spy.texts == []
 
 
-def test_catalogue_state_tracks_changes_for_a_swap_to_catch_up():
+def test_catalogue_state_tracks_changes_for_a_swap_to_catch_up(world_items):
     state = cat.CatalogueState()
-    recs = records()[:3]
+    recs = records(world_items[:3])
     vec = (np.zeros(2), np.zeros(2))
     state.apply([(r, vec) for r in recs], [])
     seq = state.seq
-    state.apply([(recs[0], vec)], ["i002"])
-    assert sorted(state.changed_since(seq)) == ["i000", "i002"]
-    assert "i002" not in state.records and len(state) == 2
+    state.apply([(recs[0], vec)], [recs[2].item_id])
+    assert sorted(state.changed_since(seq)) == sorted([recs[0].item_id, recs[2].item_id])
+    assert recs[2].item_id not in state.records and len(state) == 2
 
 
-def holder(models: dict[str, FakeModel], metrics: Metrics | None = None) -> ServingHolder:
-    h = ServingHolder(
-        None,
-        InterestParams(k=3),
+def holder(versions, metrics: Metrics | None = None) -> ServingHolder:
+    return ServingHolder(
+        Registry(versions.root),
+        InterestParams(k=4),
         EngineOptions(top_k=5),
         "cpu",
-        0,
-        None,  # type: ignore[arg-type]
+        1,
+        None,
         metrics or Metrics(),
     )
 
-    def open_(version: str) -> FakeModel:
-        m = models[version]
-        if isinstance(m, Exception):
-            raise m
-        return m
 
-    h._open = open_  # type: ignore[method-assign]
+async def loaded(versions, world_items, extra: int = 0, metrics: Metrics | None = None):
+    h = holder(versions, metrics)
+    await h.load_initial(versions.v1)
+    await h.apply_items(records(world_items + new_items(world_items, extra)), [])
     return h
 
 
-async def test_swap_reuses_vectors_keeps_popularity_and_changes_one_reference():
-    v1, v2 = FakeModel("v0001"), FakeModel("v0002")
+async def test_swap_reuses_vectors_keeps_popularity_and_changes_one_reference(
+    versions, world_items
+):
     metrics = Metrics()
-    h = holder({"v0001": v1, "v0002": v2}, metrics)
-    await h.load_initial("v0001")
-    await h.apply_items(records(), [])
+    h = await loaded(versions, world_items, 5, metrics)
     old = h.recommender
-    assert old is not None and len(old.bundle.store) == 40
-    old.bundle.store.bump(old.bundle.store.row["i000"], 1.0, 5.0)
-    result = await h.swap_to("v0002")
+    assert old is not None and len(old.bundle.store) == len(world_items) + 5
+    assert h.resolver is not None and h.resolver.encoded == 5  # the rest: training vectors
+    first = world_items[0]["item_id"]
+    old.bundle.store.bump(old.bundle.store.row[first], 1.0, 5.0)
+    swapped: list[tuple[str, str]] = []
+    h.on_swap.append(lambda a, b: swapped.append((a, b)))
+    result = await h.swap_to(versions.same)
     assert result is not None and result.ok and not result.reencoded
     new = h.recommender
-    assert new is not old and h.version == "v0002"
-    assert v2.encoded == []  # same encoder: vectors reused, only item features recomputed
-    assert new.bundle.store.pop[new.bundle.store.row["i000"]] == pytest.approx(
-        old.bundle.store.pop[old.bundle.store.row["i000"]]
+    assert new is not old and h.version == versions.same
+    assert h.resolver.encoded == 0  # same encoder: every vector reused, features recomputed
+    assert new.bundle.store.pop[new.bundle.store.row[first]] == pytest.approx(
+        old.bundle.store.pop[old.bundle.store.row[first]]
     )
+    assert swapped == [(versions.v1, versions.same)]
     m = parse_counters(metrics.render().decode())
-    assert m["streamrec_model_swaps_total"] == 1 and m['streamrec_model_info{version="v0002"}'] == 1
-    assert 'streamrec_model_info{version="v0001"}' not in m
+    assert m["streamrec_model_swaps_total"] == 1
+    assert m[f'streamrec_model_info{{version="{versions.same}"}}'] == 1
+    assert f'streamrec_model_info{{version="{versions.v1}"}}' not in m
 
 
-async def test_swap_to_a_new_encoder_re_encodes_the_catalogue():
-    v1, v2 = FakeModel("v0001", space="s1"), FakeModel("v0002", space="s2")
-    h = holder({"v0001": v1, "v0002": v2})
-    await h.load_initial("v0001")
-    await h.apply_items(records(), [])
-    result = await h.swap_to("v0002")
+async def test_swap_to_a_new_encoder_re_encodes_the_catalogue(versions, world_items):
+    h = await loaded(versions, world_items, 5)
+    result = await h.swap_to(versions.space2)
     assert result is not None and result.ok and result.reencoded
-    assert len(v2.encoded) == 40 and h.catalogue.key == "s2"
+    assert h.catalogue.key == h.recommender.bundle.model.space  # type: ignore[union-attr]
+    assert h.resolver is not None and h.resolver.encoded == 5  # not in its training vectors
 
 
-async def test_a_bad_version_is_refused_remembered_and_the_old_one_keeps_serving():
+async def test_a_bad_version_is_refused_remembered_and_the_old_one_keeps_serving(
+    versions, world_items
+):
     metrics = Metrics()
-    h = holder(
-        {
-            "v0001": FakeModel("v0001"),
-            "v0002": ModelLoadError("sha256 mismatch"),  # type: ignore[dict-item]
-            "v0003": FakeModel("v0003", nan=True),
-        },
-        metrics,
-    )
-    await h.load_initial("v0001")
-    await h.apply_items(records(), [])
-    for bad in ("v0002", "v0003"):
+    h = await loaded(versions, world_items, metrics=metrics)
+    for bad in (versions.tampered, versions.nan):
         result = await h.swap_to(bad)
         assert result is not None and not result.ok
-        assert h.version == "v0001"
-    assert "sha256" in h.refused["v0002"] and "not finite" in h.refused["v0003"]
-    assert await h.swap_to("v0002") is None  # not retried on every poll
-    assert (await h.swap_to("v0002", retry_refused=True)) is not None  # a new notice retries
+        assert h.version == versions.v1
+    assert "sha256" in h.refused[versions.tampered] and "not finite" in h.refused[versions.nan]
+    assert await h.swap_to(versions.tampered) is None  # not retried on every poll
+    assert (await h.swap_to(versions.tampered, retry_refused=True)) is not None  # a new notice
     assert parse_counters(metrics.render().decode())["streamrec_model_refusals_total"] == 3
 
 
-async def test_items_changed_during_a_swap_reach_the_new_store():
-    v1, v2 = FakeModel("v0001"), FakeModel("v0002")
-    h = holder({"v0001": v1, "v0002": v2})
-    await h.load_initial("v0001")
-    await h.apply_items(records()[:30], [])
+async def test_items_changed_during_a_swap_reach_the_new_store(versions, world_items):
+    h = holder(versions)
+    await h.load_initial(versions.v1)
+    await h.apply_items(records(world_items[:250]), [])
     original = cat.build_store
 
     def slow_build(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -164,24 +191,41 @@ async def test_items_changed_during_a_swap_reach_the_new_store():
 
     cat.build_store = slow_build  # type: ignore[assignment]
     try:
-        swap = asyncio.create_task(h.swap_to("v0002"))
+        swap = asyncio.create_task(h.swap_to(versions.same))
         await asyncio.sleep(0.1)
-        await h.apply_items(records()[30:], ["i000"])
+        await h.apply_items(records(world_items[250:]), [world_items[0]["item_id"]])
         await swap
     finally:
         cat.build_store = original  # type: ignore[assignment]
     store = h.recommender.bundle.store  # type: ignore[union-attr]
-    assert h.version == "v0002" and len(store) == 39 and "i000" not in store and "i309" in store
+    assert h.version == versions.same and len(store) == len(world_items) - 1
+    assert world_items[0]["item_id"] not in store and world_items[-1]["item_id"] in store
 
 
-def test_warm_up_refuses_non_finite_scores():
-    from stream_app.core.engine import Bundle, Recommender
+async def test_a_shadow_version_loads_beside_follows_the_catalogue_and_is_never_served(
+    versions, world_items
+):
+    h = await loaded(versions, world_items)
+    served = h.recommender
+    shadow = await h.load_shadow(versions.inverted)
+    assert h.recommender is served and h.version == versions.v1  # nothing swapped
+    assert shadow.bundle.store is not served.bundle.store  # type: ignore[union-attr]
+    await h.apply_items(records(new_items(world_items, 2)), [world_items[0]["item_id"]])
+    for store in (served.bundle.store, shadow.bundle.store):  # type: ignore[union-attr]
+        assert "new-0" in store and "new-1" in store and world_items[0]["item_id"] not in store
+    with pytest.raises(Exception, match="not finite"):
+        await h.load_shadow(versions.nan)
+    assert h.shadow is shadow  # a failed load leaves the loaded shadow alone
+    h.drop_shadow()
+    assert h.shadow is None
 
-    for nan, ok in ((False, True), (True, False)):
-        model = FakeModel(nan=nan)
-        recs = records()
-        store = cat.build_store(model, recs, cat.VectorResolver(model, None).resolve(recs))  # type: ignore[arg-type]
-        rec = Recommender(Bundle(model, store), InterestParams(k=3), EngineOptions())  # type: ignore[arg-type]
+
+def test_warm_up_refuses_non_finite_scores(versions, world_items):
+    recs = records(world_items)
+    for name, ok in (("v1", True), ("nan", False)):
+        model = versions.model(name)
+        store = cat.build_store(model, recs, cat.VectorResolver(model, None).resolve(recs))
+        rec = Recommender(Bundle(model, store), InterestParams(k=4), EngineOptions())
         if ok:
             warm_up(rec)
             assert store.pop.sum() == 0  # warm-up events leave no popularity behind

@@ -1,14 +1,14 @@
-"""The worker's per-batch logic (no broker, no ONNX): decode -> apply in order -> recommend,
-dead letters, duplicates, the Recommendation JSON and the DLQ record."""
+"""The worker's per-batch logic with the real tiny trained model (no broker): decode -> apply in
+order -> recommend, dead letters, duplicates, the Recommendation JSON and the DLQ record."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
-from test_worker_fakes import FakeModel, catalogue_items
 
 from schemas import Recommendation
 from schemas.dlq import headers_dict
@@ -20,18 +20,26 @@ from stream_app.worker import catalogue as cat
 from stream_app.worker import processing as proc
 from stream_app.worker.dlq import Where, dead_letter
 
+# item ids of the tiny world used below: three items, then two far apart in the catalogue
+I0, I1, I2, J0, K0 = "i000000", "i000001", "i000002", "i000100", "i000200"
 
-def recommender(model: FakeModel | None = None) -> Recommender:
-    model = model or FakeModel()
-    records = [cat.ItemRecord.from_item(validate_item(it), 0.0) for it in catalogue_items()]
-    vecs = cat.VectorResolver(model, None).resolve(records)  # type: ignore[arg-type]
-    store = cat.build_store(model, records, vecs)  # type: ignore[arg-type]
-    s = Settings().with_overrides(**{"interests.k": 3, "serving.top_k": 5})
+
+def build(model: Any, items: list[dict[str, Any]]) -> Recommender:
+    records = [cat.ItemRecord.from_item(validate_item(it), 0.0) for it in items]
+    vecs = cat.VectorResolver(model, None).resolve(records)
+    store = cat.build_store(model, records, vecs)
+    s = Settings().with_overrides(**{"serving.top_k": 5})
     return Recommender(
         Bundle(model, store),
-        InterestParams.from_settings(s.interests),  # type: ignore[arg-type]
+        InterestParams.from_settings(s.interests),
         EngineOptions.from_settings(s.serving),
     )
+
+
+@pytest.fixture
+def rec(v1_model: Any, world_items: list[dict[str, Any]]) -> Recommender:
+    """A fresh recommender (own store and popularity) over the shared real model."""
+    return build(v1_model, world_items)
 
 
 def ev(eid: str, user: str, item: str, minute: int, kind: str = "click") -> bytes:
@@ -52,10 +60,9 @@ def batch(values: list[bytes | None]) -> list[proc.Incoming]:
 
 def run(
     values: list[bytes | None],
+    rec: Recommender,
     store: dict[str, bytes] | None = None,
-    rec: Recommender | None = None,
 ) -> tuple[proc.BatchResult, list[tuple[str, int]]]:
-    rec = rec or recommender()
     store = {} if store is None else store
     loads: list[tuple[str, int]] = []
 
@@ -68,15 +75,15 @@ def run(
     return proc.process(b, events, rec, load, dead), loads
 
 
-def test_bad_input_becomes_dead_letters_with_original_bytes_and_headers():
+def test_bad_input_becomes_dead_letters_with_original_bytes_and_headers(rec):
     values = [
         b"{nope",
-        ev("e1", "u1", "i000", 0),
+        ev("e1", "u1", I0, 0),
         None,
         b"x" * 20_000,
         json.dumps({"event_id": "e2", "user_id": "u1"}).encode(),
     ]
-    result, _ = run(values)
+    result, _ = run(values, rec)
     assert set(result.dead) == {0, 2, 3, 4}
     assert set(result.recs) == {1}
     reasons = {i: d.reason for i, d in result.dead.items()}
@@ -89,14 +96,14 @@ def test_bad_input_becomes_dead_letters_with_original_bytes_and_headers():
         assert h["error.class"] == "BadInput" and h["error.message"]
 
 
-def test_events_of_one_user_are_applied_in_order_each_scored_on_its_own_snapshot():
+def test_events_of_one_user_are_applied_in_order_each_scored_on_its_own_snapshot(rec):
     values = [
-        ev("a1", "ua", "i000", 0),
-        ev("b1", "ub", "i100", 1),
-        ev("a2", "ua", "i001", 2),
-        ev("a3", "ua", "i002", 3, "purchase"),
+        ev("a1", "ua", I0, 0),
+        ev("b1", "ub", J0, 1),
+        ev("a2", "ua", I1, 2),
+        ev("a3", "ua", I2, 3, "purchase"),
     ]
-    result, loads = run(values)
+    result, loads = run(values, rec)
     assert loads == [
         ("ua", 0),
         ("ub", 1),
@@ -107,14 +114,15 @@ def test_events_of_one_user_are_applied_in_order_each_scored_on_its_own_snapshot
     assert result.final["ua"][1] == 3 and result.final["ua"][0] is snaps[3]
     assert result.final["ub"][1] == 1
     assert set(result.recs) == {0, 1, 2, 3}
-    assert "i002" not in {r.item_id for r in result.recs[3]}  # just purchased: excluded
+    assert I2 not in {r.item_id for r in result.recs[3]}  # just purchased: excluded
+    assert all(len(r) == 5 for r in result.recs.values())
 
 
-def test_a_redelivered_event_changes_nothing_and_is_published_again():
+def test_a_redelivered_event_changes_nothing_and_is_published_again(rec):
     store: dict[str, bytes] = {}
-    first, _ = run([ev("a1", "ua", "i000", 0), ev("a2", "ua", "i001", 1)], store)
+    first, _ = run([ev("a1", "ua", I0, 0), ev("a2", "ua", I1, 1)], rec, store)
     store["ua"] = state_to_bytes(first.final["ua"][0])
-    again, _ = run([ev("a2", "ua", "i001", 1), ev("a3", "ua", "i002", 2)], store)
+    again, _ = run([ev("a2", "ua", I1, 1), ev("a3", "ua", I2, 2)], rec, store)
     assert again.duplicates == 1
     assert again.snapshots[0].duplicate and not again.snapshots[1].duplicate
     assert again.snapshots[0].state.n_events == 2  # not counted twice
@@ -122,8 +130,8 @@ def test_a_redelivered_event_changes_nothing_and_is_published_again():
     assert set(again.recs) == {0, 1}  # the duplicate still gets its recommendation
 
 
-def test_unknown_item_is_dead_lettered_and_the_rest_of_the_batch_proceeds():
-    result, _ = run([ev("a1", "ua", "ghost", 0), ev("a2", "ua", "i001", 1)])
+def test_unknown_item_is_dead_lettered_and_the_rest_of_the_batch_proceeds(rec):
+    result, _ = run([ev("a1", "ua", "ghost", 0), ev("a2", "ua", I1, 1)], rec)
     assert result.dead[0].reason == "unknown_item"
     assert headers_dict(result.dead[0].headers)["error.class"] == "UnknownItem"
     assert result.dead[0].event_id == "a1"
@@ -131,31 +139,29 @@ def test_unknown_item_is_dead_lettered_and_the_rest_of_the_batch_proceeds():
     assert result.final["ua"][0].n_events == 1
 
 
-def test_a_state_from_another_vector_space_is_rebuilt_before_the_event():
-    rec_a = recommender(FakeModel(space="space-a"))
-    first, _ = run([ev("a1", "ua", "i000", 0), ev("a2", "ua", "i200", 1)], rec=rec_a)
+def test_a_state_from_another_vector_space_is_rebuilt_before_the_event(rec, versions, world_items):
+    first, _ = run([ev("a1", "ua", I0, 0), ev("a2", "ua", K0, 1)], rec)
     stored = {"ua": state_to_bytes(first.final["ua"][0])}
-    rec_b = recommender(FakeModel(version="v0002", space="space-b"))
-    result, _ = run([ev("a3", "ua", "i001", 2)], stored, rec_b)
+    rec_b = build(versions.model("space2"), world_items)
+    result, _ = run([ev("a3", "ua", I1, 2)], rec_b, stored)
     state = result.final["ua"][0]
-    assert state.space == "space-b"
+    assert state.space == rec_b.bundle.model.space != first.final["ua"][0].space
     assert state.n_events == 3 and state.event_ids == ["a1", "a2", "a3"]
+    assert state.recent_items == [I0, K0, I1]
 
 
-def test_scoring_failure_of_the_batch_falls_back_to_one_event_at_a_time():
-    class Flaky(FakeModel):
-        calls = 0
+def test_scoring_failure_of_the_batch_falls_back_to_one_event_at_a_time(versions, world_items):
+    model = versions.model("v1")  # its own instance: the fault is injected around its scorer
+    real = model.score
 
-        def score(self, slots, *args):  # type: ignore[no-untyped-def]
-            Flaky.calls += 1
-            if slots.shape[0] > 1:
-                msg = "batch too big for the device"
-                raise RuntimeError(msg)
-            return super().score(slots, *args)
+    def flaky(slots, *args):  # type: ignore[no-untyped-def]
+        if slots.shape[0] > 1:
+            msg = "batch too big for the device"
+            raise RuntimeError(msg)
+        return real(slots, *args)
 
-    result, _ = run(
-        [ev("a1", "ua", "i000", 0), ev("b1", "ub", "i100", 1)], rec=recommender(Flaky())
-    )
+    model.score = flaky
+    result, _ = run([ev("a1", "ua", I0, 0), ev("b1", "ub", J0, 1)], build(model, world_items))
     assert set(result.recs) == {0, 1} and not result.dead
 
 
@@ -182,8 +188,8 @@ def test_dead_letter_truncation_keeps_the_reason_and_says_so():
     assert h["error.reason"] == "too_large" and str(small.where) == "events[0]@5"
 
 
-def test_state_bytes_round_trip_through_the_table_value():
-    result, _ = run([ev("a1", "ua", "i000", 0)])
+def test_state_bytes_round_trip_through_the_table_value(rec):
+    result, _ = run([ev("a1", "ua", I0, 0)], rec)
     state = result.final["ua"][0]
     again = state_from_bytes(state_to_bytes(state))
     assert again.equals(state) and np.array_equal(again.slots, state.slots)

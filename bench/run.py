@@ -1,0 +1,66 @@
+"""``make bench``: the worker benchmark (one worker, then two sharing partitions) through a real
+broker, then the offline replay benchmark on the same world and model; each prints its tables.
+
+    .venv/bin/python bench/run.py [--broker HOST:PORT] [--quick]
+
+The world (10,000 items, 5,000 users) and the small model are generated / trained once and
+cached in var/bench; a local broker is started (and stopped) when none is given. JSON results:
+var/bench/worker.json, var/bench/worker-2w.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.worker_bench import prepare_registry, prepare_world, start_broker  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--broker", help="HOST:PORT of a running broker (default: start one)")
+    ap.add_argument("--workdir", default="var/bench")
+    ap.add_argument("--quick", action="store_true", help="shorter phases, no profile")
+    args = ap.parse_args()
+    workdir = Path(args.workdir)
+    world = prepare_world(workdir, 5000, 10_000, 100_000)
+    registry = prepare_registry(workdir, world)
+    broker, kafka_dir = (args.broker, None) if args.broker else start_broker(workdir, 8)
+    py = sys.executable
+    bench = str(ROOT / "bench" / "worker_bench.py")
+    common = ["--broker", broker, "--workdir", str(workdir)]
+    if args.quick:
+        common += ["--seconds", "5", "--backlog", "6000"]
+    runs = [
+        [py, bench, *common, *([] if args.quick else ["--profile"])],
+        [py, bench, *common, "--workers", "2"],
+        [
+            py,
+            str(ROOT / "bench" / "replay_bench.py"),
+            "--world",
+            str(world),
+            "--registry",
+            str(registry),
+            *(["--limit", "20000"] if args.quick else []),
+        ],
+    ]
+    failed = 0
+    try:
+        for cmd in runs:
+            print(f"\n$ {' '.join(Path(c).name if c == py else c for c in cmd)}", flush=True)
+            failed += subprocess.run(cmd, cwd=ROOT, check=False).returncode != 0
+    finally:
+        if kafka_dir is not None:
+            from stream_app import kafka_local
+
+            kafka_local.stop(kafka_dir)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Real model versions made from a trained one, for tests (no tests here): copies published
+through the registry (hashes recomputed), optionally with a deliberate defect in a real file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from model_export.registry import Registry
+
+
+def publish_copy(
+    registry: Path,
+    source: str,
+    make_current: bool,
+    status: str = "published",
+    edit: Callable[[Path], None] | None = None,
+    **manifest_changes: object,
+) -> str:
+    """Publish a new version whose files are ``source``'s (``edit(staging_dir)`` may change
+    them first; ``manifest_changes`` override manifest fields). Bypasses any gate, on purpose."""
+    reg = Registry(registry)
+    _, staging = reg.staging()
+    src = reg.path(source)
+    for f in src.rglob("*"):
+        if f.is_file() and f.name != "manifest.json":
+            dst = staging / f.relative_to(src)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(f.read_bytes())
+    if edit is not None:
+        edit(staging)
+    manifest = {
+        k: v
+        for k, v in reg.manifest(source).items()
+        if k not in ("files", "version", "status", "created_at")
+    }
+    manifest["parent"] = reg.current()
+    manifest.update(manifest_changes)
+    return reg.publish(staging, manifest, make_current=make_current, status=status)
+
+
+def _edit_ranker_outputs(version_dir: Path, op: str, constant: float) -> None:
+    """Replace each probability output p of the ranker graph by ``op(constant, p)``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    path = version_dir / "ranker.onnx"
+    model = onnx.load(str(path))
+    g = model.graph
+    g.initializer.append(helper.make_tensor("test_const", TensorProto.FLOAT, [], [constant]))
+    for name in ("p_click", "p_purchase"):
+        raw = f"{name}_raw"
+        for node in g.node:
+            for i, o in enumerate(node.output):
+                if o == name:
+                    node.output[i] = raw
+            for i, o in enumerate(node.input):
+                if o == name:
+                    node.input[i] = raw
+        g.node.append(helper.make_node(op, ["test_const", raw], [name]))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def invert_ranker(version_dir: Path) -> None:
+    """A deliberately bad ranker: p_click and p_purchase become 1 - p (a sign bug), so the
+    worst candidates rank first. Finite outputs: it passes the worker's warm-up."""
+    _edit_ranker_outputs(version_dir, "Sub", 1.0)
+
+
+def nan_ranker(version_dir: Path) -> None:
+    """A ranker whose probabilities are all NaN (the worker's warm-up must refuse it)."""
+    _edit_ranker_outputs(version_dir, "Mul", float("nan"))
+
+
+def content_encoder(version_dir: Path) -> None:
+    """Give the version its own content encoder file (as a tuned encoder would)."""
+    (version_dir / "content_encoder.onnx").write_bytes((version_dir / "encoder.onnx").read_bytes())
+
+
+def drop_text_hashes(version_dir: Path) -> None:
+    """Rewrite the training vectors as versions wrote them before ``text_sha`` existed."""
+    path = version_dir / "catalog_vectors.npz"
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if k != "text_sha"}
+    np.savez(path, **arrays)
