@@ -215,7 +215,10 @@ def train_ranker(
 @torch.no_grad()
 def score_catalogue(model: MultiTaskRanker, space: ItemSpace, ex: Examples,
                     batch_cands: int = 400_000) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Full-catalogue scores: (click logits [E, M+1], p_purchase [E, M+1]); column 0 = -inf."""
+    """Full-catalogue scores: (click logits [E, M+1], p(buy | click) [E, M+1]); column 0 = -inf.
+
+    The purchase head is judged on what it adds: among the items a user did interact with,
+    does p(buy | click) separate purchases from clicks (p_purchase itself is p_click-driven)."""
     model.eval()
     feats = model.items(_tensor(space.content_vecs), torch.arange(space.n + 1),
                         _tensor(space.num))  # fmt: skip
@@ -232,7 +235,7 @@ def score_catalogue(model: MultiTaskRanker, space: ItemSpace, ex: Examples,
               if covisit is not None else None)  # fmt: skip
         out = model(**batch_inputs(feats, ex, idx), cand=cand.expand(len(idx), -1, -1), cooc=cv)
         click[idx, 1:] = out.click_logits.numpy()
-        buy[idx, 1:] = out.p_purchase.numpy()
+        buy[idx, 1:] = torch.sigmoid(out.cvr_logits).numpy()
     return click, buy
 
 

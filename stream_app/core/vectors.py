@@ -32,7 +32,9 @@ class TrainingVectors:
 
     def by_id(self) -> dict[str, tuple[str | None, np.ndarray, np.ndarray]]:
         """item id -> (text sha or None, text vector, content vector)."""
-        shas = self.text_sha or [None] * len(self.item_ids)
+        shas: list[str | None] = [None] * len(self.item_ids)
+        if self.text_sha is not None:
+            shas = list(self.text_sha)
         return {
             item: (sha, self.text[i], self.content[i])
             for i, (item, sha) in enumerate(zip(self.item_ids, shas, strict=True))
