@@ -35,14 +35,17 @@ from stream_app.replay.stream import StreamConfig, replay_events, run_stream  # 
 from stream_app.replay.systems import EngineStream, variant_options  # noqa: E402
 
 console = Console()
-STAGES = {  # cProfile function -> engine stage (for the profile summary)
-    "update_interests": "state update (update_interests)",
-    "search": "retrieval (ExactRetriever matmul + top-n)",
-    "union_candidates": "candidate union (python loop)",
-    "run": "ranker (ONNX Runtime)",
-    "mmr_select": "diversification (mmr_select)",
-    "slot_quotas": "diversification (slot_quotas)",
-    "_explore_rows": "exploration (popular fresh items)",
+STAGES = {  # (file suffix, function) -> stage, for the profile summary
+    ("engine.py", "apply"): "state update (Recommender.apply)",
+    ("engine.py", "score_batch"): "score_batch: retrieval + candidates + ranker",
+    ("retrieval.py", "search"): "  retrieval (ExactRetriever: matmul + top-n)",
+    ("engine.py", "_candidates"): "  candidate union + exclusions",
+    ("covisit.py", "neighbours"): "  co-visitation neighbours (retrieval)",
+    ("covisit.py", "scores"): "  co-visitation feature",
+    ("serving.py", "score"): "  ranker (ONNX Runtime)",
+    ("serving.py", "slot_match"): "  interest slot per candidate",
+    ("engine.py", "select"): "select: quotas + MMR + Rec objects",
+    ("systems.py", "step"): "replay step (all of the above + bookkeeping)",
 }
 
 
@@ -133,13 +136,11 @@ def stage_table(stats: pstats.Stats) -> Table:
     table.add_column("µs / event", justify="right")
     found: dict[str, float] = {}
     for (file, _, func), (_, _, _, cum, _) in stats.stats.items():  # type: ignore[attr-defined]
-        stage = STAGES.get(func)
-        if stage is None or (func == "run" and "onnxruntime" not in file):
-            continue
-        if func == "search" and "retrieval" not in file:
-            continue
-        found[stage] = found.get(stage, 0.0) + cum
-    for stage, sec in sorted(found.items(), key=lambda kv: -kv[1]):
+        for (suffix, name), stage in STAGES.items():
+            if func == name and file.endswith(suffix):
+                found[stage] = found.get(stage, 0.0) + cum
+    order = {stage: n for n, stage in enumerate(STAGES.values())}
+    for stage, sec in sorted(found.items(), key=lambda kv: order[kv[0]]):
         table.add_row(stage, f"{sec:.2f}", f"{sec / total_s:.0%}", f"{sec / n * 1e6:.0f}")
     table.add_row(
         "total (profiled, with profiler overhead)",
@@ -161,7 +162,8 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=256)
     ap.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0 = ORT's)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="also profile replay's own run")
+    ap.add_argument("--profile-only", action="store_true", help="skip the throughput table")
     args = ap.parse_args()
     world, registry = prepare(args)
     items = load_items(world / "items.jsonl")
@@ -221,29 +223,30 @@ def main() -> None:
             ],
         ),
     ]
-    table = Table(title="offline replay throughput (stream protocol)")
-    for col in ("configuration", "scored ev/s", "warm-up ev/s", "scored events", "seconds"):
-        table.add_column(col, justify="right" if col != "configuration" else "left")
-    row = bare_engine(lm, cat, evs, base, args.chunk)
-    table.add_row(
-        "bare engine (apply + recommend)",
-        f"{row['scored_events_per_s']:,.0f}",
-        "-",
-        str(row["scored"]),
-        f"{row['scored_s']:.1f}",
-    )
-    for name, build in configs:
-        row, _ = measure(name, build(), evs, cat, args.chunk)
+    if not args.profile_only:
+        table = Table(title="offline replay throughput (stream protocol)")
+        for col in ("configuration", "scored ev/s", "warm-up ev/s", "scored events", "seconds"):
+            table.add_column(col, justify="right" if col != "configuration" else "left")
+        row = bare_engine(lm, cat, evs, base, args.chunk)
         table.add_row(
-            name,
+            "bare engine (apply + recommend)",
             f"{row['scored_events_per_s']:,.0f}",
-            f"{row['warmup_events_per_s']:,.0f}",
+            "-",
             str(row["scored"]),
             f"{row['scored_s']:.1f}",
         )
-    console.print(table)
-    if args.profile:
-        _, stats = measure("profile", configs[0][1](), evs, cat, args.chunk, profile=True)
+        for name, build in configs:
+            row, _ = measure(name, build(), evs, cat, args.chunk)
+            table.add_row(
+                name,
+                f"{row['scored_events_per_s']:,.0f}",
+                f"{row['warmup_events_per_s']:,.0f}",
+                str(row["scored"]),
+                f"{row['scored_s']:.1f}",
+            )
+        console.print(table)
+    if args.profile or args.profile_only:
+        _, stats = measure("profile", configs[1][1](), evs, cat, args.chunk, profile=True)
         assert stats is not None
         console.print(stage_table(stats))
 

@@ -23,23 +23,38 @@ RETRIEVAL = "retrieval.npz"
 COVISIT = "covisit.npz"
 
 
-def save(directory: Path, model: MultiTaskRanker, cfg: RankerConfig, space: ItemSpace,
-         tuned_encoder: Any = None) -> None:  # fmt: skip
-    torch.save({"config": json.loads(cfg.to_json()), "state_dict": model.state_dict()},
-               directory / WEIGHTS)  # fmt: skip
+def save(
+    directory: Path,
+    model: MultiTaskRanker,
+    cfg: RankerConfig,
+    space: ItemSpace,
+    tuned_encoder: Any = None,
+) -> None:
+    torch.save(
+        {"config": json.loads(cfg.to_json()), "state_dict": model.state_dict()}, directory / WEIGHTS
+    )
     (directory / ITEM_INDEX).write_text(json.dumps(space.item_ids))
     covisit = getattr(model, "covisit", None)
     if covisit is not None:
         covisit.save(directory / COVISIT)
     with torch.no_grad():  # numpy copy of the retrieval query projection, for the worker
-        np.savez(directory / RETRIEVAL, slot_w=model.slot_proj.weight.T.numpy().astype(np.float32),
-                 slot_b=model.slot_proj.bias.numpy().astype(np.float32), d=cfg.d,
-                 content_w=model.items.content.weight.T.numpy().astype(np.float32))  # fmt: skip
+        np.savez(
+            directory / RETRIEVAL,
+            slot_w=model.slot_proj.weight.T.numpy().astype(np.float32),
+            slot_b=model.slot_proj.bias.numpy().astype(np.float32),
+            d=cfg.d,
+            content_w=model.items.content.weight.T.numpy().astype(np.float32),
+        )
     texts = getattr(space, "texts", None)  # set by pipeline.load_space; keys vector reuse
     shas = {"text_sha": np.array([text_sha(t) for t in texts])} if texts is not None else {}
-    np.savez(directory / VECTORS, item_ids=np.array(space.item_ids, dtype=object).astype(str),
-             text=space.text_vecs[1:], content=space.content_vecs[1:],
-             num=space.num[1:], **shas)  # fmt: skip
+    np.savez(
+        directory / VECTORS,
+        item_ids=np.array(space.item_ids, dtype=object).astype(str),
+        text=space.text_vecs[1:],
+        content=space.content_vecs[1:],
+        num=space.num[1:],
+        **shas,
+    )
 
 
 def load_warm_start(version_dir: Path, cfg: RankerConfig, space: ItemSpace) -> MultiTaskRanker:
@@ -51,8 +66,10 @@ def load_warm_start(version_dir: Path, cfg: RankerConfig, space: ItemSpace) -> M
     old_cfg = RankerConfig.from_dict(blob["config"])
     for name in ("text_dim", "d", "hidden", "k", "recent_len"):
         if getattr(old_cfg, name) != getattr(cfg, name):
-            msg = (f"warm start from {version_dir.name}: expected {name}={getattr(cfg, name)}, "
-                   f"got {getattr(old_cfg, name)} in the published model")  # fmt: skip
+            msg = (
+                f"warm start from {version_dir.name}: expected {name}={getattr(cfg, name)}, "
+                f"got {getattr(old_cfg, name)} in the published model"
+            )
             raise ValueError(msg)
     old_ids = json.loads((version_dir / ITEM_INDEX).read_text())
     state = dict(blob["state_dict"])

@@ -68,9 +68,16 @@ class Examples:
 
     def subset(self, idx: np.ndarray) -> Examples:
         hist = [self.history[i] for i in idx] if self.history is not None else None
-        return Examples(self.slots[idx], self.strengths[idx], self.recent[idx],
-                        self.target[idx], self.purchase[idx], self.user[idx], self.ts[idx],
-                        hist)  # fmt: skip
+        return Examples(
+            self.slots[idx],
+            self.strengths[idx],
+            self.recent[idx],
+            self.target[idx],
+            self.purchase[idx],
+            self.user[idx],
+            self.ts[idx],
+            hist,
+        )
 
 
 class _Builder:
@@ -78,20 +85,41 @@ class _Builder:
         self.k, self.dim, self.recent_len, self.with_history = k, dim, recent_len, with_history
         self.rows: list[tuple[Any, ...]] = []
 
-    def add(self, state: InterestState, index: dict[str, int], target: int, purchase: bool,
-            user: int, ts: float, history: set[int]) -> None:  # fmt: skip
+    def add(
+        self,
+        state: InterestState,
+        index: dict[str, int],
+        target: int,
+        purchase: bool,
+        user: int,
+        ts: float,
+        history: set[int],
+    ) -> None:
         rec = [index.get(i, 0) for i in reversed(state.recent_items[-self.recent_len :])]
         hist = np.fromiter(sorted(history), np.int32) if self.with_history else None
-        self.rows.append((state.slots.astype(np.float16), state.strength.copy(),
-                          rec, target, purchase, user, ts, hist))  # fmt: skip
+        self.rows.append(
+            (
+                state.slots.astype(np.float16),
+                state.strength.copy(),
+                rec,
+                target,
+                purchase,
+                user,
+                ts,
+                hist,
+            )
+        )
 
     def build(self) -> Examples:
         e = len(self.rows)
         recent = np.zeros((e, self.recent_len), np.int32)
         for i, row in enumerate(self.rows):
             recent[i, : len(row[2])] = row[2]
-        slots = (np.stack([r[0] for r in self.rows]) if e else
-                 np.zeros((0, self.k, self.dim), np.float16))  # fmt: skip
+        slots = (
+            np.stack([r[0] for r in self.rows])
+            if e
+            else np.zeros((0, self.k, self.dim), np.float16)
+        )
         return Examples(
             slots=slots,
             strengths=np.array([r[1] for r in self.rows], np.float32).reshape(e, self.k),
@@ -112,8 +140,9 @@ class SplitData:
     meta: dict[str, Any]
 
 
-def interaction_roles(events: Sequence[Any], split: str, valid_frac: float = 0.1,
-                      test_frac: float = 0.1) -> tuple[dict[int, tuple[str, bool]], dict[str, Any]]:  # fmt: skip
+def interaction_roles(
+    events: Sequence[Any], split: str, valid_frac: float = 0.1, test_frac: float = 0.1
+) -> tuple[dict[int, tuple[str, bool]], dict[str, Any]]:
     """Map each interaction's first-event index -> (role, purchase); role is 'train' |
     'valid' | 'test'; purchase is True when any of its merged events was a purchase."""
     seqs = user_sequences(events)
@@ -154,8 +183,10 @@ def build_examples(
     interaction with the state before it. Events on items outside ``space`` are skipped."""
     roles, meta = interaction_roles(events, split)
     dim = space.text_vecs.shape[1]
-    builders = {r: _Builder(params.k, dim, recent_len, with_history=r != "train")
-                for r in ("train", "valid", "test")}  # fmt: skip
+    builders = {
+        r: _Builder(params.k, dim, recent_len, with_history=r != "train")
+        for r in ("train", "valid", "test")
+    }
     states: dict[str, InterestState] = {}
     history: dict[str, set[int]] = {}
     users: dict[str, int] = {}
@@ -177,14 +208,17 @@ def build_examples(
             on_progress(n)
     ts_all = [ev.ts.timestamp() for ev in events]
     meta.update(
-        events=len(events), skipped_unknown_items=skipped, users=len(users),
+        events=len(events),
+        skipped_unknown_items=skipped,
+        users=len(users),
         window={"start": min(ts_all, default=0.0), "end": max(ts_all, default=0.0)},
-    )  # fmt: skip
+    )
     out = SplitData(*(builders[r].build() for r in ("train", "valid", "test")), meta=meta)
     # latest timestamp whose interaction was a training target (leakage checks use it)
     meta["train_until"] = float(out.train.ts.max()) if len(out.train) else None
-    meta.update(train_examples=len(out.train), valid_examples=len(out.valid),
-                test_examples=len(out.test))  # fmt: skip
+    meta.update(
+        train_examples=len(out.train), valid_examples=len(out.valid), test_examples=len(out.test)
+    )
     return out
 
 
@@ -220,8 +254,10 @@ class CoVisitTables:
         parts: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
         for u, seq in zip(seq_users, seqs, strict=True):
             parts[fold_of[u]].append(seq)
-        return cls(CoVisit.fit(seqs, n_items),
-                   (CoVisit.fit(parts[0], n_items), CoVisit.fit(parts[1], n_items)))  # fmt: skip
+        return cls(
+            CoVisit.fit(seqs, n_items),
+            (CoVisit.fit(parts[0], n_items), CoVisit.fit(parts[1], n_items)),
+        )
 
     def for_training(self, ex: Examples, idx: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """[B, N] out-of-fold scores for examples ``idx`` and candidate indices [B, N]."""

@@ -68,9 +68,10 @@ def encoder_layers(encoder: TextEncoder) -> list[nn.Module]:
     base = getattr(encoder.backbone, "encoder", None)
     layers = getattr(base, "layer", None)
     if layers is None:
-        msg = "encoder: expected a BERT-family model with .encoder.layer, got " + type(
-            encoder.backbone
-        ).__name__
+        msg = (
+            "encoder: expected a BERT-family model with .encoder.layer, got "
+            + type(encoder.backbone).__name__
+        )
         raise ValueError(msg)
     return list(layers)
 
@@ -154,7 +155,9 @@ def encode_texts_cached(
     missing = sorted({k for k in keys if k not in known})
     if missing:
         first = {k: t for k, t in zip(keys, texts, strict=True)}
-        vecs = encode_texts(encoder, tokenizer, [first[k] for k in missing], on_progress=on_progress)
+        vecs = encode_texts(
+            encoder, tokenizer, [first[k] for k in missing], on_progress=on_progress
+        )
         known.update(zip(missing, vecs, strict=True))
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(".tmp.npz")

@@ -34,10 +34,15 @@ def _export(module: nn.Module, args: tuple, spec: GraphSpec, out_dir: Path, vers
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, args, str(path), input_names=spec.input_names,
-            output_names=spec.output_names, dynamic_axes=spec.dynamic_axes(),
-            opset_version=OPSET, dynamo=False,
-        )  # fmt: skip
+            module,
+            args,
+            str(path),
+            input_names=spec.input_names,
+            output_names=spec.output_names,
+            dynamic_axes=spec.dynamic_axes(),
+            opset_version=OPSET,
+            dynamo=False,
+        )
     model = onnx.load(str(path))
     meta = {p.key: p.value for p in model.metadata_props}
     meta.update({"model_version": version, "graph": spec.file})
@@ -81,9 +86,13 @@ def check_parity(
 
 
 def export_encoder(
-    encoder: TextEncoder, tokenizer: object, texts: Sequence[str], out_dir: Path, version: str,
+    encoder: TextEncoder,
+    tokenizer: object,
+    texts: Sequence[str],
+    out_dir: Path,
+    version: str,
     file: str = ENCODER.file,
-) -> float:  # fmt: skip
+) -> float:
     """Export (input_ids, attention_mask) -> sentence_embedding; returns the parity error."""
     spec = GraphSpec(file, ENCODER.inputs, ENCODER.outputs)
     sample = list(texts[:8]) or ["an item", "another, longer item title with more words"]
@@ -97,24 +106,34 @@ def export_encoder(
 
 
 def export_item_tower(
-    model: MultiTaskRanker, text_vecs: np.ndarray, id_index: np.ndarray, num: np.ndarray,
-    out_dir: Path, version: str,
-) -> float:  # fmt: skip
+    model: MultiTaskRanker,
+    text_vecs: np.ndarray,
+    id_index: np.ndarray,
+    num: np.ndarray,
+    out_dir: Path,
+    version: str,
+) -> float:
     wrapper = ItemTowerExport(model.items)
-    args = (torch.from_numpy(text_vecs[:64]).float(), torch.from_numpy(id_index[:64]).long(),
-            torch.from_numpy(num[:64]).float())  # fmt: skip
+    args = (
+        torch.from_numpy(text_vecs[:64]).float(),
+        torch.from_numpy(id_index[:64]).long(),
+        torch.from_numpy(num[:64]).float(),
+    )
     path = _export(wrapper, args, ITEM_TOWER, out_dir, version)
     return check_parity(path, wrapper, args, ITEM_TOWER)
 
 
-def export_ranker(model: MultiTaskRanker, sample: dict[str, np.ndarray], out_dir: Path,
-                  version: str) -> float:  # fmt: skip
+def export_ranker(
+    model: MultiTaskRanker, sample: dict[str, np.ndarray], out_dir: Path, version: str
+) -> float:
     """``sample``: real inputs named as in RANKER (slots, ..., cand, cooc)."""
     wrapper = RankerExport(model)
     args = tuple(torch.from_numpy(np.ascontiguousarray(sample[n])) for n in RANKER.input_names)
     path = _export(wrapper, args, RANKER, out_dir, version)
     # a second shape (fewer users, other candidate count) checks the dynamic axes
-    small = tuple(a[:1, :7] if n in ("cand", "cooc") else a[:1]
-                  for a, n in zip(args, RANKER.input_names, strict=True))  # fmt: skip
+    small = tuple(
+        a[:1, :7] if n in ("cand", "cooc") else a[:1]
+        for a, n in zip(args, RANKER.input_names, strict=True)
+    )
     check_parity(path, wrapper, small, RANKER)
     return check_parity(path, wrapper, args, RANKER)

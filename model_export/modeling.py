@@ -98,8 +98,9 @@ class ItemTower(nn.Module):
         with torch.no_grad():
             self.id_emb.weight[0].zero_()
 
-    def forward(self, text_vec: torch.Tensor, id_index: torch.Tensor,
-                item_num: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self, text_vec: torch.Tensor, id_index: torch.Tensor, item_num: torch.Tensor
+    ) -> torch.Tensor:
         cfg = self.cfg
         if self.training and cfg.id_dropout > 0:
             keep = torch.rand(id_index.shape, device=id_index.device) >= cfg.id_dropout
@@ -177,9 +178,12 @@ class MultiTaskRanker(nn.Module):
 
     # -- user side -------------------------------------------------------------------
     def retrieval_queries(
-        self, slots: torch.Tensor, strengths: torch.Tensor, recent: torch.Tensor,
+        self,
+        slots: torch.Tensor,
+        strengths: torch.Tensor,
+        recent: torch.Tensor,
         recent_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, K+1, d] queries (projected slots, newest recent item) and their validity."""
         r = feat_slices(self.cfg)["r"]
         q_slots = self.slot_proj(slots)
@@ -204,8 +208,10 @@ class MultiTaskRanker(nn.Module):
         b, k = strengths.shape
         n_rec = recent.shape[1]
         mem = torch.cat(
-            [self.slot_proj(slots) + self.kind_emb[0], recent[..., sl["r"]] + self.pos_emb[:n_rec]
-             + self.kind_emb[1]],  # fmt: skip
+            [
+                self.slot_proj(slots) + self.kind_emb[0],
+                recent[..., sl["r"]] + self.pos_emb[:n_rec] + self.kind_emb[1],
+            ],
             dim=1,
         )  # [B, M, d]
         mem_valid = torch.cat([strengths > 0, recent_mask > 0], dim=1)  # [B, M]
@@ -241,8 +247,13 @@ class MultiTaskRanker(nn.Module):
         i2i = torch.matmul(r_c, rec_q) / math.sqrt(cfg.d) + self.i2i_pos[:n_rec]
         i2i = (i2i + (recent_mask <= 0).float()[:, None, :] * -1e4).max(-1).values
         i2i = torch.where(recent_mask.sum(-1, keepdim=True) > 0, i2i, torch.zeros_like(i2i))
-        click = (self.heads["click"](hidden).squeeze(-1) + dot + cand[..., sl["bias"]].squeeze(-1)
-                 + self.content_scale * content + self.i2i_scale * i2i)  # fmt: skip
+        click = (
+            self.heads["click"](hidden).squeeze(-1)
+            + dot
+            + cand[..., sl["bias"]].squeeze(-1)
+            + self.content_scale * content
+            + self.i2i_scale * i2i
+        )
         if cv is not None:
             click = click + self.cooc_w * cv
         cvr = self.heads["purchase"](hidden).squeeze(-1)

@@ -83,8 +83,11 @@ class Registry:
     def versions(self) -> list[str]:
         if not self.root.exists():
             return []
-        found = [p.name for p in self.root.iterdir()
-                 if _VERSION_RE.match(p.name) and (p / MANIFEST).exists()]  # fmt: skip
+        found = [
+            p.name
+            for p in self.root.iterdir()
+            if _VERSION_RE.match(p.name) and (p / MANIFEST).exists()
+        ]
         return sorted(found, key=lambda v: int(v[1:]))
 
     def manifest(self, version: str) -> dict[str, Any]:
@@ -127,8 +130,10 @@ class Registry:
                 continue
             digest = sha256_file(path)
             if digest != meta["sha256"]:
-                problems.append(f"{version}/{name}: sha256 mismatch (expected "
-                                f"{meta['sha256'][:12]}…, got {digest[:12]}…)")  # fmt: skip
+                problems.append(
+                    f"{version}/{name}: sha256 mismatch (expected "
+                    f"{meta['sha256'][:12]}…, got {digest[:12]}…)"
+                )
         return problems
 
     # -- writing ---------------------------------------------------------------------
@@ -183,9 +188,12 @@ class Registry:
         return version, path
 
     def publish(
-        self, staging: Path, manifest: dict[str, Any], make_current: bool = True,
+        self,
+        staging: Path,
+        manifest: dict[str, Any],
+        make_current: bool = True,
         status: str = "published",
-    ) -> str:  # fmt: skip
+    ) -> str:
         """Hash every file, write the manifest last, rename into place, then move CURRENT."""
         m = _STAGING_RE.match(staging.name)
         if m is None or staging.parent != self.root:
@@ -242,7 +250,9 @@ class Registry:
         their hashes are untouched. E.g. a shadow candidate's online verdict."""
         with self._lock():
             manifest = {**self.manifest(version), **fields, "status": status}
-            _atomic_write(self.path(version) / MANIFEST, json.dumps(manifest, indent=2, default=str))
+            _atomic_write(
+                self.path(version) / MANIFEST, json.dumps(manifest, indent=2, default=str)
+            )
 
     def _expect_current(self, expected: str | None, what: str) -> None:
         current = self.current()

@@ -96,8 +96,9 @@ def text_neighbors(text_vecs: np.ndarray, k: int, chunk: int = 2048) -> np.ndarr
     return out
 
 
-def sample_negatives(rng: np.random.Generator, n: int, probs: np.ndarray, pop_mix: float,
-                     n_items: int) -> np.ndarray:  # fmt: skip
+def sample_negatives(
+    rng: np.random.Generator, n: int, probs: np.ndarray, pop_mix: float, n_items: int
+) -> np.ndarray:
     n_pop = int(round(n * pop_mix))
     uni = rng.integers(1, n_items + 1, size=n - n_pop)
     pop = rng.choice(len(probs), size=n_pop, p=probs) if n_pop else np.zeros(0, np.int64)
@@ -138,6 +139,7 @@ def train_ranker(
             return None
         c = np.broadcast_to(cand.numpy(), (len(idx), cand.shape[-1]))
         return torch.from_numpy(covisit.for_training(train, idx, c))
+
     steps_per_epoch = max(1, math.ceil(len(train) / tcfg.batch_size))
     eval_idx = rng.permutation(len(valid))[: tcfg.eval_max]
     valid_eval = valid.subset(np.sort(eval_idx))
@@ -154,26 +156,32 @@ def train_ranker(
             if len(idx) == 0:
                 continue
             feats = model.items(content, ids, num)
-            negs = torch.from_numpy(sample_negatives(rng, tcfg.negatives, probs, tcfg.pop_mix,
-                                                     space.n))  # fmt: skip
+            negs = torch.from_numpy(
+                sample_negatives(rng, tcfg.negatives, probs, tcfg.pop_mix, space.n)
+            )
             pos = _tensor(train.target[idx], torch.long)
             inputs = batch_inputs(feats, train, idx)
             # positives per row [B, 1, F]; shared negatives [1, S, F] (broadcast); hard negatives
             # per row [B, H, F]: items whose text is closest to the positive's (same topic),
             # which full-catalogue ranking must tell apart
-            outs = [model(**inputs, cand=feats[pos][:, None, :], cooc=cooc(idx, pos[:, None])),
-                    model(**inputs, cand=feats[negs][None, :, :], cooc=cooc(idx, negs[None, :]))]  # fmt: skip
+            outs = [
+                model(**inputs, cand=feats[pos][:, None, :], cooc=cooc(idx, pos[:, None])),
+                model(**inputs, cand=feats[negs][None, :, :], cooc=cooc(idx, negs[None, :])),
+            ]
             neg_idx = [negs[None, :].expand(len(idx), -1)]
             if neighbors is not None:
                 pick = rng.integers(0, neighbors.shape[1], (len(idx), tcfg.hard_negatives))
                 hard = torch.from_numpy(np.take_along_axis(neighbors[train.target[idx]], pick, 1))
                 outs.append(model(**inputs, cand=feats[hard], cooc=cooc(idx, hard)))
                 neg_idx.append(hard)
-            out = RankerOutput(*(torch.cat([o[f].expand(len(idx), -1) for o in outs], dim=1)
-                                 for f in range(3)), attn=None)  # fmt: skip
+            out = RankerOutput(
+                *(torch.cat([o[f].expand(len(idx), -1) for o in outs], dim=1) for f in range(3)),
+                attn=None,
+            )
             all_neg = torch.cat(neg_idx, dim=1)
-            valid_mask = torch.cat([torch.ones(len(idx), 1, dtype=torch.bool),
-                                    all_neg != pos[:, None]], dim=1)  # fmt: skip
+            valid_mask = torch.cat(
+                [torch.ones(len(idx), 1, dtype=torch.bool), all_neg != pos[:, None]], dim=1
+            )
             y_click = torch.zeros(valid_mask.shape)
             y_click[:, 0] = 1.0
             y_buy = torch.zeros(valid_mask.shape)
@@ -192,14 +200,22 @@ def train_ranker(
         scores = evaluate(model, space, valid_eval, ks=(10,))
         improved = scores["ndcg@10"] > best_score
         if improved:
-            best_score, best_state, bad_epochs = scores["ndcg@10"], copy.deepcopy(
-                model.state_dict()), 0  # fmt: skip
+            best_score, best_state, bad_epochs = (
+                scores["ndcg@10"],
+                copy.deepcopy(model.state_dict()),
+                0,
+            )
             result.best_epoch = epoch
         else:
             bad_epochs += 1
-        row = EpochRow(epoch, total / steps_per_epoch,
-                       {k: v / steps_per_epoch for k, v in parts_sum.items()}, scores,
-                       time.perf_counter() - t0, improved)  # fmt: skip
+        row = EpochRow(
+            epoch,
+            total / steps_per_epoch,
+            {k: v / steps_per_epoch for k, v in parts_sum.items()},
+            scores,
+            time.perf_counter() - t0,
+            improved,
+        )
         result.history.append(row)
         if on_epoch is not None:
             on_epoch(row)
@@ -213,15 +229,15 @@ def train_ranker(
 
 
 @torch.no_grad()
-def score_catalogue(model: MultiTaskRanker, space: ItemSpace, ex: Examples,
-                    batch_cands: int = 400_000) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def score_catalogue(
+    model: MultiTaskRanker, space: ItemSpace, ex: Examples, batch_cands: int = 400_000
+) -> tuple[np.ndarray, np.ndarray]:
     """Full-catalogue scores: (click logits [E, M+1], p(buy | click) [E, M+1]); column 0 = -inf.
 
     The purchase head is judged on what it adds: among the items a user did interact with,
     does p(buy | click) separate purchases from clicks (p_purchase itself is p_click-driven)."""
     model.eval()
-    feats = model.items(_tensor(space.content_vecs), torch.arange(space.n + 1),
-                        _tensor(space.num))  # fmt: skip
+    feats = model.items(_tensor(space.content_vecs), torch.arange(space.n + 1), _tensor(space.num))
     cand = feats[1:]
     m = cand.shape[0]
     bs = max(1, batch_cands // max(m, 1))
@@ -231,8 +247,13 @@ def score_catalogue(model: MultiTaskRanker, space: ItemSpace, ex: Examples,
     all_items = np.arange(1, space.n + 1)[None, :]
     for s in range(0, len(ex), bs):
         idx = np.arange(s, min(s + bs, len(ex)))
-        cv = (torch.from_numpy(covisit.scores(ex.recent[idx], np.broadcast_to(all_items, (len(idx), space.n))))
-              if covisit is not None else None)  # fmt: skip
+        cv = (
+            torch.from_numpy(
+                covisit.scores(ex.recent[idx], np.broadcast_to(all_items, (len(idx), space.n)))
+            )
+            if covisit is not None
+            else None
+        )
         out = model(**batch_inputs(feats, ex, idx), cand=cand.expand(len(idx), -1, -1), cooc=cv)
         click[idx, 1:] = out.click_logits.numpy()
         buy[idx, 1:] = torch.sigmoid(out.cvr_logits).numpy()
@@ -246,8 +267,12 @@ def rank_examples(scores: np.ndarray, ex: Examples) -> np.ndarray:
     return metrics.ranks_of_targets(scores, ex.target.astype(np.int64), ex.history)
 
 
-def ranking_report(scores: np.ndarray, ex: Examples, ks: tuple[int, ...] = (10, 20),
-                   purchase_scores: np.ndarray | None = None) -> dict[str, float]:  # fmt: skip
+def ranking_report(
+    scores: np.ndarray,
+    ex: Examples,
+    ks: tuple[int, ...] = (10, 20),
+    purchase_scores: np.ndarray | None = None,
+) -> dict[str, float]:
     """HR/NDCG@k, MRR, click AUC (target vs every unmasked item) and purchase AUC."""
     if len(ex) == 0:
         return {}
@@ -261,7 +286,8 @@ def ranking_report(scores: np.ndarray, ex: Examples, ks: tuple[int, ...] = (10, 
     return out
 
 
-def evaluate(model: MultiTaskRanker, space: ItemSpace, ex: Examples,
-             ks: tuple[int, ...] = (10, 20)) -> dict[str, Any]:  # fmt: skip
+def evaluate(
+    model: MultiTaskRanker, space: ItemSpace, ex: Examples, ks: tuple[int, ...] = (10, 20)
+) -> dict[str, Any]:
     click, buy = score_catalogue(model, space, ex)
     return ranking_report(click, ex, ks, buy)

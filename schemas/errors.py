@@ -117,7 +117,7 @@ def format_validation_error(
         if kind == "extra_forbidden":
             lines.append(f"{field}: unexpected field, got {show_value(err.get('input'))}")
             continue
-        expected = _expected(err)
+        expected = _expected(dict(err))
         if not expected.startswith("expected "):
             expected = f"expected {expected}"
         lines.append(f"{field}: {expected}, got {show_value(err.get('input'))}")

@@ -18,7 +18,7 @@ from pydantic import (
 
 from schemas.errors import BadInput, format_validation_error, show_value
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 MAX_EPOCH_MS = 32503680000000  # year 3000: anything larger is not a millisecond timestamp
 
 

@@ -10,7 +10,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
-        model_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -37,11 +37,8 @@ class CatalogItem(BaseModel):
     @model_validator(mode="after")
     def _title_unless_deleted(self) -> CatalogItem:
         if not self.deleted and self.title is None:
-            raise PydanticCustomError(
-                "missing_title",
-                "expected a title of 1..2000 characters (required unless deleted)",
-                {"field": "title"},
-            )
+            msg = "expected a title of 1..2000 characters (required unless deleted)"
+            raise PydanticCustomError("missing_title", msg, {"field": "title"})
         return self
 
     def text(self) -> str:

@@ -16,7 +16,9 @@ class RecommendedItem(BaseModel):
     score: float = Field(description="Final ranking score (multi-task blend of the heads).")
     p_click: Annotated[float, Field(ge=0, le=1)]
     p_purchase: Annotated[float, Field(ge=0, le=1)]
-    interest: int = Field(ge=-1, description="Index of the user's interest slot it serves; -1 = exploration.")
+    interest: int = Field(
+        ge=-1, description="Index of the user's interest slot it serves; -1 = exploration."
+    )
     because: list[str] = Field(
         default_factory=list,
         description="Item ids from the user's history (same interest slot) that led to it.",

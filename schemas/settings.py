@@ -157,7 +157,9 @@ class Settings(BaseSettings):
         return type(self).model_validate(data)
 
 
-def setting_env_names(model: type[BaseModel] = Settings, prefix: str = "STREAMREC_") -> list[tuple[str, str, str]]:
+def setting_env_names(
+    model: type[BaseModel] = Settings, prefix: str = "STREAMREC_"
+) -> list[tuple[str, str, str]]:
     """(env var, default, description) for every leaf setting: the README settings table."""
     rows: list[tuple[str, str, str]] = []
     for name, field in model.model_fields.items():

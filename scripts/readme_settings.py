@@ -28,5 +28,9 @@ if __name__ == "__main__":
     current = README.read_text()
     fresh = render(current)
     if "--check" in sys.argv:
-        sys.exit(0 if fresh == current else "README settings table is stale: run scripts/readme_settings.py")
+        sys.exit(
+            0
+            if fresh == current
+            else "README settings table is stale: run scripts/readme_settings.py"
+        )
     README.write_text(fresh)

@@ -33,11 +33,13 @@ from rich.table import Table
 from schemas.settings import Settings
 from stream_app import kafka_io, kafka_local
 
-BAD_LINES = [b'{"event_id": "bad-1", "event_type": "click", "user_id": "u1"',  # malformed
-             b'{"event_id": "bad-2", "event_type": "view", "user_id": "u1", "item_id": "x",'
-             b' "ts": 1}',  # schema: unknown event type
-             b'{"event_id": "bad-3", "event_type": "click", "user_id": "u1", '
-             b'"item_id": "no-such-item", "ts": "2026-03-01T00:00:00Z"}']  # fmt: skip
+BAD_LINES = [
+    b'{"event_id": "bad-1", "event_type": "click", "user_id": "u1"',  # malformed
+    b'{"event_id": "bad-2", "event_type": "view", "user_id": "u1", "item_id": "x",'
+    b' "ts": 1}',  # schema: unknown event type
+    b'{"event_id": "bad-3", "event_type": "click", "user_id": "u1", '
+    b'"item_id": "no-such-item", "ts": "2026-03-01T00:00:00Z"}',
+]
 
 
 @dataclass
@@ -85,8 +87,13 @@ class Demo:
             return
         data = self.opts.workdir / f"kafka-{port}"
         with self.console.status(f"· starting a local Kafka on port {port} ..."):
-            kafka_local.start(int(port), data, self.settings.kafka_version,
-                              self.settings.cache_dir, self.settings.topics.partitions)  # fmt: skip
+            kafka_local.start(
+                int(port),
+                data,
+                self.settings.kafka_version,
+                self.settings.cache_dir,
+                self.settings.topics.partitions,
+            )
         self.stopper.append(lambda: kafka_local.stop(data))
         self.console.print(f"· local Kafka started on port {port} ({data})")
 
@@ -99,8 +106,10 @@ class Demo:
 
             o = self.opts
             summary = generate_world(world, o.users, o.items, o.events, o.seed)
-            self.console.print(f"· generated a synthetic shop: {summary['users']} users, "
-                               f"{summary['items']} items, {summary['events']} events")  # fmt: skip
+            self.console.print(
+                f"· generated a synthetic shop: {summary['users']} users, "
+                f"{summary['items']} items, {summary['events']} events"
+            )
         return world / "items.jsonl", world / "events.jsonl"
 
     def model(self, items: Path, events: Path) -> str:
@@ -123,14 +132,29 @@ class Demo:
         return report["version"]
 
     def worker(self) -> None:
-        cmd = [sys.executable, "-m", "stream_app.cli", "worker",
-               "--registry", str(self.settings.registry_dir),
-               "--data-dir", str(self.opts.workdir / "worker"),
-               "--broker", self.settings.kafka.broker,
-               "--web-port", str(self.opts.web_port), "--loglevel", "warn"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "stream_app.cli",
+            "worker",
+            "--registry",
+            str(self.settings.registry_dir),
+            "--data-dir",
+            str(self.opts.workdir / "worker"),
+            "--broker",
+            self.settings.kafka.broker,
+            "--web-port",
+            str(self.opts.web_port),
+            "--loglevel",
+            "warn",
+        ]
         log = open(self.opts.workdir / "worker.log", "ab")  # noqa: SIM115 - closed in stopper
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,  # noqa: S603
+            start_new_session=True,
+        )
 
         def stop() -> None:
             if proc.poll() is None:
@@ -147,7 +171,9 @@ class Demo:
             deadline = time.monotonic() + 180
             while time.monotonic() < deadline:
                 if proc.poll() is not None:
-                    msg = f"worker exited with {proc.returncode}; see {self.opts.workdir}/worker.log"
+                    msg = (
+                        f"worker exited with {proc.returncode}; see {self.opts.workdir}/worker.log"
+                    )
                     raise RuntimeError(msg)
                 with contextlib.suppress(OSError, ValueError):
                     with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310
@@ -206,8 +232,7 @@ class Demo:
                 self.sent_at[obj["event_id"]] = time.perf_counter()
                 if obj["user_id"] in self.history:
                     self.history[obj["user_id"]].append(obj["item_id"])
-                await producer.send(self.settings.topics.events, line,
-                                    key=obj["user_id"].encode())  # fmt: skip
+                await producer.send(self.settings.topics.events, line, key=obj["user_id"].encode())
                 n += 1
                 self.stats.sent = n
                 ahead = n / self.opts.rate - (time.perf_counter() - start)
@@ -218,8 +243,9 @@ class Demo:
             await producer.stop()
 
     async def _consume_recs(self) -> None:
-        async for rec in kafka_io.consume_records(self.settings, self.settings.topics.recommendations,
-                                                  idle_timeout=None):  # fmt: skip
+        async for rec in kafka_io.consume_records(
+            self.settings, self.settings.topics.recommendations, idle_timeout=None
+        ):
             now = time.perf_counter()
             value = json.loads(rec.value or b"{}")
             self.stats.recs += 1
@@ -232,8 +258,9 @@ class Demo:
                 self.latest[value["user_id"]] = value
 
     async def _count_dlq(self) -> None:
-        async for _ in kafka_io.consume_records(self.settings, self.settings.topics.dlq,
-                                                idle_timeout=None):  # fmt: skip
+        async for _ in kafka_io.consume_records(
+            self.settings, self.settings.topics.dlq, idle_timeout=None
+        ):
             self.stats.dlq += 1
 
     def _title(self, item: str) -> str:
@@ -243,8 +270,10 @@ class Demo:
     def _view(self, shown: list[str]) -> Group:
         s = self.stats
         lat = np.percentile(s.e2e_ms, [50, 99]) if s.e2e_ms else [0, 0]
-        head = (f"events sent {s.sent}  recommendations {s.recs}  DLQ {s.dlq}  "
-                f"e2e p50 {lat[0]:.1f} ms p99 {lat[1]:.1f} ms  model {','.join(sorted(s.versions))}")  # fmt: skip
+        head = (
+            f"events sent {s.sent}  recommendations {s.recs}  DLQ {s.dlq}  "
+            f"e2e p50 {lat[0]:.1f} ms p99 {lat[1]:.1f} ms  model {','.join(sorted(s.versions))}"
+        )
         tables = []
         for user in shown:
             t = Table(title=f"user {user}", show_lines=False, expand=True)
@@ -252,12 +281,15 @@ class Demo:
             t.add_column("recommended now (interest slot · because)", ratio=2)
             clicked = [self._title(i) for i in self.history.get(user, [])[-4:]][::-1]
             rec = self.latest.get(user, {})
-            recs = [f"{self._title(r['item_id'])} · #{r['interest']}"
-                    + (f" · {self.titles.get(r['because'][0], ('?',))[0]}" if r["because"] else "")
-                    for r in rec.get("items", [])[:5]]  # fmt: skip
+            recs = [
+                f"{self._title(r['item_id'])} · #{r['interest']}"
+                + (f" · {self.titles.get(r['because'][0], ('?',))[0]}" if r["because"] else "")
+                for r in rec.get("items", [])[:5]
+            ]
             for row in range(max(len(clicked), len(recs), 1)):
-                t.add_row(clicked[row] if row < len(clicked) else "",
-                          recs[row] if row < len(recs) else "")  # fmt: skip
+                t.add_row(
+                    clicked[row] if row < len(clicked) else "", recs[row] if row < len(recs) else ""
+                )
             tables.append(t)
         return Group(head, *tables)
 
@@ -267,15 +299,16 @@ class Demo:
         t = Table(title="demo summary")
         t.add_column("metric")
         t.add_column("value", justify="right")
-        p = (lambda xs, q: f"{np.percentile(xs, q):.1f}" if xs else "-")  # noqa: E731
+        p = lambda xs, q: f"{np.percentile(xs, q):.1f}" if xs else "-"  # noqa: E731
         for name, value in [
-            ("events sent", f"{s.sent}"), ("recommendations received", f"{s.recs}"),
+            ("events sent", f"{s.sent}"),
+            ("recommendations received", f"{s.recs}"),
             ("events/s (streaming)", f"{s.recs / secs:.1f}"),
             ("worker latency p50 / p99 ms", f"{p(s.latency_ms, 50)} / {p(s.latency_ms, 99)}"),
             ("event -> recommendation p50 / p99 ms", f"{p(s.e2e_ms, 50)} / {p(s.e2e_ms, 99)}"),
             ("dead letters", f"{s.dlq} (of {len(BAD_LINES)} bad events sent)"),
             ("model version", ", ".join(sorted(s.versions)) or "-"),
-        ]:  # fmt: skip
+        ]:
             t.add_row(name, value)
         return t
 
@@ -292,8 +325,11 @@ def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> Stats:
         demo.broker()
         items, events = demo.data()
         asyncio.run(kafka_io.ensure_topics(settings))
-        sent = asyncio.run(kafka_io.produce_lines(settings, kafka_io.read_lines(items),
-                                                  settings.topics.items, key_field="item_id"))  # fmt: skip
+        sent = asyncio.run(
+            kafka_io.produce_lines(
+                settings, kafka_io.read_lines(items), settings.topics.items, key_field="item_id"
+            )
+        )
         console.print(f"· catalogue: {sent.sent} items on topic {settings.topics.items}")
         demo.model(items, events)
         demo.worker()

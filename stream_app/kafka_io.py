@@ -196,8 +196,15 @@ async def consume_records(
             last = time.monotonic()
             for tp, msgs in batch.items():
                 for m in msgs:
-                    yield Record(tp.topic, tp.partition, m.offset, m.key, m.value,
-                                 tuple(m.headers or ()), m.timestamp)  # fmt: skip
+                    yield Record(
+                        tp.topic,
+                        tp.partition,
+                        m.offset,
+                        m.key,
+                        m.value,
+                        tuple(m.headers or ()),
+                        m.timestamp,
+                    )
                     seen += 1
                     if limit is not None and seen >= limit:
                         return
@@ -228,15 +235,19 @@ async def topic_partitions(settings: Settings, topic: str, timeout: float = 30.0
             if desc.get("error_code") == UNKNOWN_TOPIC:
                 return []
             if time.monotonic() > deadline:
-                msg = (f"{topic}: no partitions listed within {timeout:.0f} s "
-                       f"(error code {desc.get('error_code')})")  # fmt: skip
+                msg = (
+                    f"{topic}: no partitions listed within {timeout:.0f} s "
+                    f"(error code {desc.get('error_code')})"
+                )
                 raise TimeoutError(msg)
             await asyncio.sleep(0.25)
     finally:
         await admin.close()
 
 
-async def read_compacted(settings: Settings, topic: str, timeout: float = 30.0) -> dict[bytes, bytes]:
+async def read_compacted(
+    settings: Settings, topic: str, timeout: float = 30.0
+) -> dict[bytes, bytes]:
     """Latest value per key of a (compacted) topic, read from the beginning up to its end
     offsets at call time; a null value (tombstone) removes the key. {} for a missing topic."""
     from aiokafka import TopicPartition
@@ -245,10 +256,14 @@ async def read_compacted(settings: Settings, topic: str, timeout: float = 30.0) 
     out: dict[bytes, bytes] = {}
     if not parts:
         return out
-    consumer = AIOKafkaConsumer(**settings.kafka.client_kwargs(), enable_auto_commit=False,
-                                auto_offset_reset="earliest", group_id=None,
-                                fetch_max_bytes=64 * 1024 * 1024,
-                                max_partition_fetch_bytes=16 * 1024 * 1024)  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        **settings.kafka.client_kwargs(),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        group_id=None,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in parts]

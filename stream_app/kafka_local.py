@@ -111,9 +111,15 @@ def ensure_jars(version: str, cache_dir: Path) -> Path:
     tmp = libs.parent / "libs.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     cmd = [
-        mvn, "-q", "-B", "-f", str(libs.parent / "pom.xml"),
-        "dependency:copy-dependencies", f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
-    ]  # fmt: skip
+        mvn,
+        "-q",
+        "-B",
+        "-f",
+        str(libs.parent / "pom.xml"),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={tmp}",
+        "-DincludeScope=runtime",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not any(tmp.glob("kafka_2.13-*.jar")):
         tail = (proc.stdout + proc.stderr)[-2000:]
@@ -160,9 +166,16 @@ def status(port: int, data_dir: Path) -> BrokerStatus:
 def _java_cmd(libs: Path, main: str, *args: str, heap: str = "512m") -> list[str]:
     java = _require("java", "the Kafka broker runs on Java 17+ (install a JDK)")
     return [
-        java, f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-        "-cp", f"{libs}/*", main, *args,
-    ]  # fmt: skip
+        java,
+        f"-Xmx{heap}",
+        f"-Xms{heap}",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        "-cp",
+        f"{libs}/*",
+        main,
+        *args,
+    ]
 
 
 def start(
@@ -197,15 +210,32 @@ def start(
     log4j = data_dir / "log4j2.properties"
     log4j.write_text(LOG4J2.format(log=data_dir / "broker.log", level="WARN"))
     if not (logs / "meta.properties").exists():
-        uuid = subprocess.run(
-            _java_cmd(libs, "kafka.tools.StorageTool", "random-uuid", heap="128m"),
-            capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]  # fmt: skip
+        uuid = (
+            subprocess.run(
+                _java_cmd(libs, "kafka.tools.StorageTool", "random-uuid", heap="128m"),
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         fmt = subprocess.run(
-            _java_cmd(libs, "kafka.tools.StorageTool", "format", "-t", uuid, "-c", str(props),
-                      "--standalone", heap="128m"),
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            _java_cmd(
+                libs,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                uuid,
+                "-c",
+                str(props),
+                "--standalone",
+                heap="128m",
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if fmt.returncode != 0:
             msg = f"kafka storage format failed:\n{(fmt.stdout + fmt.stderr)[-2000:]}"
             raise KafkaSetupError(msg)

@@ -59,15 +59,19 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> str:
 def kafka_settings(kafka_broker: str, tmp_path: Path) -> Settings:
     """Settings pointing at the test broker with topic names and app id unique to the test."""
     tag = uuid.uuid4().hex[:8]
-    topics = {name: f"{name}-{tag}" for name in
-              ("events", "items", "recommendations", "dlq", "model_updates")}  # fmt: skip
-    return Settings().with_overrides(**{
-        "kafka.broker": kafka_broker,
-        "app_id": f"streamrec-test-{tag}",
-        "data_dir": str(tmp_path / "data"),
-        **{f"topics.{k}": v for k, v in topics.items()},
-        "topics.partitions": 4,
-    })  # fmt: skip
+    topics = {
+        name: f"{name}-{tag}"
+        for name in ("events", "items", "recommendations", "dlq", "model_updates")
+    }
+    return Settings().with_overrides(
+        **{
+            "kafka.broker": kafka_broker,
+            "app_id": f"streamrec-test-{tag}",
+            "data_dir": str(tmp_path / "data"),
+            **{f"topics.{k}": v for k, v in topics.items()},
+            "topics.partitions": 4,
+        }
+    )
 
 
 @pytest.fixture(scope="session")
@@ -88,8 +92,9 @@ def tiny_registry(tmp_path_factory: pytest.TempPathFactory, tiny_world: Path) ->
 
     reg = tmp_path_factory.mktemp("registry")
     opts = TrainOptions(d=32, hidden=32, train=TrainConfig(epochs=2, negatives=32, seed=1))
-    run_training(Settings(), tiny_world / "items.jsonl", tiny_world / "events.jsonl", opts,
-                 registry_dir=reg)  # fmt: skip
+    run_training(
+        Settings(), tiny_world / "items.jsonl", tiny_world / "events.jsonl", opts, registry_dir=reg
+    )
     return reg
 
 

@@ -108,8 +108,13 @@ class EventBuffer:
     def stats(self) -> BufferStats:
         recent = sum(1 for k in self.db.keys(from_key=RECENT) if k.startswith(RECENT))
         sampled = min(self.meta["seen_old"], self.reservoir)
-        return BufferStats(recent, sampled, self.meta["seen_old"], self.meta["max_ts_ms"],
-                           self.meta["added_since_round"])  # fmt: skip
+        return BufferStats(
+            recent,
+            sampled,
+            self.meta["seen_old"],
+            self.meta["max_ts_ms"],
+            self.meta["added_since_round"],
+        )
 
     def watermark(self) -> str:
         """Identifies the buffer's content: rounds on the same data are not repeated."""

@@ -43,9 +43,17 @@ def options_from(manifest: dict[str, Any] | None, base: TrainOptions) -> TrainOp
     if not manifest:
         return base
     cfg = manifest["config"]
-    return TrainOptions(**{**asdict(base), "train": base.train, "d": cfg["d"],
-                           "hidden": cfg["hidden"], "recent_len": cfg["recent_len"],
-                           "use_text": cfg["use_text"], "use_ids": cfg["use_ids"]})  # fmt: skip
+    return TrainOptions(
+        **{
+            **asdict(base),
+            "train": base.train,
+            "d": cfg["d"],
+            "hidden": cfg["hidden"],
+            "recent_len": cfg["recent_len"],
+            "use_text": cfg["use_text"],
+            "use_ids": cfg["use_ids"],
+        }
+    )
 
 
 async def load_catalog(settings: Settings) -> list[CatalogItem]:
@@ -66,24 +74,35 @@ async def load_catalog(settings: Settings) -> list[CatalogItem]:
 async def notify(settings: Settings, result: RoundResult) -> None:
     from aiokafka import AIOKafkaProducer
 
-    note = ModelUpdate(model_version=result.version or "", parent_version=result.parent,
-                       published_at=datetime.now(UTC), action="publish",
-                       metrics={k: v for k, v in result.candidate.items() if v == v})  # fmt: skip
+    note = ModelUpdate(
+        model_version=result.version or "",
+        parent_version=result.parent,
+        published_at=datetime.now(UTC),
+        action="publish",
+        metrics={k: v for k, v in result.candidate.items() if v == v},
+    )
     producer = AIOKafkaProducer(**settings.kafka.client_kwargs())
     await producer.start()
     try:
-        await producer.send_and_wait(settings.topics.model_updates, note.model_dump_json().encode(),
-                                     key=b"model")  # fmt: skip
+        await producer.send_and_wait(
+            settings.topics.model_updates, note.model_dump_json().encode(), key=b"model"
+        )
     finally:
         await producer.stop()
 
 
 class FineTuneJob:
-    def __init__(self, settings: Settings, registry: Registry, buffer: EventBuffer,
-                 train_opts: TrainOptions, opts: JobOptions,
-                 items: list[CatalogItem] | None = None,
-                 on_round: Callable[[RoundResult], None] | None = None,
-                 hooks: Hooks | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        buffer: EventBuffer,
+        train_opts: TrainOptions,
+        opts: JobOptions,
+        items: list[CatalogItem] | None = None,
+        on_round: Callable[[RoundResult], None] | None = None,
+        hooks: Hooks | None = None,
+    ) -> None:
         self.settings, self.registry, self.buffer = settings, registry, buffer
         self.train_opts, self.opts, self.items = train_opts, opts, items
         self.on_round = on_round or (lambda r: None)
@@ -102,14 +121,24 @@ class FineTuneJob:
         items = self.items if self.items is not None else await load_catalog(self.settings)
         events = self.buffer.events()
         current = self.registry.current()
-        train_opts = options_from(self.registry.manifest(current) if current else None,
-                                  self.train_opts)  # fmt: skip
+        train_opts = options_from(
+            self.registry.manifest(current) if current else None, self.train_opts
+        )
         round_id = self.buffer.watermark()
         shadow = bool(self.opts.shadow_events) and current is not None
         result = await asyncio.to_thread(
-            run_round, self.settings, self.registry, items, events, train_opts,
-            self.opts.tolerance, round_id, self.hooks, not shadow, self.opts.corrupt_labels,
-        )  # fmt: skip
+            run_round,
+            self.settings,
+            self.registry,
+            items,
+            events,
+            train_opts,
+            self.opts.tolerance,
+            round_id,
+            self.hooks,
+            not shadow,
+            self.opts.corrupt_labels,
+        )
         if shadow and self._shadow_pending(result):
             await self.shadow(result)
         elif result.decision == "published":
@@ -118,8 +147,14 @@ class FineTuneJob:
             except Exception as exc:  # noqa: BLE001 - workers also poll CURRENT
                 result.reason += f" (notice not sent: {exc}; workers polling CURRENT switch)"
         if result.decision != "skipped" or "already produced" in result.reason:
-            self.buffer.mark_round({"id": round_id, "decision": result.decision,
-                                    "version": result.version, "at": time.time()})  # fmt: skip
+            self.buffer.mark_round(
+                {
+                    "id": round_id,
+                    "decision": result.decision,
+                    "version": result.version,
+                    "at": time.time(),
+                }
+            )
         self.on_round(result)
         return result
 
@@ -138,9 +173,16 @@ class FineTuneJob:
 
         assert result.version is not None
         parent = self.registry.current()
-        v = await shadow_promote(self.settings, self.registry, result.version, parent,
-                                 self.opts.shadow_events or 1, self.opts.shadow_wait_s,
-                                 self.opts.tolerance, self.opts.shadow_reports)  # fmt: skip
+        v = await shadow_promote(
+            self.settings,
+            self.registry,
+            result.version,
+            parent,
+            self.opts.shadow_events or 1,
+            self.opts.shadow_wait_s,
+            self.opts.tolerance,
+            self.opts.shadow_reports,
+        )
         result.decision = "published" if v.promote else "refused"
         kept = "" if v.promote else f" ({result.version} kept with status refused)"
         result.reason = f"{result.reason}; {v.reason}{kept}"
@@ -151,10 +193,13 @@ class FineTuneJob:
         from aiokafka import AIOKafkaConsumer
 
         consumer = AIOKafkaConsumer(
-            self.settings.topics.events, **self.settings.kafka.client_kwargs(),
-            group_id=f"{self.settings.app_id}-finetune", enable_auto_commit=False,
-            auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
-        )  # fmt: skip
+            self.settings.topics.events,
+            **self.settings.kafka.client_kwargs(),
+            group_id=f"{self.settings.app_id}-finetune",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
         await consumer.start()
         try:
             while not self.stop.is_set():

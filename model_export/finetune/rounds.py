@@ -77,11 +77,21 @@ def run_round(
     if done is not None:
         return RoundResult("skipped", f"round {round_id} already produced {done}", done, parent)
     prep = prepare(settings, items, events, opts, hooks, {"round": round_id})
-    counts = {"events": len(events), "train": len(prep.data.train),
-              "valid": len(prep.data.valid), "test": len(prep.data.test)}  # fmt: skip
+    counts = {
+        "events": len(events),
+        "train": len(prep.data.train),
+        "valid": len(prep.data.valid),
+        "test": len(prep.data.test),
+    }
     if len(prep.data.train) == 0 or len(prep.data.test) == 0:
-        return RoundResult("skipped", "not enough data for a round", None, parent, counts=counts,
-                           seconds=time.perf_counter() - t0)  # fmt: skip
+        return RoundResult(
+            "skipped",
+            "not enough data for a round",
+            None,
+            parent,
+            counts=counts,
+            seconds=time.perf_counter() - t0,
+        )
     if corrupt_labels:
         import numpy as np
 
@@ -98,32 +108,77 @@ def run_round(
     cur = evaluate(current_model, prep.space, prep.data.test) if current_model else {}
     reasons = gate(cand, cur, tolerance) if cur else []
     report = {"systems": {"streamrec": cand, **({"current": cur} if cur else {})}}
-    extra = {"round": {"id": round_id, "counts": counts, "candidate": cand, "current": cur,
-                       "tolerance": tolerance}}  # fmt: skip
+    extra = {
+        "round": {
+            "id": round_id,
+            "counts": counts,
+            "candidate": cand,
+            "current": cur,
+            "tolerance": tolerance,
+        }
+    }
     status = "refused" if reasons else "published"
     if reasons:
         extra["refused_reason"] = "; ".join(reasons)
     try:
-        version, _ = publish_version(prep, result.model, report, registry, parent,
-                                     make_current=make_current and not reasons, status=status,
-                                     extra=extra)  # fmt: skip
+        version, _ = publish_version(
+            prep,
+            result.model,
+            report,
+            registry,
+            parent,
+            make_current=make_current and not reasons,
+            status=status,
+            extra=extra,
+        )
     except ParityError as exc:
         reasons.append(f"ONNX parity: {exc}")
-        return _refuse_without_onnx(prep, result, registry, parent, reasons, extra, counts, cand,
-                                    cur, t0)  # fmt: skip
+        return _refuse_without_onnx(
+            prep, result, registry, parent, reasons, extra, counts, cand, cur, t0
+        )
     decision = "refused" if reasons else "published"
-    return RoundResult(decision, "; ".join(reasons) or "gate passed", version, parent, cand, cur,
-                       counts, len(result.history), time.perf_counter() - t0)  # fmt: skip
+    return RoundResult(
+        decision,
+        "; ".join(reasons) or "gate passed",
+        version,
+        parent,
+        cand,
+        cur,
+        counts,
+        len(result.history),
+        time.perf_counter() - t0,
+    )
 
 
-def _refuse_without_onnx(prep: Prepared, result: Any, registry: Registry, parent: str | None,
-                         reasons: list[str], extra: dict[str, Any], counts: dict[str, int],
-                         cand: dict[str, float], cur: dict[str, float],
-                         t0: float) -> RoundResult:  # fmt: skip
+def _refuse_without_onnx(
+    prep: Prepared,
+    result: Any,
+    registry: Registry,
+    parent: str | None,
+    reasons: list[str],
+    extra: dict[str, Any],
+    counts: dict[str, int],
+    cand: dict[str, float],
+    cur: dict[str, float],
+    t0: float,
+) -> RoundResult:
     """Keep the weights of a candidate whose export failed parity, with the reason."""
     version, staging = registry.staging()
     checkpoint.save(staging, result.model, prep.ranker_config(), prep.space)
-    registry.publish(staging, {"parent": parent, **extra, "refused_reason": "; ".join(reasons)},
-                     make_current=False, status="refused")  # fmt: skip
-    return RoundResult("refused", "; ".join(reasons), version, parent, cand, cur, counts,
-                       len(result.history), time.perf_counter() - t0)  # fmt: skip
+    registry.publish(
+        staging,
+        {"parent": parent, **extra, "refused_reason": "; ".join(reasons)},
+        make_current=False,
+        status="refused",
+    )
+    return RoundResult(
+        "refused",
+        "; ".join(reasons),
+        version,
+        parent,
+        cand,
+        cur,
+        counts,
+        len(result.history),
+        time.perf_counter() - t0,
+    )

@@ -10,8 +10,8 @@ import sys
 
 import click
 
-from stream_app.cli.common import cli
 from stream_app.cli import kafka  # noqa: F401  (registers sub-commands)
+from stream_app.cli.common import cli
 
 _OPTIONAL = ("data", "model", "worker", "replay", "finetune", "demo")
 

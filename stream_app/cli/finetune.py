@@ -21,46 +21,118 @@ def parse_duration(text: str) -> float:
 
 
 @cli.command()
-@click.option("--registry", type=click.Path(path_type=Path), default=None,
-              help="Registry dir [STREAMREC_REGISTRY_DIR].")
+@click.option(
+    "--registry",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Registry dir [STREAMREC_REGISTRY_DIR].",
+)
 @click.option("--every", default="10m", show_default=True, help="Round interval (90s, 10m, 2h).")
 @click.option("--every-events", type=int, default=None, help="Or: a round per N new events.")
 @click.option("--once", is_flag=True, help="Consume what is there, run one round, exit.")
-@click.option("--window", default="2h", show_default=True,
-              help="Recent window kept in full (event time); older events are reservoir-sampled.")
+@click.option(
+    "--window",
+    default="2h",
+    show_default=True,
+    help="Recent window kept in full (event time); older events are reservoir-sampled.",
+)
 @click.option("--reservoir", type=int, default=20000, show_default=True)
-@click.option("--tolerance", type=float, default=0.01, show_default=True,
-              help="Max drop vs current on NDCG@10 and both AUCs (with --shadow: also on the "
-                   "online hit rate).")
-@click.option("--min-events", type=int, default=1000, show_default=True,
-              help="New events needed before a round.")
-@click.option("--events", "events_file", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Offline: take events from a JSONL file instead of Kafka.")
-@click.option("--items", "items_file", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Catalogue JSONL [default: read the items topic].")
-@click.option("--encoder-mode", default="frozen", show_default=True,
-              help="frozen | top-N | full (top-N re-tunes the top encoder layers each round).")
+@click.option(
+    "--tolerance",
+    type=float,
+    default=0.01,
+    show_default=True,
+    help="Max drop vs current on NDCG@10 and both AUCs (with --shadow: also on the "
+    "online hit rate).",
+)
+@click.option(
+    "--min-events",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="New events needed before a round.",
+)
+@click.option(
+    "--events",
+    "events_file",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Offline: take events from a JSONL file instead of Kafka.",
+)
+@click.option(
+    "--items",
+    "items_file",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Catalogue JSONL [default: read the items topic].",
+)
+@click.option(
+    "--encoder-mode",
+    default="frozen",
+    show_default=True,
+    help="frozen | top-N | full (top-N re-tunes the top encoder layers each round).",
+)
 @click.option("--epochs", type=int, default=5, show_default=True)
-@click.option("--buffer-dir", type=click.Path(path_type=Path), default=None,
-              help="[default: DATA_DIR/finetune-buffer]")
-@click.option("--shadow", "shadow", type=int, default=None, metavar="N",
-              help="Before promoting a gated candidate, have each worker score it beside the "
-                   "served model on its next N live events; promote only if its online hit "
-                   "rate >= the served one's - tolerance.")
-@click.option("--shadow-wait", default="10m", show_default=True,
-              help="How long to wait for the workers' shadow reports.")
-@click.option("--shadow-workers", type=int, default=1, show_default=True,
-              help="Reports that end the wait early (later ones get a 2 s grace).")
-@click.option("--corrupt-labels", is_flag=True, hidden=True,
-              help="Drill: train on shuffled targets; the gate must refuse the result.")
+@click.option(
+    "--buffer-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="[default: DATA_DIR/finetune-buffer]",
+)
+@click.option(
+    "--shadow",
+    "shadow",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Before promoting a gated candidate, have each worker score it beside the "
+    "served model on its next N live events; promote only if its online hit "
+    "rate >= the served one's - tolerance.",
+)
+@click.option(
+    "--shadow-wait",
+    default="10m",
+    show_default=True,
+    help="How long to wait for the workers' shadow reports.",
+)
+@click.option(
+    "--shadow-workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Reports that end the wait early (later ones get a 2 s grace).",
+)
+@click.option(
+    "--corrupt-labels",
+    is_flag=True,
+    hidden=True,
+    help="Drill: train on shuffled targets; the gate must refuse the result.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per round on stdout.")
 @broker_option
 @click.pass_context
-def finetune(ctx: click.Context, registry: Path | None, every: str, every_events: int | None,
-             once: bool, window: str, reservoir: int, tolerance: float, min_events: int,
-             events_file: Path | None, items_file: Path | None, encoder_mode: str, epochs: int,
-             buffer_dir: Path | None, shadow: int | None, shadow_wait: str, shadow_workers: int,
-             corrupt_labels: bool, as_json: bool, broker: str | None) -> None:  # fmt: skip
+def finetune(
+    ctx: click.Context,
+    registry: Path | None,
+    every: str,
+    every_events: int | None,
+    once: bool,
+    window: str,
+    reservoir: int,
+    tolerance: float,
+    min_events: int,
+    events_file: Path | None,
+    items_file: Path | None,
+    encoder_mode: str,
+    epochs: int,
+    buffer_dir: Path | None,
+    shadow: int | None,
+    shadow_wait: str,
+    shadow_workers: int,
+    corrupt_labels: bool,
+    as_json: bool,
+    broker: str | None,
+) -> None:
     """Fine-tune the served model on new events; publish only what passes the gate."""
     from model_export.finetune.buffer import EventBuffer
     from model_export.finetune.job import FineTuneJob, JobOptions
@@ -71,19 +143,31 @@ def finetune(ctx: click.Context, registry: Path | None, every: str, every_events
     from stream_app.datagen.jsonl import load_items
 
     settings = settings_from(ctx, registry_dir=registry, **{"kafka.broker": broker})
-    buf = EventBuffer(buffer_dir or settings.data_dir / "finetune-buffer", parse_duration(window),
-                      reservoir)  # fmt: skip
+    buf = EventBuffer(
+        buffer_dir or settings.data_dir / "finetune-buffer", parse_duration(window), reservoir
+    )
     if events_file is not None:
         with open(events_file, "rb") as fh:
             added = buf.add(line.rstrip(b"\n") for line in fh if line.strip())
         console.print(f"buffered {added} events from {events_file}")
     reg = Registry(settings.registry_dir)
-    opts = JobOptions(every_s=parse_duration(every), every_events=every_events, once=once,
-                      tolerance=tolerance, min_events=min_events, corrupt_labels=corrupt_labels,
-                      shadow_events=shadow, shadow_wait_s=parse_duration(shadow_wait),
-                      shadow_reports=shadow_workers)  # fmt: skip
-    train_opts = TrainOptions(split="time", encoder_mode=encoder_mode, encoder_steps=40,
-                              train=TrainConfig(epochs=epochs, patience=2))  # fmt: skip
+    opts = JobOptions(
+        every_s=parse_duration(every),
+        every_events=every_events,
+        once=once,
+        tolerance=tolerance,
+        min_events=min_events,
+        corrupt_labels=corrupt_labels,
+        shadow_events=shadow,
+        shadow_wait_s=parse_duration(shadow_wait),
+        shadow_reports=shadow_workers,
+    )
+    train_opts = TrainOptions(
+        split="time",
+        encoder_mode=encoder_mode,
+        encoder_steps=40,
+        train=TrainConfig(epochs=epochs, patience=2),
+    )
 
     def show(result) -> None:  # type: ignore[no-untyped-def]
         if as_json:
@@ -91,19 +175,23 @@ def finetune(ctx: click.Context, registry: Path | None, every: str, every_events
 
             print_json(asdict(result))
             return
-        console.print(f"round: {result.counts} epochs={result.epochs} "
-                      f"{result.seconds:.1f} s")  # fmt: skip
+        console.print(f"round: {result.counts} epochs={result.epochs} {result.seconds:.1f} s")
         if result.candidate:
-            rows = {"candidate": result.candidate, **({"current": result.current}
-                                                      if result.current else {})}  # fmt: skip
+            rows = {
+                "candidate": result.candidate,
+                **({"current": result.current} if result.current else {}),
+            }
             cols = ("hr@10", "ndcg@10", "auc_click", "auc_purchase")
             if "online_hit_rate" in result.candidate:
                 cols += ("online_hit_rate",)
-            console.print(metrics_table("held-out slice (online: shadow on live events)", rows,
-                                        cols))  # fmt: skip
+            console.print(
+                metrics_table("held-out slice (online: shadow on live events)", rows, cols)
+            )
         color = {"published": "green", "refused": "red"}.get(result.decision, "yellow")
-        console.print(f"[{color}]{result.decision}[/{color}] {result.version or ''} "
-                      f"(parent {result.parent}): {result.reason}")  # fmt: skip
+        console.print(
+            f"[{color}]{result.decision}[/{color}] {result.version or ''} "
+            f"(parent {result.parent}): {result.reason}"
+        )
 
     items = load_items(items_file) if items_file else None
     with TrainProgress(console) as progress:

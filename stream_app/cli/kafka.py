@@ -20,7 +20,9 @@ def kafka() -> None:
 
 
 def _broker_opts(f):  # type: ignore[no-untyped-def]
-    f = click.option("--port", default=9092, show_default=True, help="Client port (controller: port+1).")(f)
+    f = click.option(
+        "--port", default=9092, show_default=True, help="Client port (controller: port+1)."
+    )(f)
     f = click.option(
         "--data-dir",
         type=click.Path(path_type=Path),
@@ -36,9 +38,13 @@ def _data_dir(port: int, data_dir: Path | None) -> Path:
 
 @kafka.command("start")
 @_broker_opts
-@click.option("--partitions", default=None, type=int, help="Default partitions for auto-created topics.")
+@click.option(
+    "--partitions", default=None, type=int, help="Default partitions for auto-created topics."
+)
 @click.pass_context
-def kafka_start(ctx: click.Context, port: int, data_dir: Path | None, partitions: int | None) -> None:
+def kafka_start(
+    ctx: click.Context, port: int, data_dir: Path | None, partitions: int | None
+) -> None:
     """Fetch jars (first time), format storage, start the broker, wait until it answers."""
     settings = settings_from(ctx, **{"topics.partitions": partitions})
     ddir = _data_dir(port, data_dir)
@@ -88,13 +94,26 @@ def kafka_status(port: int, data_dir: Path | None) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--topic", required=True, help="Destination topic.")
 @click.option("--rate", type=float, default=None, help="Messages per second [default: max].")
-@click.option("--key-field", default=None, help="JSON field used as key [default: user_id, else item_id].")
+@click.option(
+    "--key-field", default=None, help="JSON field used as key [default: user_id, else item_id]."
+)
 @broker_option
-@click.option("--create-topics/--no-create-topics", default=True, show_default=True,
-              help="Create streamrec's topics (partitions, compaction) when missing.")
+@click.option(
+    "--create-topics/--no-create-topics",
+    default=True,
+    show_default=True,
+    help="Create streamrec's topics (partitions, compaction) when missing.",
+)
 @click.pass_context
-def produce(ctx: click.Context, file: Path, topic: str, rate: float | None, key_field: str | None,
-            broker: str | None, create_topics: bool) -> None:  # fmt: skip
+def produce(
+    ctx: click.Context,
+    file: Path,
+    topic: str,
+    rate: float | None,
+    key_field: str | None,
+    broker: str | None,
+    create_topics: bool,
+) -> None:
     """Send each line of a JSONL FILE to a topic (key = user_id / item_id)."""
     from stream_app import kafka_io
 
@@ -104,8 +123,14 @@ def produce(ctx: click.Context, file: Path, topic: str, rate: float | None, key_
     async def run() -> kafka_io.ProduceResult:
         if create_topics:
             await kafka_io.ensure_topics(settings)
-        with Progress(TextColumn("produce"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as bar:  # fmt: skip
+        with Progress(
+            TextColumn("produce"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
             task = bar.add_task("produce", total=len(lines))
             return await kafka_io.produce_lines(
                 settings, lines, topic, rate, key_field, lambda n: bar.update(task, completed=n)
@@ -123,12 +148,24 @@ def produce(ctx: click.Context, file: Path, topic: str, rate: float | None, key_
 @click.option("--limit", type=int, default=None, help="Stop after N messages.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line on stdout.")
 @click.option("--from-beginning", is_flag=True, help="Start at the earliest offset.")
-@click.option("--timeout", type=float, default=10.0, show_default=True,
-              help="Stop after this many seconds without a new message.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Stop after this many seconds without a new message.",
+)
 @broker_option
 @click.pass_context
-def consume(ctx: click.Context, topic: str, limit: int | None, as_json: bool, from_beginning: bool,
-            timeout: float, broker: str | None) -> None:  # fmt: skip
+def consume(
+    ctx: click.Context,
+    topic: str,
+    limit: int | None,
+    as_json: bool,
+    from_beginning: bool,
+    timeout: float,
+    broker: str | None,
+) -> None:
     """Print messages of a topic (values, plus DLQ headers when present)."""
     from stream_app import kafka_io
 
@@ -142,8 +179,10 @@ def consume(ctx: click.Context, topic: str, limit: int | None, as_json: bool, fr
                 print_json(rec.as_dict())
             else:
                 d = rec.as_dict()
-                sys.stdout.write(f"{rec.topic}[{rec.partition}]@{rec.offset} key={d['key']} "
-                                 f"{json.dumps(d['value'], default=str)}")  # fmt: skip
+                sys.stdout.write(
+                    f"{rec.topic}[{rec.partition}]@{rec.offset} key={d['key']} "
+                    f"{json.dumps(d['value'], default=str)}"
+                )
                 if rec.headers:
                     sys.stdout.write(f" headers={json.dumps(d['headers'])}")
                 sys.stdout.write("\n")

@@ -25,9 +25,14 @@ class TrainProgress:
 
         self.console = console
         self.bar = Progress(
-            TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
-        )  # fmt: skip
+            TextColumn("{task.description:>12}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
         self.tasks: dict[str, TaskID] = {}
         self.header_done = False
         self.hooks = Hooks(stage=self.stage, progress=self.progress, epoch=self.epoch)
@@ -36,8 +41,9 @@ class TrainProgress:
         self.bar.__enter__()
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:  # fmt: skip
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.bar.__exit__(et, ev, tb)
 
     def stage(self, text: str) -> None:
@@ -54,11 +60,15 @@ class TrainProgress:
 
     def epoch(self, row: Any) -> None:
         if not self.header_done:
-            self.console.print(f"{'epoch':>5} {'loss':>8} {'valid ndcg@10':>14} "
-                               f"{'hr@10':>7} {'auc_click':>9} {'sec':>6}")  # fmt: skip
+            self.console.print(
+                f"{'epoch':>5} {'loss':>8} {'valid ndcg@10':>14} "
+                f"{'hr@10':>7} {'auc_click':>9} {'sec':>6}"
+            )
             self.header_done = True
         v = row.valid
         mark = " *best" if row.best else ""
-        self.console.print(f"{row.epoch:>5} {row.loss:>8.4f} {v.get('ndcg@10', 0):>14.4f} "
-                           f"{v.get('hr@10', 0):>7.4f} {v.get('auc_click', 0):>9.4f} "
-                           f"{row.seconds:>6.1f}{mark}")  # fmt: skip
+        self.console.print(
+            f"{row.epoch:>5} {row.loss:>8.4f} {v.get('ndcg@10', 0):>14.4f} "
+            f"{v.get('hr@10', 0):>7.4f} {v.get('auc_click', 0):>9.4f} "
+            f"{row.seconds:>6.1f}{mark}"
+        )

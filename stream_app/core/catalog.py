@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-
 NUM_FEATURES = 2
 
 
@@ -26,8 +25,13 @@ def item_numeric(prices: Sequence[float | None]) -> np.ndarray:
 
 
 class ItemStore:
-    def __init__(self, text_dim: int, feat_dim: int, capacity: int = 1024,
-                 pop_half_life_s: float = 3 * 24 * 3600.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        text_dim: int,
+        feat_dim: int,
+        capacity: int = 1024,
+        pop_half_life_s: float = 3 * 24 * 3600.0,
+    ) -> None:
         self.text_dim, self.feat_dim = text_dim, feat_dim
         self.ids: list[str | None] = []
         self.row: dict[str, int] = {}
@@ -64,13 +68,20 @@ class ItemStore:
             arr[:cap] = old
             setattr(self, name, arr)
 
-    def upsert(self, ids: Sequence[str], text_vecs: np.ndarray, feats: np.ndarray,
-               categories: Sequence[Sequence[str]] | None = None,
-               added_ts: Sequence[float] | None = None) -> np.ndarray:  # fmt: skip
+    def upsert(
+        self,
+        ids: Sequence[str],
+        text_vecs: np.ndarray,
+        feats: np.ndarray,
+        categories: Sequence[Sequence[str]] | None = None,
+        added_ts: Sequence[float] | None = None,
+    ) -> np.ndarray:
         """Insert or replace items; returns their rows."""
         if text_vecs.shape != (len(ids), self.text_dim) or feats.shape != (len(ids), self.feat_dim):
-            msg = (f"upsert: expected text [{len(ids)}, {self.text_dim}] and feats "
-                   f"[{len(ids)}, {self.feat_dim}], got {text_vecs.shape} and {feats.shape}")  # fmt: skip
+            msg = (
+                f"upsert: expected text [{len(ids)}, {self.text_dim}] and feats "
+                f"[{len(ids)}, {self.feat_dim}], got {text_vecs.shape} and {feats.shape}"
+            )
             raise ValueError(msg)
         rows = np.empty(len(ids), np.int64)
         for n, item in enumerate(ids):
@@ -92,8 +103,8 @@ class ItemStore:
         self.feats[rows] = feats
         self.alive[rows] = True
         if categories is not None:
-            for r, cats in zip(rows, categories, strict=True):
-                self.categories[r] = tuple(cats)
+            for row, cats in zip(rows.tolist(), categories, strict=True):
+                self.categories[row] = tuple(cats)
         if added_ts is not None:
             self.added_ts[rows] = np.asarray(added_ts, np.float64)
         self.version += 1

@@ -29,9 +29,10 @@ class CoVisit:
         return int(self.nbr.shape[0] - 1)
 
     @classmethod
-    def fit(cls, sequences: Sequence[np.ndarray], n_items: int, window: int = 5,
-            top: int = 50) -> CoVisit:  # fmt: skip
-        co = CoOccurrence(n_items + 1, window=window).fit(sequences)
+    def fit(
+        cls, sequences: Sequence[np.ndarray], n_items: int, window: int = 5, top: int = 50
+    ) -> CoVisit:
+        co = CoOccurrence(n_items + 1, window=window).fit(sequences)  # type: ignore[arg-type]
         nbr = np.zeros((n_items + 1, top), np.int64)
         weight = np.zeros((n_items + 1, top), np.float32)
         for i in range(1, n_items + 1):
@@ -77,4 +78,3 @@ class CoVisit:
     def load(cls, path: Path) -> CoVisit:
         with np.load(path) as z:
             return cls(z["nbr"], z["weight"])
-

@@ -48,8 +48,15 @@ def _pool(scores: np.ndarray, slots: np.ndarray, k: int) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def mmr_select(scores: np.ndarray, vecs: np.ndarray, slots: np.ndarray, quotas: np.ndarray | None,
-               k: int, lam: float, explore_max: int = 2) -> list[int]:  # fmt: skip
+def mmr_select(
+    scores: np.ndarray,
+    vecs: np.ndarray,
+    slots: np.ndarray,
+    quotas: np.ndarray | None,
+    k: int,
+    lam: float,
+    explore_max: int = 2,
+) -> list[int]:
     """Indices (into the candidate arrays) of the diversified top-k, in rank order.
 
     scores [C] relevance; vecs [C, D] unit vectors; slots [C] slot of each candidate (-1:
@@ -122,9 +129,15 @@ def slot_quotas_batch(strengths: np.ndarray, k: int) -> np.ndarray:
     return quotas
 
 
-def mmr_select_batch(scores: np.ndarray, vecs: np.ndarray, slots: np.ndarray,
-                     quotas: np.ndarray | None, k: int, lam: float,
-                     explore_max: int = 2) -> np.ndarray:  # fmt: skip
+def mmr_select_batch(
+    scores: np.ndarray,
+    vecs: np.ndarray,
+    slots: np.ndarray,
+    quotas: np.ndarray | None,
+    k: int,
+    lam: float,
+    explore_max: int = 2,
+) -> np.ndarray:
     """``mmr_select`` for B users at once over a pool: scores [B, P] (-inf = no candidate),
     vecs [B, P, D] unit vectors, slots [B, P] (-1 = exploration), quotas [B, K] or None.
     Returns [B, k] pool indices in rank order, -1 where a user has fewer candidates."""

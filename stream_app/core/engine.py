@@ -60,9 +60,14 @@ class EngineOptions:
     exclude_recent: int = 1  # the newest items (the trigger) are not recommended back
 
     @classmethod
-    def from_settings(cls, s: object) -> EngineOptions:
-        return cls(top_k=s.top_k, candidates=s.candidates, explore=s.explore,  # type: ignore[attr-defined]
-                   mmr_lambda=s.mmr_lambda, purchase_blend=s.purchase_blend)  # type: ignore[attr-defined]  # fmt: skip
+    def from_settings(cls, s: Any) -> EngineOptions:
+        return cls(
+            top_k=s.top_k,
+            candidates=s.candidates,
+            explore=s.explore,
+            mmr_lambda=s.mmr_lambda,
+            purchase_blend=s.purchase_blend,
+        )  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -87,8 +92,15 @@ class Scored:
     def subset(self, idx: list[int] | np.ndarray) -> Scored:
         idx = np.asarray(idx, np.int64)
         out = RankerOut(self.out.p_click[idx], self.out.p_purchase[idx], self.out.attn[idx])
-        return Scored([self.states[i] for i in idx], self.cand_rows[idx], self.score[idx],
-                      self.slot[idx], self.strengths[idx], self.rec_rows[idx], out)  # fmt: skip
+        return Scored(
+            [self.states[i] for i in idx],
+            self.cand_rows[idx],
+            self.score[idx],
+            self.slot[idx],
+            self.strengths[idx],
+            self.rec_rows[idx],
+            out,
+        )
 
 
 @dataclass
@@ -108,8 +120,9 @@ class Bundle:
         if self._maps is None or self._maps[0] != self.store.version:
             ids = self.store.ids
             get = self.model.id_index.get
-            row_index = np.fromiter((get(i, 0) if i is not None else 0 for i in ids), np.int64,
-                                    len(ids))  # fmt: skip
+            row_index = np.fromiter(
+                (get(i, 0) if i is not None else 0 for i in ids), np.int64, len(ids)
+            )
             index_row = np.full(len(self.model.id_index) + 1, -1, np.int64)
             live = row_index > 0
             index_row[row_index[live]] = np.flatnonzero(live)
@@ -120,8 +133,10 @@ class Bundle:
 class Recommender:
     def __init__(self, bundle: Bundle, params: InterestParams, opts: EngineOptions) -> None:
         if bundle.model.k != params.k:
-            msg = (f"interests.k: the model {bundle.model.version} was trained with k="
-                   f"{bundle.model.k}, got k={params.k} in the settings")  # fmt: skip
+            msg = (
+                f"interests.k: the model {bundle.model.version} was trained with k="
+                f"{bundle.model.k}, got k={params.k} in the settings"
+            )
             raise ValueError(msg)
         self.bundle, self.params, self.opts = bundle, params, opts
 
@@ -174,8 +189,11 @@ class Recommender:
             found = np.concatenate([np.where(nbr > 0, index_row[nbr], -1), found], 1)
         cand_rows, cand_ok, extra = self._candidates(states, found, rec_rows, now)
         cand = store.feats[cand_rows]
-        cooc = (model.covisit.scores(rec_index, row_index[cand_rows])
-                if model.covisit is not None else None)  # fmt: skip
+        cooc = (
+            model.covisit.scores(rec_index, row_index[cand_rows])
+            if model.covisit is not None
+            else None
+        )
         out = model.score(slots, strengths, recent.astype(np.float32), rec_mask, cand, cooc)
         score = (1 - opts.purchase_blend) * out.p_click + opts.purchase_blend * out.p_purchase
         score = np.where(cand_ok, score, -np.inf)
@@ -200,17 +218,24 @@ class Recommender:
         p_score = np.take_along_axis(score, pool, 1)
         if opts.diversify:
             p_rows = np.take_along_axis(cand_rows, pool, 1)
-            picked = mmr_select_batch(p_score, store.text[p_rows], np.take_along_axis(slot, pool, 1),
-                                      slot_quotas_batch(scored.strengths, opts.top_k), opts.top_k,
-                                      opts.mmr_lambda, explore_max=opts.explore)  # fmt: skip
+            picked = mmr_select_batch(
+                p_score,
+                store.text[p_rows],
+                np.take_along_axis(slot, pool, 1),
+                slot_quotas_batch(scored.strengths, opts.top_k),
+                opts.top_k,
+                opts.mmr_lambda,
+                explore_max=opts.explore,
+            )
         else:
             first = np.arange(min(opts.top_k, pool.shape[1]))[None, :]
             picked = np.where(np.isfinite(p_score[:, : opts.top_k]), first, -1)
         cols = np.where(picked >= 0, np.take_along_axis(pool, np.maximum(picked, 0), 1), -1)
         return self._lists(scored, cols)
 
-    def _candidates(self, states: list[InterestState], found: np.ndarray, rec_rows: np.ndarray,
-                    now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    def _candidates(
+        self, states: list[InterestState], found: np.ndarray, rec_rows: np.ndarray, now: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Union of retrieved rows (first occurrence kept), minus purchased items and the
         newest items, capped at ``candidates``; then up to 3 x ``explore`` popular fresh items.
         Returns rows [B, W], valid [B, W], is_exploration [B, W]."""
@@ -223,9 +248,11 @@ class Recommender:
         width = store.size + 1
         keys = np.arange(n)[:, None] * width + allr
         drop = allr < 0
-        ex_keys = [i * width + np.concatenate([store.rows_for(s.purchased),
-                                               rec_rows[i, : opts.exclude_recent]])
-                   for i, s in enumerate(states)]  # fmt: skip
+        ex_keys = [
+            i * width
+            + np.concatenate([store.rows_for(s.purchased), rec_rows[i, : opts.exclude_recent]])
+            for i, s in enumerate(states)
+        ]
         ex = np.concatenate(ex_keys) if ex_keys else np.zeros(0, np.int64)
         drop |= np.isin(keys, ex[ex % width != width - 1])
         order = np.argsort(keys, axis=1, kind="stable")
@@ -237,7 +264,9 @@ class Recommender:
         keep = ~drop & ~dup
         kept_retrieved = np.cumsum(keep & ~is_extra, 1)
         kept_extra = np.cumsum(keep & is_extra, 1)
-        keep &= np.where(is_extra, kept_extra <= opts.explore * 3, kept_retrieved <= opts.candidates)
+        keep &= np.where(
+            is_extra, kept_extra <= opts.explore * 3, kept_retrieved <= opts.candidates
+        )
         w = max(1, int(keep.sum(1).max()))
         take = np.argsort(~keep, axis=1, kind="stable")[:, :w]
         rows = np.take_along_axis(allr, take, 1)
@@ -280,7 +309,15 @@ class Recommender:
                         if w > 0.05 and r >= 0 and ids[r] is not None and ids[r] not in because:
                             because.append(ids[r])  # type: ignore[arg-type]
                             break
-                recs.append(Rec(store.id_of(int(cr[i, j])), float(sc[i, j]), float(pc[i, j]),
-                                float(pp[i, j]), s_j, because))  # fmt: skip
+                recs.append(
+                    Rec(
+                        store.id_of(int(cr[i, j])),
+                        float(sc[i, j]),
+                        float(pc[i, j]),
+                        float(pp[i, j]),
+                        s_j,
+                        because,
+                    )
+                )
             lists.append(recs)
         return lists

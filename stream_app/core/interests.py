@@ -122,7 +122,10 @@ def _unit(vec: np.ndarray, event: EventLite) -> np.ndarray:
     v = np.asarray(vec, dtype=np.float32).reshape(-1)
     norm = float(np.linalg.norm(v))
     if not np.isfinite(norm) or norm < 1e-8:
-        msg = f"item_vec for item {event.item_id!r}: expected a finite non-zero vector, got norm {norm}"
+        msg = (
+            f"item_vec for item {event.item_id!r}: expected a finite non-zero vector, "
+            f"got norm {norm}"
+        )
         raise ValueError(msg)
     return v / norm
 
@@ -204,8 +207,9 @@ def rebuild_state(
     Slot history older than the last L items is lost; ids, purchases and de-dup ids are kept.
     Items without a vector in the new space are skipped.
     """
-    fresh = new_state(params.k, next(iter(vectors.values())).shape[0] if vectors else
-                      state.slots.shape[1], space)  # fmt: skip
+    fresh = new_state(
+        params.k, next(iter(vectors.values())).shape[0] if vectors else state.slots.shape[1], space
+    )
     for n, (item, ts, kind) in enumerate(
         zip(state.recent_items, state.recent_ts, state.recent_kind, strict=True)
     ):

@@ -44,8 +44,9 @@ class ExactRetriever:
         return out
 
 
-def union_candidates(per_query: np.ndarray, limit: int, exclude: set[int],
-                     extra: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+def union_candidates(
+    per_query: np.ndarray, limit: int, exclude: set[int], extra: np.ndarray | None = None
+) -> np.ndarray:
     """Round-robin union over queries (best first), then ``extra`` rows, minus ``exclude``."""
     seen: set[int] = set()
     out: list[int] = []

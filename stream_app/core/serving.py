@@ -54,7 +54,9 @@ def choose_providers(device: str) -> list[str]:
     return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
-def open_session(path: Path, spec: GraphSpec, device: str, threads: int = 0) -> ort.InferenceSession:
+def open_session(
+    path: Path, spec: GraphSpec, device: str, threads: int = 0
+) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
@@ -72,7 +74,9 @@ def open_session(path: Path, spec: GraphSpec, device: str, threads: int = 0) -> 
             msg = f"{path.name}: CUDA requested but the session runs on {sess.get_providers()}"
             raise ModelLoadError(msg)
         log.info("CUDA unavailable at run time; %s runs on CPU", path.name)
-        sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(
+            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
     _check_contract(sess, spec, path)
     return sess
 
@@ -98,8 +102,14 @@ class RankerOut:
 
 
 class ServingModel:
-    def __init__(self, registry: Registry, version: str, device: str = "auto",
-                 threads: int = 0, allow_status: tuple[str, ...] = ("published",)) -> None:  # fmt: skip
+    def __init__(
+        self,
+        registry: Registry,
+        version: str,
+        device: str = "auto",
+        threads: int = 0,
+        allow_status: tuple[str, ...] = ("published",),
+    ) -> None:
         problems = registry.verify(version)
         if problems:
             msg = f"refusing model {version}: " + "; ".join(problems)
@@ -119,8 +129,11 @@ class ServingModel:
         self.feat_dim = int(self.config["feat_dim"])
         self.encoder = open_session(self.dir / ENCODER.file, ENCODER, device, threads)
         content = self.manifest.get("encoder", {}).get("content_encoder", ENCODER.file)
-        self.content_encoder = (self.encoder if content == ENCODER.file else
-                                open_session(self.dir / content, ENCODER, device, threads))  # fmt: skip
+        self.content_encoder = (
+            self.encoder
+            if content == ENCODER.file
+            else open_session(self.dir / content, ENCODER, device, threads)
+        )
         self.item_tower = open_session(self.dir / ITEM_TOWER.file, ITEM_TOWER, device, threads)
         self.ranker = open_session(self.dir / RANKER.file, RANKER, device, threads)
         self.on_cuda = self.ranker.get_providers()[0] == "CUDAExecutionProvider"
@@ -159,16 +172,23 @@ class ServingModel:
             return text, text
         return text, self._encode(self.content_encoder, texts, batch)
 
-    def item_features(self, content_vecs: np.ndarray, item_ids: list[str],
-                      item_num: np.ndarray) -> np.ndarray:  # fmt: skip
+    def item_features(
+        self, content_vecs: np.ndarray, item_ids: list[str], item_num: np.ndarray
+    ) -> np.ndarray:
         """Item-tower features [N, F]; ids unknown to this version use text alone."""
         idx = np.fromiter((self.id_index.get(i, 0) for i in item_ids), np.int64, len(item_ids))
-        return self.item_tower.run(None, {"text_vec": content_vecs.astype(np.float32),
-                                          "id_index": idx,
-                                          "item_num": item_num.astype(np.float32)})[0]  # fmt: skip
+        return self.item_tower.run(
+            None,
+            {
+                "text_vec": content_vecs.astype(np.float32),
+                "id_index": idx,
+                "item_num": item_num.astype(np.float32),
+            },
+        )[0]
 
-    def queries(self, slots: np.ndarray, strengths: np.ndarray, newest: np.ndarray,
-                newest_valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    def queries(
+        self, slots: np.ndarray, strengths: np.ndarray, newest: np.ndarray, newest_valid: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Retrieval queries [B, K+1, d] (projected slots, newest item) and validity [B, K+1]."""
         q_slots = slots @ self.slot_w + self.slot_b
         queries = np.concatenate([q_slots, newest[:, None, : self.d]], axis=1)
@@ -184,18 +204,31 @@ class ServingModel:
         proj /= np.maximum(np.linalg.norm(proj, axis=-1, keepdims=True), 1e-9)
         return np.matmul(cand_feats[..., self.slices["t"]], proj.transpose(0, 2, 1))
 
-    def score(self, slots: np.ndarray, strengths: np.ndarray, recent: np.ndarray,
-              recent_mask: np.ndarray, cand: np.ndarray,
-              cooc: np.ndarray | None = None) -> RankerOut:  # fmt: skip
+    def score(
+        self,
+        slots: np.ndarray,
+        strengths: np.ndarray,
+        recent: np.ndarray,
+        recent_mask: np.ndarray,
+        cand: np.ndarray,
+        cooc: np.ndarray | None = None,
+    ) -> RankerOut:
         if cooc is None:
             cooc = np.zeros(cand.shape[:2], np.float32)
-        feeds = {"slots": slots, "strengths": strengths, "recent": recent,
-                 "recent_mask": recent_mask, "cand": cand, "cooc": cooc}  # fmt: skip
+        feeds = {
+            "slots": slots,
+            "strengths": strengths,
+            "recent": recent,
+            "recent_mask": recent_mask,
+            "cand": cand,
+            "cooc": cooc,
+        }
         if self.on_cuda:
             binding = self.ranker.io_binding()
             for name, arr in feeds.items():
                 binding.bind_ortvalue_input(
-                    name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr), "cuda", 0))
+                    name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr), "cuda", 0)
+                )
             for name in RANKER.output_names:
                 binding.bind_output(name, "cuda", 0)
             self.ranker.run_with_iobinding(binding)

@@ -189,12 +189,16 @@ def user_states(lm: LoadedModel, data: LooData) -> list[InterestState]:
 
 @dataclass
 class EngineLoo:
-    """One model version; ``variants`` maps system name -> selection options."""
+    """One model version; ``variants`` maps system name -> selection options. ``ranker_only``
+    names an extra system: the ranker alone over the whole catalogue (no retrieval, no
+    selection), i.e. the training pipeline's own test protocol, which isolates what retrieval
+    and list selection cost or add."""
 
     lm: LoadedModel
     variants: dict[str, EngineOptions]
     sweep_lambdas: tuple[float, ...] = ()
     sweep: dict[float, SystemResults] = field(default_factory=dict)
+    ranker_only: str | None = None
 
     def run(
         self,
@@ -227,6 +231,8 @@ class EngineLoo:
         states = user_states(self.lm, data)
         cat_rows = store.rows_for(data.cat.ids)
         results = {n: SystemResults(n, n_list) for n in names}
+        if self.ranker_only:
+            results[self.ranker_only] = SystemResults(self.ranker_only, n_list)
         self.sweep = {lam: SystemResults(f"lambda={lam}", n_list) for lam in self.sweep_lambdas}
         total = len(data.users)
         for lo in range(0, total, batch):
@@ -243,8 +249,15 @@ class EngineLoo:
             for lam, res in self.sweep.items():
                 opts = replace(rec.opts, mmr_lambda=lam, diversify=True)
                 self._rank(res, data, sl, score, click, buy, rec.repick(picks, opts), sts)
+            if self.ranker_only:
+                self._rank(
+                    results[self.ranker_only], data, sl, score, click, buy, [[] for _ in sts], sts
+                )
             if on_progress is not None:
                 on_progress(label, sl.stop, total)
+        if self.ranker_only:  # no list was selected: no interest slots to report
+            results[self.ranker_only].slots.clear()
+            results[self.ranker_only].active.clear()
         return results
 
     def _full_scores(

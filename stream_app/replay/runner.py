@@ -32,11 +32,14 @@ from stream_app.replay.systems import EngineStream, variant_options
 
 BASELINES = ("pop", "cooc")
 MAIN = "streamrec"
+RANKER_ONLY = "ranker-only"
 DESCRIPTIONS = {
     MAIN: "our model: multi-interest state, retrieval, multi-task ranker, diversified top-K",
     "no-diversity": "our model, same scores, plain top-K by score (no quotas, no MMR)",
     "single-interest": "our model trained and served with one interest slot (K=1)",
     "no-text": "our model trained with item-id vectors only (no language-model text vectors)",
+    RANKER_ONLY: "loo diagnostic: our ranker alone scoring the whole catalogue (no retrieval, "
+    "no list selection): the training pipeline's own test protocol",
     "pop": "popularity (stream: time-decayed, updated as events arrive; loo: train counts)",
     "cooc": "item co-occurrence (item-kNN over the last items of the user's history)",
 }
@@ -204,7 +207,7 @@ def run_replay(
         out = _run_stream(evs, cat, groups, opts, n_list, hooks, extras)
         extras.update(cut=cut, chosen=selected_users(evs, cut, opts.max_users))
     extras["cat"] = cat
-    order = [MAIN, "no-diversity", *ablations.TRAINED, *BASELINES]
+    order = [MAIN, "no-diversity", *ablations.TRAINED, RANKER_ONLY, *BASELINES]
     out["systems"] = {k: out["systems"][k] for k in order if k in out["systems"]}
     out.update(
         protocol=opts.protocol,
@@ -329,7 +332,12 @@ def _run_loo(
         res["cooc"] = loo.eval_cooc(data, n_list)
     sweep: dict[float, results.SystemResults] = {}
     for n, (lm, variants) in enumerate(groups):
-        engine = loo.EngineLoo(lm, variants, opts.sweep_lambdas if n == 0 else ())
+        engine = loo.EngineLoo(
+            lm,
+            variants,
+            opts.sweep_lambdas if n == 0 else (),
+            ranker_only=RANKER_ONLY if n == 0 else None,
+        )
         res.update(engine.run(data, n_list, on_progress=hooks.progress, label=next(iter(variants))))
         if n == 0:
             sweep = engine.sweep

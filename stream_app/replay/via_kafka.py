@@ -22,6 +22,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -317,6 +318,8 @@ def run_via_kafka(
             _stream(run_settings, timeline, len(events), kopts, hooks)
         )
     wall = time.perf_counter() - t0
+    if kopts.start_worker:  # the run's own state dir (kept, with the worker log, on failure)
+        shutil.rmtree(run_settings.data_dir, ignore_errors=True)
     res, kafka = match_recommendations(
         extras["cat"],
         extras["cut"],

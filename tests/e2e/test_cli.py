@@ -12,8 +12,14 @@ CLI = [sys.executable, "-m", "stream_app.cli"]
 
 
 def run(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, check=False)  # fmt: skip
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
 
 
 def test_help_lists_commands_and_never_shows_secrets():
@@ -35,13 +41,38 @@ def test_bad_settings_are_reported_clearly():
 @pytest.mark.slow
 def test_generate_train_list_show_rollback(tmp_path: Path):
     world = tmp_path / "w"
-    g = run("generate", "--out", str(world), "--users", "120", "--items", "150", "--events",
-            "3000", "--seed", "3", "--json")  # fmt: skip
+    g = run(
+        "generate",
+        "--out",
+        str(world),
+        "--users",
+        "120",
+        "--items",
+        "150",
+        "--events",
+        "3000",
+        "--seed",
+        "3",
+        "--json",
+    )
     assert g.returncode == 0, g.stderr
     assert json.loads(g.stdout)["events"] == 3000
     reg = tmp_path / "reg"
-    args = ["train", "--items", str(world / "items.jsonl"), "--events", str(world / "events.jsonl"),
-            "--registry", str(reg), "--epochs", "1", "--dim", "16", "--negatives", "16"]  # fmt: skip
+    args = [
+        "train",
+        "--items",
+        str(world / "items.jsonl"),
+        "--events",
+        str(world / "events.jsonl"),
+        "--registry",
+        str(reg),
+        "--epochs",
+        "1",
+        "--dim",
+        "16",
+        "--negatives",
+        "16",
+    ]
     t = run(*args, "--json")
     assert t.returncode == 0, t.stderr[-2000:]
     report = json.loads(t.stdout)
@@ -51,12 +82,17 @@ def test_generate_train_list_show_rollback(tmp_path: Path):
     assert "epoch" in run(*args).stderr  # the human form prints the per-epoch table
     listing = json.loads(run("model", "list", "--registry", str(reg), "--json").stdout)
     assert listing["current"] == "v0002" and [v["version"] for v in listing["versions"]] == [
-        "v0001", "v0002"]  # fmt: skip
+        "v0001",
+        "v0002",
+    ]
     show = json.loads(run("model", "show", "--registry", str(reg)).stdout)
     assert show["verified"] and show["version"] == "v0002" and show["parent"] is None
     rb = run("model", "rollback", "--registry", str(reg), "--broker", "localhost:1")
     assert rb.returncode == 0 and "v0002 -> v0001" in rb.stderr
-    assert json.loads(run("model", "list", "--registry", str(reg), "--json").stdout)["current"] == "v0001"
+    assert (
+        json.loads(run("model", "list", "--registry", str(reg), "--json").stdout)["current"]
+        == "v0001"
+    )
     (reg / "v0002" / "ranker.onnx").write_bytes(b"tampered")
     show = json.loads(run("model", "show", "v0002", "--registry", str(reg)).stdout)
     assert not show["verified"] and "ranker.onnx" in show["problems"][0]

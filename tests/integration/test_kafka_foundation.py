@@ -17,8 +17,14 @@ CLI = [sys.executable, "-m", "stream_app.cli"]
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False)  # fmt: skip
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        check=False,
+    )
 
 
 def test_produce_then_consume_returns_the_same_events(kafka_settings: Settings, tiny_world: Path):
@@ -30,8 +36,19 @@ def test_produce_then_consume_returns_the_same_events(kafka_settings: Settings, 
     p = run_cli("produce", str(src), "--topic", topic, "--broker", broker)
     assert p.returncode == 0, p.stderr
     assert "sent 300 messages" in p.stderr
-    c = run_cli("consume", "--topic", topic, "--from-beginning", "--limit", "300", "--json",
-                "--broker", broker, "--timeout", "20")  # fmt: skip
+    c = run_cli(
+        "consume",
+        "--topic",
+        topic,
+        "--from-beginning",
+        "--limit",
+        "300",
+        "--json",
+        "--broker",
+        broker,
+        "--timeout",
+        "20",
+    )
     assert c.returncode == 0, c.stderr
     got = [json.loads(x) for x in c.stdout.splitlines()]
     assert len(got) == 300
@@ -42,7 +59,9 @@ def test_produce_then_consume_returns_the_same_events(kafka_settings: Settings, 
     by_user: dict[str, list[tuple[int, int, str]]] = {}
     for r in got:
         assert r["key"] == r["value"]["user_id"]
-        by_user.setdefault(r["key"], []).append((r["partition"], r["offset"], r["value"]["event_id"]))
+        by_user.setdefault(r["key"], []).append(
+            (r["partition"], r["offset"], r["value"]["event_id"])
+        )
     for user, recs in by_user.items():
         assert len({p for p, _, _ in recs}) == 1, user
         in_file = [json.loads(x)["event_id"] for x in lines if json.loads(x)["user_id"] == user]
@@ -55,9 +74,13 @@ def test_topics_are_created_with_partitions_and_compaction(kafka_settings: Setti
 
     async def check():
         created = await kafka_io.ensure_topics(kafka_settings)
-        assert set(created) == {kafka_settings.topics.events, kafka_settings.topics.items,
-                                kafka_settings.topics.recommendations, kafka_settings.topics.dlq,
-                                kafka_settings.topics.model_updates}  # fmt: skip
+        assert set(created) == {
+            kafka_settings.topics.events,
+            kafka_settings.topics.items,
+            kafka_settings.topics.recommendations,
+            kafka_settings.topics.dlq,
+            kafka_settings.topics.model_updates,
+        }
         assert await kafka_io.ensure_topics(kafka_settings) == []  # idempotent
         admin = AIOKafkaAdminClient(**kafka_settings.kafka.client_kwargs())
         await admin.start()
@@ -65,7 +88,8 @@ def test_topics_are_created_with_partitions_and_compaction(kafka_settings: Setti
             meta = await admin.describe_topics([kafka_settings.topics.events])
             assert len(meta[0]["partitions"]) == kafka_settings.topics.partitions
             res = await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, kafka_settings.topics.items)])
+                [ConfigResource(ConfigResourceType.TOPIC, kafka_settings.topics.items)]
+            )
             configs = {c[0]: c[1] for c in res[0].resources[0][4]}
             assert configs["cleanup.policy"] == "compact"
         finally:
@@ -108,7 +132,11 @@ def test_start_stop_leaves_no_broker_process(tmp_path: Path):
     p = run_cli("kafka", "stop", "--port", str(port), "--data-dir", str(data))
     assert p.returncode == 0 and "kafka stopped" in p.stderr
     assert not kafka_local._alive(pid)
-    ours = subprocess.run(["pgrep", "-f", f"streamrec.data={data.resolve()}"],
-                          capture_output=True, text=True, check=False).stdout.split()  # fmt: skip
+    ours = subprocess.run(
+        ["pgrep", "-f", f"streamrec.data={data.resolve()}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
     assert ours == []
     assert run_cli("kafka", "status", "--port", str(port), "--data-dir", str(data)).returncode == 1

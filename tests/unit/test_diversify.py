@@ -91,4 +91,4 @@ def test_batched_mmr_equals_the_single_user_version(lam):
         idx = np.flatnonzero(ok)
         single = mmr_select(scores[r][ok], vecs[r][ok], slots[r][ok], quotas[r], 10, lam, 1)
         want = [int(idx[j]) for j in single]
-        assert got[r][: len(want)].tolist() == want and (got[r][len(want):] == -1).all()
+        assert got[r][: len(want)].tolist() == want and (got[r][len(want) :] == -1).all()

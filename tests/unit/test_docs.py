@@ -17,6 +17,17 @@ def test_readme_settings_table_matches_the_code():
 def test_readme_names_the_two_commands_and_every_cli_command():
     text = (ROOT / "README.md").read_text()
     assert "make demo" in text and "make test" in text
-    for cmd in ("kafka", "generate", "convert", "produce", "consume", "train", "model", "worker",
-                "demo", "replay", "finetune"):  # fmt: skip
+    for cmd in (
+        "kafka",
+        "generate",
+        "convert",
+        "produce",
+        "consume",
+        "train",
+        "model",
+        "worker",
+        "demo",
+        "replay",
+        "finetune",
+    ):
         assert f"streamrec {cmd}" in text, cmd

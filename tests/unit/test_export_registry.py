@@ -40,12 +40,14 @@ def test_ranker_and_item_tower_parity_and_perturbed_files_fail(tmp_path: Path):
     num = rng.normal(size=(11, 2)).astype(np.float32)
     err = export_item_tower(model, text, np.arange(11), num, tmp_path, "v0042")
     assert err < 1e-4
-    sample = {"slots": rng.normal(size=(3, 3, 16)).astype(np.float32),
-              "strengths": np.array([[1, 0.5, 0]] * 3, np.float32),
-              "recent": rng.normal(size=(3, 4, cfg.feat_dim)).astype(np.float32),
-              "recent_mask": np.array([[1, 1, 1, 0]] * 3, np.float32),
-              "cand": rng.normal(size=(3, 9, cfg.feat_dim)).astype(np.float32),
-              "cooc": rng.random((3, 9)).astype(np.float32)}  # fmt: skip
+    sample = {
+        "slots": rng.normal(size=(3, 3, 16)).astype(np.float32),
+        "strengths": np.array([[1, 0.5, 0]] * 3, np.float32),
+        "recent": rng.normal(size=(3, 4, cfg.feat_dim)).astype(np.float32),
+        "recent_mask": np.array([[1, 1, 1, 0]] * 3, np.float32),
+        "cand": rng.normal(size=(3, 9, cfg.feat_dim)).astype(np.float32),
+        "cooc": rng.random((3, 9)).astype(np.float32),
+    }
     assert export_ranker(model, sample, tmp_path, "v0042") < 1e-4
     import onnx
 
@@ -58,8 +60,9 @@ def test_ranker_and_item_tower_parity_and_perturbed_files_fail(tmp_path: Path):
     perturb_onnx(tmp_path / "item_tower.onnx")
     tower_args = (torch.from_numpy(text), torch.arange(11), torch.from_numpy(num))
     with pytest.raises(ParityError):
-        check_parity(tmp_path / "item_tower.onnx", ItemTowerExport(model.items), tower_args,
-                     ITEM_TOWER)  # fmt: skip
+        check_parity(
+            tmp_path / "item_tower.onnx", ItemTowerExport(model.items), tower_args, ITEM_TOWER
+        )
 
 
 @pytest.mark.model
@@ -74,8 +77,9 @@ def test_real_encoder_export_parity_and_perturbation(tmp_path: Path):
     perturb_onnx(tmp_path / "encoder.onnx", scale=1.01)
     batch = tokenize(tok, texts[:4])
     with pytest.raises(ParityError):
-        check_parity(tmp_path / "encoder.onnx", enc, (batch["input_ids"], batch["attention_mask"]),
-                     ENCODER)  # fmt: skip
+        check_parity(
+            tmp_path / "encoder.onnx", enc, (batch["input_ids"], batch["attention_mask"]), ENCODER
+        )
 
 
 def publish_dummy(reg: Registry, payload: str = "x", **kw) -> str:
@@ -93,7 +97,10 @@ def test_publish_twice_rollback_and_promote(tmp_path: Path):
     assert (v1, v2) == ("v0001", "v0002") and reg.current() == v2
     assert reg.versions() == [v1, v2] and reg.verify(v2) == []
     m = reg.manifest(v2)
-    assert m["files"]["ranker.onnx"]["bytes"] == 1 and set(m["files"]) == {"ranker.onnx", "sub/tok.json"}
+    assert m["files"]["ranker.onnx"]["bytes"] == 1 and set(m["files"]) == {
+        "ranker.onnx",
+        "sub/tok.json",
+    }
     assert reg.rollback() == (v2, v1) and reg.current() == v1
     with pytest.raises(RegistryError, match="nothing to roll back"):
         reg.rollback()
@@ -121,7 +128,8 @@ def test_crash_during_rename_leaves_current_alone(tmp_path: Path, monkeypatch):
     v1 = publish_dummy(reg)
 
     def boom(*a, **k):
-        raise OSError("simulated crash")
+        msg = "simulated crash"
+        raise OSError(msg)
 
     monkeypatch.setattr(os, "rename", boom)
     with pytest.raises(OSError):
@@ -147,8 +155,9 @@ reg.publish(staging, {})
 def test_kill_9_mid_publish_never_exposes_a_half_written_version(tmp_path: Path):
     reg = Registry(tmp_path)
     v1 = publish_dummy(reg)
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     for _ in range(5):
         proc.stdout.readline()  # it is between file writes now
     proc.send_signal(signal.SIGKILL)

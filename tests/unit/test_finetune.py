@@ -13,8 +13,15 @@ torch = pytest.importorskip("torch")
 
 
 def ev(i: int, ts_s: float, user: str = "u1", item: str = "i1") -> bytes:
-    return json.dumps({"event_id": f"e{i}", "event_type": "click", "user_id": user,
-                       "item_id": item, "ts": int(ts_s * 1000)}).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "event_id": f"e{i}",
+            "event_type": "click",
+            "user_id": user,
+            "item_id": item,
+            "ts": int(ts_s * 1000),
+        }
+    ).encode()
 
 
 def test_buffer_keeps_the_window_samples_the_past_and_survives_reopen(tmp_path: Path):
@@ -63,9 +70,9 @@ def drift_world(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _round(root, reg, tmp, corrupt=False, tolerance=0.01, keep=1.0):
+    from model_export.finetune.job import options_from
     from model_export.finetune.rounds import run_round
     from model_export.pipeline import TrainOptions
-    from model_export.finetune.job import options_from
     from model_export.registry import Registry
     from model_export.train import TrainConfig
     from schemas.settings import Settings
@@ -77,8 +84,16 @@ def _round(root, reg, tmp, corrupt=False, tolerance=0.01, keep=1.0):
     buf.add(lines[: int(len(lines) * keep)])
     base = TrainOptions(train=TrainConfig(epochs=4, negatives=32, seed=2))
     opts = options_from(registry.manifest(registry.current()), base)
-    result = run_round(Settings(), registry, load_items(root / "items.jsonl"), buf.events(), opts,
-                       tolerance, buf.watermark(), corrupt_labels=corrupt)  # fmt: skip
+    result = run_round(
+        Settings(),
+        registry,
+        load_items(root / "items.jsonl"),
+        buf.events(),
+        opts,
+        tolerance,
+        buf.watermark(),
+        corrupt_labels=corrupt,
+    )
     return registry, buf, result
 
 

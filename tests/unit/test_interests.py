@@ -44,7 +44,9 @@ def test_invariants_hold_for_any_event_sequence(events):
     ts = 1_700_000_000.0
     for eid, item, step, kind, vec in events:
         ts += step
-        state = update_interests(state, np.array(vec), EventLite(f"e{eid}", f"i{item}", ts, kind), PARAMS)
+        state = update_interests(
+            state, np.array(vec), EventLite(f"e{eid}", f"i{item}", ts, kind), PARAMS
+        )
         assert np.isfinite(state.slots).all()
         norms = np.linalg.norm(state.slots, axis=1)
         assert np.all((np.abs(norms - 1) < 1e-4) | (norms == 0))
@@ -125,7 +127,9 @@ def test_bad_vectors_are_rejected_with_the_item_named():
 def test_rebuild_moves_state_to_a_new_space():
     state = new_state(3, DIM, "old")
     for n in range(4):
-        state = update_interests(state, unit(n % 2), EventLite(f"e{n}", f"i{n % 2}", float(n), n % 2), PARAMS)
+        state = update_interests(
+            state, unit(n % 2), EventLite(f"e{n}", f"i{n % 2}", float(n), n % 2), PARAMS
+        )
     vectors = {"i0": unit(5, 6), "i1": unit(4, 6)}
     moved = rebuild_state(state, vectors, "new", PARAMS)
     assert moved.space == "new" and moved.slots.shape == (3, 6)

@@ -21,8 +21,9 @@ from model_export.modeling import MultiTaskRanker, RankerConfig  # noqa: E402
 from model_export.train import TrainConfig, train_ranker  # noqa: E402
 from model_export.transfer import tune_encoder  # noqa: E402
 
-CFG = RankerConfig(text_dim=16, d=8, hidden=8, k=3, recent_len=4, n_items=30, dropout=0.0,
-                   id_dropout=0.0)  # fmt: skip
+CFG = RankerConfig(
+    text_dim=16, d=8, hidden=8, k=3, recent_len=4, n_items=30, dropout=0.0, id_dropout=0.0
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,14 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
 
     out = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)  # fmt: skip
+    cfg = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     BertModel(cfg).save_pretrained(out)
     src = Path(default_model_path())
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
@@ -76,8 +83,11 @@ def test_loss_is_weighted_sum_and_learns():
     labels["purchase"][:4, 0] = 1
     out = model(s, st, r, m, c, labels=labels)
     parts = out.losses
-    expected = sum(CFG.task_weights[t] * parts[t] for t in CFG.tasks) + CFG.listwise_weight * \
-        parts["listwise"] + CFG.retrieval_weight * parts["retrieval"]  # fmt: skip
+    expected = (
+        sum(CFG.task_weights[t] * parts[t] for t in CFG.tasks)
+        + CFG.listwise_weight * parts["listwise"]
+        + CFG.retrieval_weight * parts["retrieval"]
+    )
     assert torch.isclose(out.loss, expected)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     first = float(out.loss.detach())
@@ -101,22 +111,39 @@ def toy_examples(n_ex: int, seed: int) -> tuple[ItemSpace, Examples]:
     recent[:, 0] = np.maximum(1, (target + 1) % (CFG.n_items + 1))  # next item follows previous
     slots = np.repeat(vecs[rng.integers(1, CFG.n_items + 1, n_ex)][:, None, :], CFG.k, 1)
     slots = slots.astype(np.float16)
-    ex = Examples(slots, np.tile([1.0, 0, 0], (n_ex, 1)).astype(np.float32), recent, target,
-                  np.zeros(n_ex, np.uint8), np.arange(n_ex, dtype=np.int32),
-                  np.arange(n_ex, dtype=np.float64), [np.zeros(0, np.int32)] * n_ex)  # fmt: skip
+    ex = Examples(
+        slots,
+        np.tile([1.0, 0, 0], (n_ex, 1)).astype(np.float32),
+        recent,
+        target,
+        np.zeros(n_ex, np.uint8),
+        np.arange(n_ex, dtype=np.int32),
+        np.arange(n_ex, dtype=np.float64),
+        [np.zeros(0, np.int32)] * n_ex,
+    )
     return space, ex
 
 
 def test_training_improves_and_early_stopping_stops():
     space, train = toy_examples(600, 0)
     _, valid = toy_examples(100, 1)
-    res = train_ranker(CFG, TrainConfig(epochs=8, batch_size=64, negatives=8, patience=2, lr=5e-3),
-                       space, train, valid)  # fmt: skip
+    res = train_ranker(
+        CFG,
+        TrainConfig(epochs=8, batch_size=64, negatives=8, patience=2, lr=5e-3),
+        space,
+        train,
+        valid,
+    )
     scores = [row.valid["ndcg@10"] for row in res.history]
     assert max(scores) > scores[0] and max(scores) > 0.3
     # lr = 0: validation can never improve after epoch 1 -> stops after 1 + patience epochs
-    frozen = train_ranker(CFG, TrainConfig(epochs=10, batch_size=64, negatives=8, patience=2, lr=0.0),
-                          space, train, valid)  # fmt: skip
+    frozen = train_ranker(
+        CFG,
+        TrainConfig(epochs=10, batch_size=64, negatives=8, patience=2, lr=0.0),
+        space,
+        train,
+        valid,
+    )
     assert len(frozen.history) == 3 and frozen.stopped_early and frozen.best_epoch == 1
 
 
@@ -160,10 +187,16 @@ def test_tiny_bert_trainable_counts(tiny_bert: str):
 @pytest.mark.model
 def test_real_minilm_texts_sharing_words_embed_closer():
     enc, tok = load_encoder(None)
-    v = encode_texts(enc, tok, ["lightweight hiking backpack for trail trips",
-                                "trail hiking boots, waterproof",
-                                "cast iron skillet for the kitchen",
-                                "jazz piano vinyl record"])  # fmt: skip
+    v = encode_texts(
+        enc,
+        tok,
+        [
+            "lightweight hiking backpack for trail trips",
+            "trail hiking boots, waterproof",
+            "cast iron skillet for the kitchen",
+            "jazz piano vinyl record",
+        ],
+    )
     assert v.shape == (4, 384)
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     sims = v @ v.T

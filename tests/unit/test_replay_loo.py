@@ -143,12 +143,14 @@ def test_loo_replay_runs_every_system_on_the_same_users(
     )
     assert out["pop_equals_loo_popularity_eval"] is True
     systems = out["systems"]
-    assert list(systems) == ["streamrec", "no-diversity", "pop", "cooc"]
+    assert list(systems) == ["streamrec", "no-diversity", "ranker-only", "pop", "cooc"]
     n = out["counts"]["users_scored"]
     assert all(row["examples"] == n for row in systems.values())
     for row in systems.values():
         assert 0 <= row["ndcg@10"] <= row["hr@10"] <= row["hr@20"] <= 1
         assert 0 < row["auc_click"] < 1
+    assert "interest_coverage@10" in systems["streamrec"]
+    assert "interest_coverage@10" not in systems["ranker-only"]
     # with the same scores, diversifying the list raises intra-list diversity
     assert systems["streamrec"]["ild@10"] > systems["no-diversity"]["ild@10"]
     assert "by_event_type" not in systems["pop"]

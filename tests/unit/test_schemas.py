@@ -26,15 +26,18 @@ from schemas.settings import setting_env_names
 
 ids = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40)
 times = st.datetimes(
-    min_value=datetime(1971, 1, 1), max_value=datetime(2999, 1, 1), timezones=st.just(UTC)
+    min_value=datetime(1971, 1, 1),  # noqa: DTZ001 - hypothesis bounds are naive by API
+    max_value=datetime(2999, 1, 1),  # noqa: DTZ001
+    timezones=st.just(UTC),
 )
 ctx = st.none() | st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=3)
 
 
 @given(ids, ids, ids, times, ctx)
 def test_click_roundtrip(eid, uid, iid, ts, context):
-    ev = ClickEvent(event_id=eid, event_type="click", user_id=uid, item_id=iid, ts=ts,
-                    context=context)  # fmt: skip
+    ev = ClickEvent(
+        event_id=eid, event_type="click", user_id=uid, item_id=iid, ts=ts, context=context
+    )
     back = decode_event(encode_event(ev))
     assert back == ev and isinstance(back, ClickEvent)
     assert back.ts.tzinfo is not None and back.ts.utcoffset() == timedelta(0)
@@ -42,43 +45,75 @@ def test_click_roundtrip(eid, uid, iid, ts, context):
 
 @given(ids, ids, ids, times, st.none() | st.floats(0, 1e6), st.none() | st.integers(1, 1000))
 def test_purchase_roundtrip(eid, uid, iid, ts, price, qty):
-    ev = PurchaseEvent(event_id=eid, event_type="purchase", user_id=uid, item_id=iid, ts=ts,
-                       price=price, quantity=qty)  # fmt: skip
+    ev = PurchaseEvent(
+        event_id=eid,
+        event_type="purchase",
+        user_id=uid,
+        item_id=iid,
+        ts=ts,
+        price=price,
+        quantity=qty,
+    )
     assert decode_event(encode_event(ev)) == ev
 
 
-@given(ids, st.text(min_size=1, max_size=100), st.lists(st.text(min_size=1, max_size=20), max_size=5),
-       st.none() | st.floats(0, 1e5), st.booleans())  # fmt: skip
+@given(
+    ids,
+    st.text(min_size=1, max_size=100),
+    st.lists(st.text(min_size=1, max_size=20), max_size=5),
+    st.none() | st.floats(0, 1e5),
+    st.booleans(),
+)
 def test_item_roundtrip(iid, title, cats, price, deleted):
     item = CatalogItem(item_id=iid, title=title, categories=cats, price=price, deleted=deleted)
     assert decode_item(encode_item(item)) == item
 
 
 def test_epoch_ms_and_zones_are_normalised_to_utc():
-    a = decode_event(b'{"event_id":"e","event_type":"click","user_id":"u","item_id":"i",'
-                     b'"ts":1700000000123}')  # fmt: skip
-    b = decode_event(b'{"event_id":"e","event_type":"click","user_id":"u","item_id":"i",'
-                     b'"ts":"2023-11-14T23:13:20.123+01:00"}')  # fmt: skip
+    a = decode_event(
+        b'{"event_id":"e","event_type":"click","user_id":"u","item_id":"i","ts":1700000000123}'
+    )
+    b = decode_event(
+        b'{"event_id":"e","event_type":"click","user_id":"u","item_id":"i",'
+        b'"ts":"2023-11-14T23:13:20.123+01:00"}'
+    )
     assert a.ts == datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
     assert b.ts == datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
 
 
-GOOD = {"event_id": "e1", "event_type": "click", "user_id": "u1", "item_id": "i1",
-        "ts": "2026-01-01T00:00:00Z"}  # fmt: skip
+GOOD = {
+    "event_id": "e1",
+    "event_type": "click",
+    "user_id": "u1",
+    "item_id": "i1",
+    "ts": "2026-01-01T00:00:00Z",
+}
 
 
 @pytest.mark.parametrize(
     ("change", "field", "expected"),
     [
-        ({"ts": "yesterday"}, "event.ts", "event.ts: expected ISO-8601 or epoch ms, got 'yesterday'"),
+        (
+            {"ts": "yesterday"},
+            "event.ts",
+            "event.ts: expected ISO-8601 or epoch ms, got 'yesterday'",
+        ),
         ({"ts": "2026-01-01T00:00:00"}, "event.ts", "with a time zone"),
         ({"ts": -5}, "event.ts", "got -5"),
-        ({"event_type": "buy"}, "event.event_type", "expected one of 'click', 'purchase', got 'buy'"),
+        (
+            {"event_type": "buy"},
+            "event.event_type",
+            "expected one of 'click', 'purchase', got 'buy'",
+        ),
         ({"user_id": 5}, "event.user_id", "event.user_id: expected a string, got 5"),
         ({"item_id": ""}, "event.item_id", "got ''"),
         ({"event_id": None}, "event.event_id", "expected a string, got None"),
         ({"schema_version": 2}, "event.schema_version", "expected one of 1, got 2"),
-        ({"event_type": "purchase", "price": -1}, "event.price", "greater than or equal to 0, got -1"),
+        (
+            {"event_type": "purchase", "price": -1},
+            "event.price",
+            "greater than or equal to 0, got -1",
+        ),
         ({"event_type": "purchase", "quantity": 0}, "event.quantity", "got 0"),
         ({"context": {"a": 1}}, "event.context.a", "expected a string, got 1"),
     ],
@@ -99,7 +134,9 @@ def test_missing_field_malformed_json_and_huge_payload():
         decode_event(b"{not json")
     assert err.value.reason == "json"
     huge = json.dumps({**GOOD, "context": {"x": "y" * 2_000_000}}).encode()
-    with pytest.raises(BadInput, match=r"expected at most 1000000 bytes, got 2000\d\d\d bytes") as err:
+    with pytest.raises(
+        BadInput, match=r"expected at most 1000000 bytes, got 2000\d\d\d bytes"
+    ) as err:
         decode_event(huge, max_bytes=Settings().max_message_bytes)
     assert err.value.reason == "too_large"
 
@@ -121,10 +158,18 @@ def test_item_rules():
 
 
 def test_recommendation_and_notice_contracts():
-    rec = Recommendation(user_id="u", trigger_event_id="e", model_version="v0001",
-                         created_at=datetime.now(UTC), latency_ms=3.5,
-                         items=[RecommendedItem(item_id="i", score=0.5, p_click=0.5,
-                                                p_purchase=0.1, interest=0, because=["j"])])  # fmt: skip
+    rec = Recommendation(
+        user_id="u",
+        trigger_event_id="e",
+        model_version="v0001",
+        created_at=datetime.now(UTC),
+        latency_ms=3.5,
+        items=[
+            RecommendedItem(
+                item_id="i", score=0.5, p_click=0.5, p_purchase=0.1, interest=0, because=["j"]
+            )
+        ],
+    )
     assert Recommendation.model_validate_json(rec.model_dump_json()) == rec
     with pytest.raises(ValidationError):
         RecommendedItem(item_id="i", score=1, p_click=1.5, p_purchase=0, interest=0)
@@ -135,8 +180,14 @@ def test_recommendation_and_notice_contracts():
 def test_dlq_headers_carry_the_contract():
     exc = BadInput("event.ts: expected ISO-8601 or epoch ms, got 'x'", field="event.ts")
     h = headers_dict(dlq_headers(exc, "events", 3, 42))
-    assert h == {"error.class": "BadInput", "error.message": str(exc), "source.topic": "events",
-                 "source.partition": "3", "source.offset": "42", "error.reason": "schema"}  # fmt: skip
+    assert h == {
+        "error.class": "BadInput",
+        "error.message": str(exc),
+        "source.topic": "events",
+        "source.partition": "3",
+        "source.offset": "42",
+        "error.reason": "schema",
+    }
 
 
 def test_settings_env_nested_frozen_and_secret(monkeypatch):
@@ -149,7 +200,9 @@ def test_settings_env_nested_frozen_and_secret(monkeypatch):
     assert s.kafka.broker == "k1:9093" and s.topics.events == "ev2"
     assert "hunter2" not in repr(s) and "hunter2" not in str(s.model_dump())
     assert s.kafka.client_kwargs()["sasl_plain_password"] == "hunter2"
-    assert s.with_overrides(**{"serving.top_k": 5}).kafka.sasl_password.get_secret_value() == "hunter2"
+    assert (
+        s.with_overrides(**{"serving.top_k": 5}).kafka.sasl_password.get_secret_value() == "hunter2"
+    )
     with pytest.raises(ValidationError):
         s.serving.top_k = 3  # type: ignore[misc]
     monkeypatch.setenv("STREAMREC_SERVING__DEVICE", "tpu")
@@ -159,6 +212,11 @@ def test_settings_env_nested_frozen_and_secret(monkeypatch):
 
 def test_every_setting_is_documented_by_env_name():
     names = {row[0] for row in setting_env_names()}
-    assert {"STREAMREC_KAFKA__BROKER", "STREAMREC_TOPICS__DLQ", "STREAMREC_INTERESTS__K",
-            "STREAMREC_SERVING__DEVICE", "STREAMREC_MAX_MESSAGE_BYTES"} <= names  # fmt: skip
+    assert {
+        "STREAMREC_KAFKA__BROKER",
+        "STREAMREC_TOPICS__DLQ",
+        "STREAMREC_INTERESTS__K",
+        "STREAMREC_SERVING__DEVICE",
+        "STREAMREC_MAX_MESSAGE_BYTES",
+    } <= names
     assert all("hunter" not in row[1] for row in setting_env_names())

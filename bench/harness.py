@@ -1,0 +1,357 @@
+"""Pieces of the worker benchmark (no measurements here): the cached world and model, a local
+broker, ``streamrec worker`` processes (CPU time and memory from /proc, counters from
+/metrics), an open-loop producer, a consumer of recommendations, and the bare
+consume -> produce loop used as the ceiling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from rich.console import Console
+
+from schemas.settings import Settings
+from stream_app.kafka_io import read_lines
+
+ROOT = Path(__file__).resolve().parents[1]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SEED = 3  # the replay benchmark's world seed: both benchmarks can share the world
+console = Console(width=160)
+
+
+# -- preparation (cached) -------------------------------------------------------------------
+def prepare_world(workdir: Path, users: int, items: int, events: int) -> Path:
+    world = workdir / "world"
+    if not (world / "events.jsonl").exists():
+        from stream_app.datagen.synthetic import generate_world
+
+        console.print(f"generating the world: {items:,} items, {users:,} users, {events:,} events")
+        generate_world(world, users=users, items=items, events=events, seed=SEED)
+    return world
+
+
+def prepare_registry(workdir: Path, world: Path) -> Path:
+    from model_export.registry import Registry
+
+    registry = workdir / "registry"
+    if Registry(registry).current() is None:
+        from model_export.pipeline import TrainOptions, run_training
+        from model_export.train import TrainConfig
+
+        console.print(f"training a small model into {registry} (1 epoch; cached for next runs)")
+        t0 = time.perf_counter()
+        run_training(
+            Settings(),
+            world / "items.jsonl",
+            world / "events.jsonl",
+            TrainOptions(train=TrainConfig(epochs=1)),
+            registry_dir=registry,
+        )
+        console.print(f"trained in {time.perf_counter() - t0:.0f} s")
+    return registry
+
+
+def free_port(pair: bool = False) -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            port = int(s.getsockname()[1])
+        if not pair:
+            return port
+        with socket.socket() as s2:
+            try:
+                s2.bind(("localhost", port + 1))
+            except OSError:
+                continue
+        return port
+    msg = "no free port"
+    raise RuntimeError(msg)
+
+
+def start_broker(workdir: Path, partitions: int) -> tuple[str, Path]:
+    from stream_app import kafka_local
+
+    base = Settings()
+    data = workdir / "kafka"
+    port = free_port(pair=True)
+    console.print(f"starting a local Kafka broker on :{port} ({data})")
+    kafka_local.start(port, data, base.kafka_version, base.cache_dir, partitions=partitions)
+    return f"localhost:{port}", data
+
+
+# -- the worker process ----------------------------------------------------------------------
+@dataclass
+class Worker:
+    settings: Settings
+    registry: Path
+    data_dir: Path
+    log: Path
+    ort_threads: int
+    profile: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        t = self.settings.topics
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
+        env.update(
+            {
+                "STREAMREC_KAFKA__BROKER": self.settings.kafka.broker,
+                "STREAMREC_APP_ID": self.settings.app_id,
+                "STREAMREC_DATA_DIR": str(self.data_dir),
+                "STREAMREC_REGISTRY_DIR": str(self.registry),
+                "STREAMREC_TOPICS__EVENTS": t.events,
+                "STREAMREC_TOPICS__ITEMS": t.items,
+                "STREAMREC_TOPICS__RECOMMENDATIONS": t.recommendations,
+                "STREAMREC_TOPICS__DLQ": t.dlq,
+                "STREAMREC_TOPICS__MODEL_UPDATES": t.model_updates,
+                "STREAMREC_TOPICS__PARTITIONS": str(t.partitions),
+                "STREAMREC_SERVING__WEB_PORT": str(self.port),
+                "STREAMREC_SERVING__DEVICE": self.settings.serving.device,
+                "STREAMREC_SERVING__ORT_THREADS": str(self.ort_threads),
+                "STREAMREC_SERVING__CANDIDATES": str(self.settings.serving.candidates),
+                "STREAMREC_INTERESTS__K": str(self.settings.interests.k),
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> Worker:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "stream_app.cli", "worker", "--loglevel", "warn"]
+        if self.profile is not None:
+            cmd[1:1] = ["-m", "cProfile", "-o", str(self.profile)]
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                cmd,
+                env=self.env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                start_new_session=True,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(f"http://localhost:{self.port}{path}", timeout=5) as r:  # noqa: S310
+            return r.read()
+
+    async def wait_ready(self, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                msg = f"worker exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}"
+                raise RuntimeError(msg)
+            try:
+                if json.loads(self.get("/health")).get("status") == "ok":
+                    return
+            except OSError:
+                pass
+            await asyncio.sleep(0.5)
+        msg = f"worker not ready after {timeout:.0f} s:\n{self.log.read_text()[-3000:]}"
+        raise RuntimeError(msg)
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+    def memory_mb(self) -> tuple[float, float]:
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        kb = {
+            ln.split(":")[0]: int(ln.split()[1])
+            for ln in status.splitlines()
+            if ln.startswith(("VmRSS", "VmHWM"))
+        }
+        return kb["VmRSS"] / 1024, kb["VmHWM"] / 1024
+
+    def counter(self, name: str) -> float:
+        for line in self.get("/metrics").decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+# -- traffic ---------------------------------------------------------------------------------
+class Collector:
+    """Consumes the recommendations topic (no group, from the end): per trigger event id, the
+    arrival time here and the worker's own latency_ms."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.got: dict[str, tuple[float, float]] = {}
+        self.sizes: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from stream_app.kafka_io import topic_partitions
+
+        topic = self.settings.topics.recommendations
+        self.consumer = AIOKafkaConsumer(
+            **self.settings.kafka.client_kwargs(),
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=10,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        await self.consumer.start()
+        tps = [TopicPartition(topic, p) for p in await topic_partitions(self.settings, topic)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_end(*tps)
+        for tp in tps:
+            await self.consumer.position(tp)
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=100, max_records=5000)
+            now = time.time()
+            for msgs in batch.values():
+                for m in msgs:
+                    doc = json.loads(m.value)
+                    self.got[doc["trigger_event_id"]] = (now, doc["latency_ms"])
+                    if len(self.sizes) < 2000:
+                        self.sizes.append(len(m.value))
+
+    async def wait_for(self, ids: list[str], timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            missing = sum(1 for i in ids if i not in self.got)
+            if missing == 0:
+                return 0
+            await asyncio.sleep(0.2)
+        return sum(1 for i in ids if i not in self.got)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self.consumer.stop()
+
+
+def producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        **settings.kafka.client_kwargs(), linger_ms=2, acks=1, max_batch_size=256 * 1024
+    )
+
+
+async def send_at_rate(
+    settings: Settings, events: list[tuple[bytes, bytes, str]], rate: float | None
+) -> dict[str, float]:
+    """Open loop: event i is due at t0 + i / rate (all at once without a rate); returns each
+    event id's intended send time (epoch seconds)."""
+    prod = producer(settings)
+    await prod.start()
+    intended: dict[str, float] = {}
+    t0 = time.time() + 0.05
+    try:
+        futs = []
+        for i, (key, value, eid) in enumerate(events):
+            due = t0 + i / rate if rate else time.time()
+            ahead = due - time.time()
+            if ahead > 0.002:
+                await asyncio.sleep(ahead)
+            intended[eid] = due
+            futs.append(await prod.send(settings.topics.events, value, key=key))
+        await asyncio.gather(*futs)
+    finally:
+        await prod.stop()
+    return intended
+
+
+async def bare_loop(
+    settings: Settings, events: list[tuple[bytes, bytes, str]], payload: int
+) -> dict[str, Any]:
+    """The ceiling: consume the events and produce one record of ``payload`` bytes per event
+    to the recommendations topic, nothing else (no state, no model)."""
+    from stream_app.kafka_io import topic_partitions
+
+    topic = settings.topics.events
+    consumer = AIOKafkaConsumer(
+        **settings.kafka.client_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    tps = [TopicPartition(topic, p) for p in await topic_partitions(settings, topic)]
+    consumer.assign(tps)
+    start = await consumer.end_offsets(tps)
+    for tp, off in start.items():
+        consumer.seek(tp, off)
+    await send_at_rate(settings, events, None)
+    prod = producer(settings)
+    await prod.start()
+    pad = b"x" * payload
+    n, t0, futs = 0, 0.0, []
+    try:
+        while n < len(events):
+            batch = await consumer.getmany(timeout_ms=1000, max_records=2000)
+            if not batch:
+                break
+            t0 = t0 or time.perf_counter()
+            for msgs in batch.values():
+                for m in msgs:
+                    futs.append(await prod.send(settings.topics.recommendations, pad, key=m.key))
+                    n += 1
+            if len(futs) > 5000:
+                await asyncio.gather(*futs)
+                futs.clear()
+        await asyncio.gather(*futs)
+        seconds = time.perf_counter() - t0
+    finally:
+        await prod.stop()
+        await consumer.stop()
+    return {"phase": "bare consume->produce", "events": n, "events_per_s": n / seconds}
+
+
+def load_events(world: Path) -> list[tuple[bytes, bytes, str]]:
+    out = []
+    for line in read_lines(world / "events.jsonl"):
+        doc = json.loads(line)
+        out.append((doc["user_id"].encode(), line, doc["event_id"]))
+    return out
+
+
+async def produce_items(settings: Settings, world: Path) -> int:
+    prod = AIOKafkaProducer(
+        **settings.kafka.client_kwargs(), linger_ms=5, max_request_size=4 * 1024 * 1024
+    )
+    await prod.start()
+    lines = read_lines(world / "items.jsonl")
+    try:
+        futs = [
+            await prod.send(settings.topics.items, v, key=json.loads(v)["item_id"].encode())
+            for v in lines
+        ]
+        await asyncio.gather(*futs)
+    finally:
+        await prod.stop()
+    return len(lines)
