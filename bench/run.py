@@ -11,6 +11,7 @@ var/bench/worker.json, var/bench/worker-2w.json.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,11 +50,14 @@ def main() -> int:
             *(["--limit", "20000"] if args.quick else []),
         ],
     ]
+    # numpy's BLAS limited to one thread in every run, as ``streamrec worker`` does
+    # (serving.blas_threads): the engine's small per-batch products are slower multi-threaded
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
     failed = 0
     try:
         for cmd in runs:
             print(f"\n$ {' '.join(Path(c).name if c == py else c for c in cmd)}", flush=True)
-            failed += subprocess.run(cmd, cwd=ROOT, check=False).returncode != 0
+            failed += subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode != 0
     finally:
         if kafka_dir is not None:
             from stream_app import kafka_local

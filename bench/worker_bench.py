@@ -251,10 +251,12 @@ STAGES = [  # (label, function name, file fragment): cumulative time, overlappin
     ("      retrieval search", "search", "core/retrieval.py"),
     ("      candidate union", "_candidates", "core/engine.py"),
     ("    select (MMR, quotas, lists)", "select", "core/engine.py"),
-    ("  table reads/writes (faust+rocksdb)", "__getitem__", "faust/tables/table.py"),
+    ("  table writes (faust store)", "__setitem__", "faust/stores/base.py"),
     ("  publish (send + await acks)", "_publish", "worker/agents.py"),
     ("  recommendation JSON", "recommendation_json", "worker/processing.py"),
     ("  live hit rate", "observe", "worker/hitrate.py"),
+    ("Kafka produce path (aiokafka sender)", "_send_produce_req", "aiokafka/producer/sender.py"),
+    ("Kafka fetch path (faust fetcher)", "_fetcher", "faust/transport/consumer.py"),
     ("event loop idle (select/epoll)", "select", "selectors.py"),
 ]
 
@@ -341,7 +343,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=100_000, help="events in the generated world")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--partitions", type=int, default=8)
-    ap.add_argument("--rates", default="500,1000,2000", help="fixed rates, events/s")
+    ap.add_argument("--rates", default="250,500,1000,2000", help="fixed rates, events/s")
     ap.add_argument("--seconds", type=float, default=10.0, help="per fixed-rate phase")
     ap.add_argument("--backlog", type=int, default=15_000, help="events in the max phase")
     ap.add_argument("--warmup", type=int, default=1500)

@@ -93,6 +93,12 @@ class ServingSettings(BaseModel):
     batch_ms: float = Field(5.0, ge=0, description="Max wait to fill a batch.")
     web_port: int = Field(6066, ge=0, le=65535, description="Worker /health, /metrics, /state.")
     ort_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0 = ORT's).")
+    blas_threads: int = Field(
+        1,
+        ge=0,
+        description="Threads numpy's BLAS may use in the worker (its matrix products are small, "
+        "per batch: more threads only contend with ORT and Kafka; 0 = the library's default).",
+    )
     rollback_drop: float = Field(
         0.5,
         ge=0,

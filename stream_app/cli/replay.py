@@ -337,5 +337,12 @@ def replay(
     counts = ", ".join(f"{k} {v}" for k, v in result.get("counts", {}).items())
     timing = ", ".join(f"{k} {v}" for k, v in result.get("timing", {}).items())
     console.print(f"{counts}\n{timing}; total {result.get('seconds')} s")
+    kafka = result.get("kafka")
+    if kafka:
+        console.print(
+            f"through Kafka: {kafka['recommendations']}/{kafka['events_produced']} events got a "
+            f"recommendation, {kafka['throughput_events_per_s']} ev/s; worker latency ms "
+            f"{kafka['worker_latency_ms']}; end-to-end ms {kafka['end_to_end_ms']}"
+        )
     if result.get("pop_equals_loo_popularity_eval") is not None:
         console.print(f"pop == loo_popularity_eval: {result['pop_equals_loo_popularity_eval']}")

@@ -191,12 +191,20 @@ def comparisons(result: dict[str, Any]) -> list[str]:
             f"{delta('streamrec', 'no-diversity', nd)}"
         )
     if "single-interest" in sy:
-        lines.append(
-            f"- several interests vs one (K={result['model']['k']} vs K=1): "
-            f"{delta('streamrec', 'single-interest', nd)}; without diversification "
-            f"{delta('no-diversity', 'single-interest', nd)}; "
+        true = f"true_interest_coverage@{k}"
+        line = (
+            f"- several interests vs one (K={result['model']['k']} vs K=1, both as served): "
+            f"{delta('streamrec', 'single-interest', nd)}, "
             f"{delta('streamrec', 'single-interest', ild)}"
         )
+        if true in sy["streamrec"]:
+            line += f", {delta('streamrec', 'single-interest', true)}"
+        lines.append(line)
+        if "single-interest-no-div" in sy and "no-diversity" in sy:
+            lines.append(
+                f"- several interests vs one, both with plain top-K: "
+                f"{delta('no-diversity', 'single-interest-no-div', nd)}"
+            )
     if "no-text" in sy:
         lines.append(
             f"- the language model's text vectors (streamrec vs no-text): "

@@ -33,10 +33,12 @@ from stream_app.replay.systems import EngineStream, variant_options
 BASELINES = ("pop", "cooc")
 MAIN = "streamrec"
 RANKER_ONLY = "ranker-only"
+SINGLE_PLAIN = "single-interest-no-div"
 DESCRIPTIONS = {
     MAIN: "our model: multi-interest state, retrieval, multi-task ranker, diversified top-K",
     "no-diversity": "our model, same scores, plain top-K by score (no quotas, no MMR)",
     "single-interest": "our model trained and served with one interest slot (K=1)",
+    SINGLE_PLAIN: "the single-interest model with plain top-K (compare with no-diversity)",
     "no-text": "our model trained with item-id vectors only (no language-model text vectors)",
     RANKER_ONLY: "loo diagnostic: our ranker alone scoring the whole catalogue (no retrieval, "
     "no list selection): the training pipeline's own test protocol",
@@ -198,7 +200,11 @@ def run_replay(
     if "no-diversity" in opts.ablations:
         variants["no-diversity"] = variant_options(base_opts, "no-diversity")
     groups: list[tuple[LoadedModel, dict[str, EngineOptions]]] = [(models[MAIN], variants)]
-    groups += [(models[k], {k: base_opts}) for k in versions]
+    for kind in versions:
+        group = {kind: base_opts}
+        if kind == "single-interest" and "no-diversity" in variants:
+            group[SINGLE_PLAIN] = variants["no-diversity"]  # K=1 vs K=4 with selection off
+        groups.append((models[kind], group))
     if opts.protocol == "loo":
         extras["world"] = groundtruth.load(events_path, cat.ids)
         out = _run_loo(data, groups, opts, n_list, hooks, extras)
@@ -207,7 +213,15 @@ def run_replay(
         out = _run_stream(evs, cat, groups, opts, n_list, hooks, extras)
         extras.update(cut=cut, chosen=selected_users(evs, cut, opts.max_users))
     extras["cat"] = cat
-    order = [MAIN, "no-diversity", *ablations.TRAINED, RANKER_ONLY, *BASELINES]
+    order = [
+        MAIN,
+        "no-diversity",
+        "single-interest",
+        SINGLE_PLAIN,
+        "no-text",
+        RANKER_ONLY,
+        *BASELINES,
+    ]
     out["systems"] = {k: out["systems"][k] for k in order if k in out["systems"]}
     out.update(
         protocol=opts.protocol,

@@ -27,7 +27,13 @@ def test_train_ablations_then_reuse_them(
     opts = ReplayOptions(ks=(10,), baselines=(), train_ablations=True, max_users=30)
     args = (Settings(), tiny_world / "items.jsonl", tiny_world / "events.jsonl", reg_dir, None)
     out = run_replay(*args, opts)
-    assert list(out["systems"]) == ["streamrec", "no-diversity", "single-interest", "no-text"]
+    assert list(out["systems"]) == [
+        "streamrec",
+        "no-diversity",
+        "single-interest",
+        "single-interest-no-div",
+        "no-text",
+    ]
     assert out["missing"] == {}
     versions = out["model"]["ablation_versions"]
     single, no_text = (reg.manifest(versions[k]) for k in ("single-interest", "no-text"))

@@ -61,3 +61,39 @@ def test_metrics_page_parses_into_counters():
     assert got['streamrec_model_info{version="v0002"}'] == 1
     assert 'streamrec_model_info{version="v0001"}' not in got
     assert got["streamrec_model_swaps_total"] == 1
+
+
+BLAS_PROBE = """
+import sys
+from stream_app.cli.worker import limit_blas_threads
+assert "numpy" not in sys.modules  # the worker command runs this before numpy is imported
+limit_blas_threads(int(sys.argv[1]))
+import numpy
+from threadpoolctl import threadpool_info
+print(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+"""
+
+
+@pytest.mark.parametrize(
+    ("setting", "env", "expected"), [(1, None, "1"), (2, None, "2"), (1, "2", "2")]
+)
+def test_blas_threads_setting_caps_numpy_threads_unless_the_env_says_otherwise(
+    setting: int, env: str | None, expected: str
+):
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("threadpoolctl")
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    if env is not None:
+        clean["OPENBLAS_NUM_THREADS"] = env
+    out = subprocess.run(
+        [sys.executable, "-c", BLAS_PROBE, str(setting)],
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert out.stdout.strip() == expected
