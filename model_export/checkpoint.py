@@ -60,8 +60,9 @@ def save(
 def load_warm_start(version_dir: Path, cfg: RankerConfig, space: ItemSpace) -> MultiTaskRanker:
     """A model for ``cfg`` initialised from a published version's weights.
 
-    Item-id rows are carried over by item id; items new to ``space`` start at zero (they are
-    represented by their text until training gives them an id embedding)."""
+    Item-id rows are carried over by item id; items new to ``space`` start as the learned
+    "unknown item" row (how the served model already treats them) until training specialises
+    them."""
     blob = torch.load(version_dir / WEIGHTS, map_location="cpu", weights_only=True)
     old_cfg = RankerConfig.from_dict(blob["config"])
     for name in ("text_dim", "d", "hidden", "k", "recent_len"):
@@ -74,15 +75,11 @@ def load_warm_start(version_dir: Path, cfg: RankerConfig, space: ItemSpace) -> M
     old_ids = json.loads((version_dir / ITEM_INDEX).read_text())
     state = dict(blob["state_dict"])
     model = MultiTaskRanker(cfg)
-    new_state = model.state_dict()
     old_pos = {item: i + 1 for i, item in enumerate(old_ids)}
     src = torch.tensor([old_pos.get(item, 0) for item in space.item_ids], dtype=torch.long)
     for key in ("items.id_emb.weight", "items.id_bias.weight"):
-        old = state.pop(key)
-        fresh = torch.zeros_like(new_state[key])
-        fresh[1:] = old[src]
-        fresh[1:][src == 0] = 0.0
-        state[key] = fresh
+        # row 0 (unknown item) is kept; items new to this catalogue start as "unknown"
+        state[key] = state[key][torch.cat([torch.zeros(1, dtype=torch.long), src])].clone()
     model.load_state_dict(state)
     model.covisit = load_covisit(version_dir, old_ids, space)  # type: ignore[assignment]
     return model

@@ -9,7 +9,8 @@ Item side (``ItemTower``, run once per item when it enters the catalogue):
     bias = b_id[id] + w_b · text_vec                      item prior (popularity / quality)
     feats = [r | q | c | t | bias]                        [F = 3d + H + 1]
 Unseen items (id 0) use text alone; ``use_text`` / ``use_ids`` switch each source off for
-ablations. During training, ids are hidden with probability ``id_dropout`` so the text path
+ablations. During training, ids are hidden with probability ``id_dropout`` (and with them the
+item's co-visitation input, as at serving time for a new item) so the text path
 learns to stand on its own (cold start).
 
 User side (``MultiTaskRanker``, per event): K interest slots in the pretrained text space,
@@ -85,8 +86,10 @@ class ItemTower(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.text_proj = nn.Linear(cfg.text_dim, cfg.d)
-        self.id_emb = nn.Embedding(cfg.n_items + 1, cfg.d, padding_idx=0)
-        self.id_bias = nn.Embedding(cfg.n_items + 1, 1, padding_idx=0)
+        # row 0 is a learned "item unknown to this model" embedding and bias: training hides ids
+        # (id_dropout, in the training loop) so that row learns how new items behave
+        self.id_emb = nn.Embedding(cfg.n_items + 1, cfg.d)
+        self.id_bias = nn.Embedding(cfg.n_items + 1, 1)
         self.text_bias = nn.Linear(cfg.text_dim, 1)
         self.num_proj = nn.Linear(cfg.num_dim, cfg.d)
         self.norm = nn.LayerNorm(cfg.d)
@@ -95,16 +98,11 @@ class ItemTower(nn.Module):
         self.content = nn.Linear(cfg.text_dim, cfg.d, bias=False)  # P; see init_content_pca
         nn.init.normal_(self.id_emb.weight, std=0.02)
         nn.init.zeros_(self.id_bias.weight)
-        with torch.no_grad():
-            self.id_emb.weight[0].zero_()
 
     def forward(
         self, text_vec: torch.Tensor, id_index: torch.Tensor, item_num: torch.Tensor
     ) -> torch.Tensor:
         cfg = self.cfg
-        if self.training and cfg.id_dropout > 0:
-            keep = torch.rand(id_index.shape, device=id_index.device) >= cfg.id_dropout
-            id_index = id_index * keep
         r = torch.zeros(*id_index.shape, cfg.d, device=id_index.device, dtype=text_vec.dtype)
         bias = torch.zeros(*id_index.shape, 1, device=id_index.device, dtype=text_vec.dtype)
         if cfg.use_text:

@@ -134,11 +134,11 @@ def train_ranker(
     covisit = CoVisitTables.build(train, space.n) if cfg.use_cooc else None
     model.covisit = covisit.full if covisit else None  # type: ignore[assignment]
 
-    def cooc(idx: np.ndarray, cand: torch.Tensor) -> torch.Tensor | None:
+    def cooc(idx: np.ndarray, cand: torch.Tensor, known: np.ndarray) -> torch.Tensor | None:
         if covisit is None:
             return None
         c = np.broadcast_to(cand.numpy(), (len(idx), cand.shape[-1]))
-        return torch.from_numpy(covisit.for_training(train, idx, c))
+        return torch.from_numpy(covisit.for_training(train, idx, c) * known[c])
 
     steps_per_epoch = max(1, math.ceil(len(train) / tcfg.batch_size))
     eval_idx = rng.permutation(len(valid))[: tcfg.eval_max]
@@ -155,7 +155,13 @@ def train_ranker(
             idx = order[step * tcfg.batch_size : (step + 1) * tcfg.batch_size]
             if len(idx) == 0:
                 continue
-            feats = model.items(content, ids, num)
+            # hide some item ids this step (cold-start practice): the item tower sees them as
+            # unknown (row 0) and their co-visitation input is zero, as for a new item
+            known = np.ones(space.n + 1, bool)
+            if cfg.id_dropout > 0:
+                known = rng.random(space.n + 1) >= cfg.id_dropout
+                known[0] = True
+            feats = model.items(content, ids * torch.from_numpy(known), num)
             negs = torch.from_numpy(
                 sample_negatives(rng, tcfg.negatives, probs, tcfg.pop_mix, space.n)
             )
@@ -165,14 +171,14 @@ def train_ranker(
             # per row [B, H, F]: items whose text is closest to the positive's (same topic),
             # which full-catalogue ranking must tell apart
             outs = [
-                model(**inputs, cand=feats[pos][:, None, :], cooc=cooc(idx, pos[:, None])),
-                model(**inputs, cand=feats[negs][None, :, :], cooc=cooc(idx, negs[None, :])),
+                model(**inputs, cand=feats[pos][:, None, :], cooc=cooc(idx, pos[:, None], known)),
+                model(**inputs, cand=feats[negs][None, :, :], cooc=cooc(idx, negs[None, :], known)),
             ]
             neg_idx = [negs[None, :].expand(len(idx), -1)]
             if neighbors is not None:
                 pick = rng.integers(0, neighbors.shape[1], (len(idx), tcfg.hard_negatives))
                 hard = torch.from_numpy(np.take_along_axis(neighbors[train.target[idx]], pick, 1))
-                outs.append(model(**inputs, cand=feats[hard], cooc=cooc(idx, hard)))
+                outs.append(model(**inputs, cand=feats[hard], cooc=cooc(idx, hard, known)))
                 neg_idx.append(hard)
             out = RankerOutput(
                 *(torch.cat([o[f].expand(len(idx), -1) for o in outs], dim=1) for f in range(3)),
@@ -273,17 +279,36 @@ def ranking_report(
     ks: tuple[int, ...] = (10, 20),
     purchase_scores: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """HR/NDCG@k, MRR, click AUC (target vs every unmasked item) and purchase AUC."""
+    """HR/NDCG@k, MRR, click AUC (target vs every unmasked item) and purchase AUC, plus the
+    standard errors of NDCG@10 and both AUCs (``*_se``; the fine-tuning gate uses them)."""
     if len(ex) == 0:
         return {}
     ranks = rank_examples(scores, ex)
     out = dict(metrics.ranking_metrics(ranks, ks))
+    n = len(ex)
+    gains = np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
+    out["ndcg@10_se"] = float(gains.std() / np.sqrt(n))
     n_cand = np.isfinite(scores).sum(1) - np.array([len(h) for h in ex.history or []]) - 1
-    out["auc_click"] = float(np.mean(1.0 - ranks / np.maximum(n_cand, 1)))
+    per_auc = 1.0 - ranks / np.maximum(n_cand, 1)
+    out["auc_click"] = float(np.mean(per_auc))
+    out["auc_click_se"] = float(per_auc.std() / np.sqrt(n))
     if purchase_scores is not None:
-        target_scores = purchase_scores[np.arange(len(ex)), ex.target]
-        out["auc_purchase"] = metrics.auc(ex.purchase.astype(int), target_scores)["auc"]
+        target_scores = purchase_scores[np.arange(n), ex.target]
+        a = metrics.auc(ex.purchase.astype(int), target_scores)["auc"]
+        out["auc_purchase"] = a
+        out["auc_purchase_se"] = auc_standard_error(
+            a, int(ex.purchase.sum()), n - int(ex.purchase.sum())
+        )
     return out
+
+
+def auc_standard_error(a: float, n_pos: int, n_neg: int) -> float:
+    """Hanley & McNeil (1982) standard error of an AUC."""
+    if not np.isfinite(a) or n_pos == 0 or n_neg == 0:
+        return float("nan")
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)
+    return float(np.sqrt(max(var, 0.0)))
 
 
 def evaluate(

@@ -86,6 +86,12 @@ class ServingSettings(BaseModel):
     explore: int = Field(2, ge=0, description="Fresh popular items added for exploration.")
     mmr_lambda: float = Field(0.8, ge=0, le=1, description="MMR relevance weight (1 = none).")
     purchase_blend: float = Field(0.3, ge=0, le=1, description="score = (1-b)*click + b*purchase")
+    new_item_match: float = Field(
+        0.5,
+        le=1,
+        description="Cold start: a list without any item the model has never seen gives its "
+        "last seat to the best such item whose text matches an interest this well (<= 0: off).",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="ONNX Runtime device: auto = CUDA when it really works, else CPU."
     )

@@ -38,14 +38,18 @@ class RoundResult:
 
 
 def gate(candidate: dict[str, float], current: dict[str, float], tolerance: float) -> list[str]:
-    """Reasons to refuse (empty = pass). Metrics that are NaN on either side are not gated."""
+    """Reasons to refuse (empty = pass). A metric may drop by at most ``tolerance`` or, when the
+    held-out slice is too small to resolve that, by twice its standard error (``<name>_se``):
+    sampling noise alone never refuses a candidate. NaN on either side is not gated."""
     reasons = []
     for name in GATED:
         cand, cur = candidate.get(name, math.nan), current.get(name, math.nan)
         if math.isnan(cand) or math.isnan(cur):
             continue
-        if cand < cur - tolerance:
-            reasons.append(f"{name} {cand:.4f} < current {cur:.4f} - {tolerance}")
+        se = candidate.get(f"{name}_se", 0.0)
+        margin = max(tolerance, 2.0 * se if math.isfinite(se) else 0.0)
+        if cand < cur - margin:
+            reasons.append(f"{name} {cand:.4f} < current {cur:.4f} - {margin:.4f}")
     return reasons
 
 

@@ -58,6 +58,7 @@ class EngineOptions:
     purchase_blend: float = 0.3
     diversify: bool = True
     exclude_recent: int = 1  # the newest items (the trigger) are not recommended back
+    new_item_match: float = 0.5  # cold start: seat for an unknown item this close to an interest
 
     @classmethod
     def from_settings(cls, s: Any) -> EngineOptions:
@@ -67,7 +68,8 @@ class EngineOptions:
             explore=s.explore,
             mmr_lambda=s.mmr_lambda,
             purchase_blend=s.purchase_blend,
-        )  # type: ignore[attr-defined]
+            new_item_match=s.new_item_match,
+        )
 
 
 @dataclass
@@ -81,6 +83,7 @@ class Scored:
     strengths: np.ndarray  # [B, K]
     rec_rows: np.ndarray  # [B, L] store rows of the recent items, newest first (-1 = gone)
     out: RankerOut  # raw ranker outputs [B, W]
+    new_match: np.ndarray | None = None  # [B, W] items unknown to the model: interest match
 
     def rows(self, i: int) -> np.ndarray:
         """Store rows of user i's candidates."""
@@ -100,6 +103,7 @@ class Scored:
             self.strengths[idx],
             self.rec_rows[idx],
             out,
+            self.new_match[idx] if self.new_match is not None else None,
         )
 
 
@@ -205,7 +209,9 @@ class Recommender:
         match = np.where((strengths > 0)[:, None, :], match, -np.inf)
         slot = np.where(np.isfinite(match.max(2)), match.argmax(2), -1)
         slot[extra] = -1  # exploration candidates serve no interest slot
-        return Scored(states, cand_rows, score, slot, strengths, rec_rows, out)
+        unknown = (row_index[cand_rows] == 0) & cand_ok & ~extra
+        new_match = np.where(unknown, match.max(2), -np.inf)
+        return Scored(states, cand_rows, score, slot, strengths, rec_rows, out, new_match)
 
     def select(self, scored: Scored, opts: EngineOptions | None = None) -> list[list[Rec]]:
         """Diversified (or plain) top-K from scored candidates; ``opts`` overrides the
@@ -231,7 +237,31 @@ class Recommender:
             first = np.arange(min(opts.top_k, pool.shape[1]))[None, :]
             picked = np.where(np.isfinite(p_score[:, : opts.top_k]), first, -1)
         cols = np.where(picked >= 0, np.take_along_axis(pool, np.maximum(picked, 0), 1), -1)
-        return self._lists(scored, cols)
+        return self._lists(scored, self._seat_new_item(scored, cols, opts))
+
+    @staticmethod
+    def _seat_new_item(scored: Scored, cols: np.ndarray, opts: EngineOptions) -> np.ndarray:
+        """Cold start: items the model has never seen have no id embedding and no
+        co-visitation, so they rarely outscore known items. When a list has none, its last
+        seat goes to the best-scoring unknown item whose text matches one of the user's
+        interests (cosine >= ``new_item_match``), keeping that interest as its slot."""
+        if scored.new_match is None or opts.new_item_match <= 0 or cols.shape[1] == 0:
+            return cols
+        eligible = (scored.new_match >= opts.new_item_match) & np.isfinite(scored.score)
+        if not eligible.any():
+            return cols
+        rows = np.arange(cols.shape[0])
+        chosen = np.zeros_like(eligible)
+        valid = cols >= 0
+        chosen[np.repeat(rows, cols.shape[1])[valid.ravel()], cols[valid]] = True
+        has_new = (eligible & chosen).any(1)
+        best_score = np.where(eligible & ~chosen, scored.score, -np.inf)
+        best = best_score.argmax(1)
+        last = valid.sum(1) - 1
+        ok = np.isfinite(best_score[rows, best]) & ~has_new & (last >= 0)
+        out = cols.copy()
+        out[rows[ok], last[ok]] = best[ok]
+        return out
 
     def _candidates(
         self, states: list[InterestState], found: np.ndarray, rec_rows: np.ndarray, now: float

@@ -46,7 +46,7 @@ def test_gate_tolerates_small_drops_and_refuses_real_ones():
     cur = {"ndcg@10": 0.30, "auc_click": 0.90, "auc_purchase": 0.60}
     assert gate({"ndcg@10": 0.295, "auc_click": 0.90, "auc_purchase": 0.61}, cur, 0.01) == []
     reasons = gate({"ndcg@10": 0.25, "auc_click": 0.95, "auc_purchase": 0.50}, cur, 0.01)
-    assert len(reasons) == 2 and reasons[0].startswith("ndcg@10 0.2500 < current 0.3000")
+    assert len(reasons) == 2 and reasons[0].startswith("ndcg@10 0.2500 < current 0.3000 - 0.0100")
     assert gate({"ndcg@10": 0.31, "auc_click": 0.9, "auc_purchase": math.nan}, cur, 0.0) == []
 
 
@@ -127,3 +127,20 @@ def test_shuffled_labels_are_refused_and_never_served(drift_world, tmp_path):
 
     with pytest.raises(RegistryError):
         registry.promote(result.version)
+
+
+def test_gate_allows_for_sampling_noise_but_not_real_drops():
+    cur = {"ndcg@10": 0.30, "auc_click": 0.90, "auc_purchase": 0.60}
+    noisy = {"ndcg@10": 0.30, "auc_click": 0.90, "auc_purchase": 0.55, "auc_purchase_se": 0.04}
+    assert gate(noisy, cur, 0.01) == []  # 0.05 drop < 2 x 0.04
+    worse = {**noisy, "auc_purchase": 0.45}
+    assert gate(worse, cur, 0.01) == ["auc_purchase 0.4500 < current 0.6000 - 0.0800"]
+
+
+def test_auc_standard_error_matches_hanley_mcneil():
+    from model_export.train import auc_standard_error
+
+    # A = 0.9, 50 positives / 50 negatives: Q1 = 0.9/1.1 = 0.81818, Q2 = 1.62/1.9 = 0.85263,
+    # var = (0.09 + 49 (Q1 - 0.81) + 49 (Q2 - 0.81)) / 2500 = 0.0010319 -> SE = 0.03212
+    assert abs(auc_standard_error(0.9, 50, 50) - 0.03212) < 1e-4
+    assert auc_standard_error(0.9, 0, 50) != auc_standard_error(0.9, 0, 50)  # NaN
