@@ -162,6 +162,7 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=256)
     ap.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0 = ORT's)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per configuration (best kept)")
     ap.add_argument("--profile", action="store_true", help="also profile replay's own run")
     ap.add_argument("--profile-only", action="store_true", help="skip the throughput table")
     args = ap.parse_args()
@@ -224,10 +225,13 @@ def main() -> None:
         ),
     ]
     if not args.profile_only:
-        table = Table(title="offline replay throughput (stream protocol)")
+        table = Table(title=f"offline replay throughput (stream protocol, best of {args.repeat})")
         for col in ("configuration", "scored ev/s", "warm-up ev/s", "scored events", "seconds"):
             table.add_column(col, justify="right" if col != "configuration" else "left")
-        row = bare_engine(lm, cat, evs, base, args.chunk)
+        row = max(
+            (bare_engine(lm, cat, evs, base, args.chunk) for _ in range(args.repeat)),
+            key=lambda r: r["scored_events_per_s"],
+        )
         table.add_row(
             "bare engine (apply + recommend)",
             f"{row['scored_events_per_s']:,.0f}",
@@ -236,7 +240,10 @@ def main() -> None:
             f"{row['scored_s']:.1f}",
         )
         for name, build in configs:
-            row, _ = measure(name, build(), evs, cat, args.chunk)
+            row = max(
+                (measure(name, build(), evs, cat, args.chunk)[0] for _ in range(args.repeat)),
+                key=lambda r: r["scored_events_per_s"],
+            )
             table.add_row(
                 name,
                 f"{row['scored_events_per_s']:,.0f}",

@@ -7,9 +7,9 @@ with its item features over that catalogue; ``feed`` fills an ``ItemStore`` the 
 worker's catalogue stream does: an item enters the store when its ``ts`` has passed, so a
 replayed recommendation never shows an item that did not exist yet.
 
-Torch-free: the training catalogue's vectors are read from the version's
-``catalog_vectors.npz`` directly (``model_export.checkpoint.load_vectors`` imports torch), and
-items missing from it are encoded with the version's ONNX encoder.
+Torch-free: the training catalogue's vectors come from the version's ``catalog_vectors.npz``
+(``stream_app.core.vectors``) for items whose text is unchanged; any other item is encoded with
+the version's ONNX encoder.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from stream_app.core.catalog import ItemStore, item_numeric
 from stream_app.core.engine import Bundle
 from stream_app.core.interests import InterestParams
 from stream_app.core.serving import ServingModel
+from stream_app.core.vectors import load_vectors, text_sha
 
-VECTORS_FILE = "catalog_vectors.npz"  # written by model_export.checkpoint.save
 REPLAY_STATUSES = ("published", "ablation")
 
 
@@ -120,20 +120,24 @@ class LoadedModel:
 
 
 def _vectors(model: ServingModel, cat: Catalogue) -> tuple[np.ndarray, np.ndarray]:
+    """Training-catalogue vectors where the item text is unchanged (``text_sha``), the
+    version's ONNX encoder for the rest, as the worker's catalogue does."""
     text = np.zeros((len(cat), model.text_dim), np.float32)
     content = np.zeros_like(text)
     have = np.zeros(len(cat), bool)
-    path = Path(model.dir) / VECTORS_FILE
-    if path.exists():
-        with np.load(path) as z:
-            pos = {str(i): n for n, i in enumerate(z["item_ids"])}
-            rows = np.array([pos.get(i, -1) for i in cat.ids], np.int64)
-            have = rows >= 0
-            text[have] = z["text"][rows[have]]
-            content[have] = z["content"][rows[have]]
+    texts = cat.texts()
+    saved = load_vectors(Path(model.dir))
+    if saved is not None:
+        pos = {item: n for n, item in enumerate(saved.item_ids)}
+        for i, item in enumerate(cat.ids):
+            n = pos.get(item)
+            if n is None or (
+                saved.text_sha is not None and saved.text_sha[n] != text_sha(texts[i])
+            ):
+                continue
+            text[i], content[i], have[i] = saved.text[n], saved.content[n], True
     missing = np.flatnonzero(~have)
     if missing.size:
-        texts = cat.texts()
         t, c = model.encode([texts[i] for i in missing])
         text[missing], content[missing] = t, c
     return text, content
