@@ -6,8 +6,9 @@ Item side (``ItemTower``, run once per item when it enters the catalogue):
     q    = W_q · r                                        its attention query  [d]
     c    = W_c · r                                        its share of the first layer [H]
     t    = normalize(P · text_vec)                        its content vector (P: PCA-initialised)
-    bias = b_id[id] + w_b · text_vec                      item prior (popularity / quality)
-    feats = [r | q | c | t | bias]                        [F = 3d + H + 1]
+    bias = b_id[id] + W_b · text_vec + W_n · num         item priors [2]: click (popularity),
+                                                          buy given click (quality, price)
+    feats = [r | q | c | t | bias]                        [F = 3d + H + 2]
 Unseen items (id 0) use text alone; ``use_text`` / ``use_ids`` switch each source off for
 ablations. During training, ids are hidden with probability ``id_dropout`` (and with them the
 item's co-visitation input, as at serving time for a new item) so the text path
@@ -65,7 +66,7 @@ class RankerConfig:
 
     @property
     def feat_dim(self) -> int:
-        return 3 * self.d + self.hidden + 1
+        return 3 * self.d + self.hidden + 2
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -89,8 +90,9 @@ class ItemTower(nn.Module):
         # row 0 is a learned "item unknown to this model" embedding and bias: training hides ids
         # (id_dropout, in the training loop) so that row learns how new items behave
         self.id_emb = nn.Embedding(cfg.n_items + 1, cfg.d)
-        self.id_bias = nn.Embedding(cfg.n_items + 1, 1)
-        self.text_bias = nn.Linear(cfg.text_dim, 1)
+        self.id_bias = nn.Embedding(cfg.n_items + 1, 2)
+        self.text_bias = nn.Linear(cfg.text_dim, 2)
+        self.num_bias = nn.Linear(cfg.num_dim, 2)
         self.num_proj = nn.Linear(cfg.num_dim, cfg.d)
         self.norm = nn.LayerNorm(cfg.d)
         self.q = nn.Linear(cfg.d, cfg.d, bias=False)
@@ -104,7 +106,7 @@ class ItemTower(nn.Module):
     ) -> torch.Tensor:
         cfg = self.cfg
         r = torch.zeros(*id_index.shape, cfg.d, device=id_index.device, dtype=text_vec.dtype)
-        bias = torch.zeros(*id_index.shape, 1, device=id_index.device, dtype=text_vec.dtype)
+        bias = self.num_bias(item_num)
         if cfg.use_text:
             r = r + self.text_proj(text_vec)
             bias = bias + self.text_bias(text_vec)
@@ -254,7 +256,7 @@ class MultiTaskRanker(nn.Module):
         )
         if cv is not None:
             click = click + self.cooc_w * cv
-        cvr = self.heads["purchase"](hidden).squeeze(-1)
+        cvr = self.heads["purchase"](hidden).squeeze(-1) + cand[..., sl["buy_bias"]].squeeze(-1)
         queries, q_valid = self.retrieval_queries(slots, strengths, recent, recent_mask)
         ret = torch.matmul(r_c, queries.transpose(1, 2)) + (~q_valid).float()[:, None, :] * -1e4
         ret = ret.max(-1).values

@@ -77,11 +77,13 @@ PARITY_ATOL = 1e-4
 
 
 def feat_slices(d: int, hidden: int) -> dict[str, slice]:
-    """Layout of the item-tower features: [r | q | c | t | bias] (see modeling.ItemTower)."""
+    """Layout of the item-tower features: [r | q | c | t | bias | buy_bias] (modeling.ItemTower)."""
+    end = 3 * d + hidden
     return {
         "r": slice(0, d),
         "q": slice(d, 2 * d),
         "c": slice(2 * d, 2 * d + hidden),
-        "t": slice(2 * d + hidden, 3 * d + hidden),
-        "bias": slice(3 * d + hidden, 3 * d + hidden + 1),
+        "t": slice(2 * d + hidden, end),
+        "bias": slice(end, end + 1),
+        "buy_bias": slice(end + 1, end + 2),
     }
