@@ -28,6 +28,8 @@ from stream_app.core.serving import RankerOut, ServingModel
 
 EXPLORE_FRESH_S = 7 * 24 * 3600.0
 COVISIT_PER_ITEM = 20
+NEW_ITEM_POOL = 512  # newest items unknown to the model searched by content for cold start
+NEW_ITEM_PER_USER = 2  # of them added to each user's candidates
 
 
 class UnknownItem(KeyError):
@@ -113,7 +115,7 @@ class Bundle:
     store: ItemStore
     retriever: Retriever = field(init=False)
 
-    _maps: tuple[int, np.ndarray, np.ndarray] | None = field(default=None, init=False)
+    _maps: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.retriever = ExactRetriever(self.store, self.model.d)
@@ -130,8 +132,17 @@ class Bundle:
             index_row = np.full(len(self.model.id_index) + 1, -1, np.int64)
             live = row_index > 0
             index_row[row_index[live]] = np.flatnonzero(live)
-            self._maps = (self.store.version, row_index, index_row)
+            unknown = np.flatnonzero((row_index == 0) & self.store.alive[: len(ids)])
+            newest = np.argsort(-self.store.added_ts[unknown], kind="stable")[:NEW_ITEM_POOL]
+            self._maps = (self.store.version, row_index, index_row, unknown[newest])
         return self._maps[1], self._maps[2]
+
+    def unknown_rows(self) -> np.ndarray:
+        """Store rows of the newest live items the model has never seen (at most
+        ``NEW_ITEM_POOL``): the cold-start pool searched by content."""
+        self.index_maps()
+        assert self._maps is not None
+        return self._maps[3]
 
 
 class Recommender:
@@ -191,6 +202,9 @@ class Recommender:
         if model.covisit is not None:  # co-visitation neighbours of the newest items first
             nbr = model.covisit.neighbours(rec_index[:, :2], COVISIT_PER_ITEM)
             found = np.concatenate([np.where(nbr > 0, index_row[nbr], -1), found], 1)
+        fresh = self._new_item_candidates(slots, strengths)
+        if fresh is not None:
+            found = np.concatenate([fresh, found], 1)
         cand_rows, cand_ok, extra = self._candidates(states, found, rec_rows, now)
         cand = store.feats[cand_rows]
         cooc = (
@@ -238,6 +252,28 @@ class Recommender:
             picked = np.where(np.isfinite(p_score[:, : opts.top_k]), first, -1)
         cols = np.where(picked >= 0, np.take_along_axis(pool, np.maximum(picked, 0), 1), -1)
         return self._lists(scored, self._seat_new_item(scored, cols, opts))
+
+    def _new_item_candidates(self, slots: np.ndarray, strengths: np.ndarray) -> np.ndarray | None:
+        """[B, NEW_ITEM_PER_USER] rows of never-seen items that best match one of each user's
+        active interests in the ranker's content space (-1 where none). Retrieval by the
+        learned query vectors rarely finds them (no id embedding, no co-visitation), so they
+        get this small exact search of their own; the seat in ``select`` decides if one is
+        shown."""
+        if self.opts.new_item_match <= 0:
+            return None
+        rows = self.bundle.unknown_rows()
+        if rows.size == 0:
+            return None
+        match = self.bundle.model.slot_match(slots, self.bundle.store.feats[rows][None])
+        if match is None:
+            return None
+        best = np.where((strengths > 0)[:, None, :], match, -np.inf).max(2)  # [B, U]
+        n = min(NEW_ITEM_PER_USER, rows.size)
+        top = np.argpartition(-best, n - 1, axis=1)[:, :n] if rows.size > n else None
+        if top is None:
+            top = np.broadcast_to(np.arange(rows.size), best.shape)
+        ok = np.take_along_axis(best, top, 1) >= self.opts.new_item_match
+        return np.where(ok, rows[top], -1)
 
     @staticmethod
     def _seat_new_item(scored: Scored, cols: np.ndarray, opts: EngineOptions) -> np.ndarray:
