@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -59,6 +60,20 @@ def broker_option(f: Any) -> Any:
         metavar="HOST:PORT",
         help="Kafka bootstrap servers [STREAMREC_KAFKA__BROKER, default localhost:9092].",
     )(f)
+
+
+def log_options(f: Any) -> Any:
+    """``--items``, ``--events`` (required JSONL files) and ``--registry``: the inputs of every
+    command that trains on or evaluates an event log."""
+    existing = click.Path(exists=True, path_type=Path)
+    f = click.option(
+        "--registry",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Registry dir [STREAMREC_REGISTRY_DIR].",
+    )(f)
+    f = click.option("--events", "events_path", required=True, type=existing)(f)
+    return click.option("--items", "items_path", required=True, type=existing)(f)
 
 
 def print_json(obj: Any) -> None:

@@ -13,7 +13,14 @@ from typing import Any
 import click
 from rich.table import Table
 
-from stream_app.cli.common import broker_option, cli, console, print_json, settings_from
+from stream_app.cli.common import (
+    broker_option,
+    cli,
+    console,
+    log_options,
+    print_json,
+    settings_from,
+)
 
 TABLE_METRICS = ("hr@10", "ndcg@10", "mrr", "auc_click", "auc_purchase")
 
@@ -33,16 +40,7 @@ def metrics_table(
 
 
 @cli.command()
-@click.option("--items", "items_path", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--events", "events_path", required=True, type=click.Path(exists=True, path_type=Path)
-)
-@click.option(
-    "--registry",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Registry dir [STREAMREC_REGISTRY_DIR].",
-)
+@log_options
 @click.option("--split", type=click.Choice(["time", "loo"]), default="time", show_default=True)
 @click.option(
     "--epochs", type=int, default=20, show_default=True, help="Max epochs (early stopping)."
@@ -66,7 +64,7 @@ def metrics_table(
 @click.option("--weight-decay", type=float, default=1e-4, show_default=True)
 @click.option("--dropout", type=float, default=0.1, show_default=True)
 @click.option("--batch-size", type=int, default=512, show_default=True)
-@click.option("--negatives", type=int, default=128, show_default=True)
+@click.option("--negatives", type=int, default=64, show_default=True)
 @click.option("--dim", type=int, default=64, show_default=True, help="Item representation size.")
 @click.option("--no-text", is_flag=True, help="Ablation: item ids only, no text encoder.")
 @click.option("--no-ids", is_flag=True, help="Ablation: text only, no id embeddings.")

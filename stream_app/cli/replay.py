@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from stream_app.cli.common import cli, console, print_json, settings_from
+from stream_app.cli.common import cli, console, log_options, print_json, settings_from
 
 ACCURACY = ("hr@{k}", "ndcg@{k}", "mrr", "auc_click", "auc_purchase")
 BEYOND = (
@@ -158,16 +158,7 @@ def type_table(result: dict[str, Any]) -> Table:
 
 
 @cli.command()
-@click.option("--items", "items_path", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--events", "events_path", required=True, type=click.Path(exists=True, path_type=Path)
-)
-@click.option(
-    "--registry",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Registry dir [STREAMREC_REGISTRY_DIR].",
-)
+@log_options
 @click.option("--model", "version", default=None, help="Version to evaluate [default: CURRENT].")
 @click.option(
     "--protocol", type=click.Choice(["stream", "loo"]), default="stream", show_default=True
