@@ -28,8 +28,8 @@ class TrainConfig:
     batch_size: int = 512
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    negatives: int = 64  # shared per batch (+ hard_negatives per example): 64 trained as well
-    # as 128 on the 200k-event synthetic world (epoch-1 valid NDCG@10 0.340 vs 0.333) in 60 % of the time
+    # shared negatives per batch (+ hard_negatives per example); 0 = auto (auto_negatives)
+    negatives: int = 0
     pop_mix: float = 0.5
     hard_negatives: int = 16  # per example, from the positive's nearest items by text
     hard_pool: int = 50
@@ -74,6 +74,14 @@ def default_threads() -> int:
     # this process (data preparation) already adds ~1 to the load: "quiet" = about half a
     # core or more left over
     return cores if load <= cores - 0.5 else max(1, cores // 2)
+
+
+def auto_negatives(n_items: int) -> int:
+    """Shared negatives for a catalogue: 64 up to 5,000 items, else 128. Measured: on the
+    3,000-item synthetic world 64 trained as well as 128 (epoch-1 valid NDCG@10 0.340 vs
+    0.333) in 60 % of the time; on MovieLens (9,742 items, leave-one-out) 128 beat 64
+    (test HR@10 0.116 vs 0.103, NDCG@10 0.062 vs 0.056)."""
+    return 64 if n_items <= 5000 else 128
 
 
 def _tensor(a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -149,6 +157,7 @@ def train_ranker(
         c = np.broadcast_to(cand.numpy(), (len(idx), cand.shape[-1]))
         return torch.from_numpy(covisit.for_training(train, idx, c) * known[c])
 
+    n_neg = tcfg.negatives or auto_negatives(space.n)
     steps_per_epoch = max(1, math.ceil(len(train) / tcfg.batch_size))
     eval_idx = rng.permutation(len(valid))[: tcfg.eval_max]
     valid_eval = valid.subset(np.sort(eval_idx))
@@ -171,9 +180,7 @@ def train_ranker(
                 known = rng.random(space.n + 1) >= cfg.id_dropout
                 known[0] = True
             feats = model.items(content, ids * torch.from_numpy(known), num)
-            negs = torch.from_numpy(
-                sample_negatives(rng, tcfg.negatives, probs, tcfg.pop_mix, space.n)
-            )
+            negs = torch.from_numpy(sample_negatives(rng, n_neg, probs, tcfg.pop_mix, space.n))
             pos = _tensor(train.target[idx], torch.long)
             inputs = batch_inputs(feats, train, idx)
             # positives per row [B, 1, F]; shared negatives [1, S, F] (broadcast); hard negatives

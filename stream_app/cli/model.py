@@ -64,7 +64,13 @@ def metrics_table(
 @click.option("--weight-decay", type=float, default=1e-4, show_default=True)
 @click.option("--dropout", type=float, default=0.1, show_default=True)
 @click.option("--batch-size", type=int, default=512, show_default=True)
-@click.option("--negatives", type=int, default=64, show_default=True)
+@click.option(
+    "--negatives",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Shared negatives per batch; 0 = auto (64 up to 5,000 items, else 128).",
+)
 @click.option("--dim", type=int, default=64, show_default=True, help="Item representation size.")
 @click.option("--no-text", is_flag=True, help="Ablation: item ids only, no text encoder.")
 @click.option("--no-ids", is_flag=True, help="Ablation: text only, no id embeddings.")
