@@ -103,3 +103,23 @@ def ml_small() -> Path:
     if not (ML_SMALL / "ratings.csv").exists():
         pytest.skip(f"MovieLens ml-latest-small not present at {ML_SMALL}")
     return ML_SMALL
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line CI logs can be checked against: how many tests marked ``kafka`` ran against
+    the real broker, and how they ended."""
+    counts: dict[str, int] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for rep in terminalreporter.stats.get(outcome, []):
+            if getattr(rep, "when", "call") in ("call", "setup") and "kafka" in getattr(
+                rep, "keywords", {}
+            ):
+                if outcome == "passed" and rep.when != "call":
+                    continue
+                counts[outcome] = counts.get(outcome, 0) + 1
+    if counts:
+        broker = os.environ.get("STREAMREC_TEST_BROKER", "a broker started by the session")
+        parts = ", ".join(f"{n} {k}" for k, n in counts.items())
+        terminalreporter.write_line(
+            f"kafka-marked tests against the real broker ({broker}): {parts}"
+        )

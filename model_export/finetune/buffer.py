@@ -50,6 +50,7 @@ class EventBuffer:
         self.meta.setdefault("seen_old", 0)
         self.meta.setdefault("max_ts_ms", 0)
         self.meta.setdefault("added_since_round", 0)
+        self.meta.setdefault("added_total", self.meta["added_since_round"])
         self.meta.setdefault("rounds", [])
         self._sync = WriteOptions()
         self._sync.sync = True
@@ -73,6 +74,7 @@ class EventBuffer:
         if n == 0:
             return 0
         self.meta["added_since_round"] += n
+        self.meta["added_total"] += n
         self._evict(batch)
         batch.put(META, json.dumps(self.meta).encode())
         self.db.write(batch, self._sync)
@@ -117,8 +119,10 @@ class EventBuffer:
         )
 
     def watermark(self) -> str:
-        """Identifies the buffer's content: rounds on the same data are not repeated."""
-        return f"{self.meta['max_ts_ms']}-{self.meta['seen_old']}-{self.meta['added_since_round']}"
+        """Identifies the buffer's content: rounds on the same data are not repeated (only
+        counters that never go back: a finished round resets ``added_since_round``, and the
+        same data must keep the same id after it)."""
+        return f"{self.meta['max_ts_ms']}-{self.meta['seen_old']}-{self.meta['added_total']}"
 
     def mark_round(self, record: dict[str, Any]) -> None:
         self.meta["rounds"] = [*self.meta["rounds"][-49:], record]
