@@ -6,6 +6,7 @@ consume -> produce loop used as the ceiling."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -44,7 +45,11 @@ def prepare_world(workdir: Path, users: int, items: int, events: int) -> Path:
 def prepare_registry(workdir: Path, world: Path) -> Path:
     from model_export.registry import Registry
 
-    registry = workdir / "registry"
+    # keyed by the model code: a cached model from an older ranker/feature layout retrains
+    code = b"".join(
+        (ROOT / "model_export" / name).read_bytes() for name in ("modeling.py", "onnx_spec.py")
+    )
+    registry = workdir / f"registry-{hashlib.sha256(code).hexdigest()[:10]}"
     if Registry(registry).current() is None:
         from model_export.pipeline import TrainOptions, run_training
         from model_export.train import TrainConfig
