@@ -212,6 +212,7 @@ class Collector:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.got: dict[str, tuple[float, float]] = {}
+        self.versions: dict[str, str] = {}  # trigger event id -> model_version
         self.sizes: list[int] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -242,6 +243,7 @@ class Collector:
                 for m in msgs:
                     doc = json.loads(m.value)
                     self.got[doc["trigger_event_id"]] = (now, doc["latency_ms"])
+                    self.versions[doc["trigger_event_id"]] = doc["model_version"]
                     if len(self.sizes) < 2000:
                         self.sizes.append(len(m.value))
 

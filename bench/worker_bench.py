@@ -17,6 +17,9 @@ started when ``--broker`` is not given. Measured, per phase, on fresh events (ti
   (end to end through the broker); the worker's own receipt -> send time is shown beside it;
 - CPU per event = worker process CPU time (utime + stime from /proc, all threads) / events;
   RSS (VmRSS, and VmHWM = peak) of each worker process;
+- model swap (``--swap-rate``, default 200 ev/s): a copy of the current version is published
+  mid-phase with its ``model-updates`` notice; publish -> every worker serving it, and p99
+  latency during the swap vs before it (issue 6 targets: <= 5 s, <= 2x);
 - ceiling: a bare aiokafka consume -> produce loop (no processing; payloads the size of a real
   recommendation) over the same topics and broker, run after the worker is stopped.
 
@@ -33,7 +36,9 @@ import json
 import os
 import pstats
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +115,62 @@ async def phase(
     }
 
 
+async def swap_phase(
+    settings: Settings,
+    workers: list[Worker],
+    col: Collector,
+    events: list[tuple[bytes, bytes, str]],
+    rate: float,
+    registry: Path,
+) -> dict[str, Any]:
+    """A model swap under steady load: a third of the way into a fixed-rate phase, publish a
+    copy of the current version (same files, new id: what the fine-tuning job does) and send
+    the ``model-updates`` notice. Measured: publish -> the last recommendation any worker
+    made with the old version (= every worker serves the new one), and p99 latency of the
+    events sent during the swap vs those sent before the publish."""
+    from model_export.finetune.shadow import notify
+    from model_export.registry import Registry
+
+    reg = Registry(registry)
+    old = reg.current()
+    assert old is not None
+    sending = asyncio.create_task(send_at_rate(settings, events, rate))
+    await asyncio.sleep(len(events) / rate / 3)
+    t_pub = time.time()
+    new = await asyncio.to_thread(reg.copy_version, old)
+    published_s = time.time() - t_pub
+    await notify(settings, new, old, "publish", {})
+    intended = await sending
+    ids = list(intended)
+    missing = await col.wait_for(ids, timeout=max(60.0, len(ids) / 150))
+    got = [(col.got[i][0], intended[i], col.versions.get(i)) for i in ids if i in col.got]
+    old_arrivals = [a for a, _, v in got if v == old]
+    new_arrivals = [a for a, _, v in got if v == new]
+    all_new = max(old_arrivals, default=t_pub) - t_pub
+    window_end = t_pub + max(all_new, 0.0) + 1.0
+
+    def p99(keep: Callable[[float], bool]) -> float:
+        return pct([(a - s) * 1000 for a, s, _ in got if keep(s)], 99)
+
+    steady = p99(lambda s: s < t_pub)
+    during = p99(lambda s: t_pub <= s <= window_end)
+    return {
+        "old": old,
+        "new": new,
+        "rate": rate,
+        "workers": len(workers),
+        "publish_s": published_s,
+        "all_workers_new_s": all_new,
+        "first_new_s": (min(new_arrivals) - t_pub) if new_arrivals else float("nan"),
+        "recs_old": len(old_arrivals),
+        "recs_new": len(new_arrivals),
+        "missing": missing,
+        "p99_steady_ms": steady,
+        "p99_during_swap_ms": during,
+        "p99_ratio": during / steady if steady else float("nan"),
+    }
+
+
 # -- the run ---------------------------------------------------------------------------------
 async def run(args: argparse.Namespace, broker: str, world: Path, registry: Path) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
@@ -179,6 +240,15 @@ async def run(args: argparse.Namespace, broker: str, world: Path, registry: Path
         row = await phase("max (backlog)", settings, workers, col, take(args.backlog), None)
         rows.insert(0, row)
         console.print(f"  max: {row['events_per_s']:.0f} ev/s")
+        swap = None
+        if args.swap_rate:
+            n = int(args.swap_rate * args.seconds * 2)
+            swap = await swap_phase(settings, workers, col, take(n), args.swap_rate, Path(registry))
+            console.print(
+                f"  swap {swap['old']} -> {swap['new']}: all workers on it after "
+                f"{swap['all_workers_new_s']:.2f} s; p99 {swap['p99_during_swap_ms']:.0f} ms "
+                f"during vs {swap['p99_steady_ms']:.0f} ms before"
+            )
         payload = int(np.mean(col.sizes)) if col.sizes else 1000
     finally:
         await col.stop()
@@ -207,6 +277,8 @@ async def run(args: argparse.Namespace, broker: str, world: Path, registry: Path
     }
     if prof is not None:
         result["profile"] = prof
+    if swap is not None:
+        result["swap"] = swap
     return result
 
 
@@ -324,6 +396,26 @@ def tables(result: dict[str, Any]) -> list[Table]:
         f"{result['loadavg_1m_before_after']} (other processes on the box count)"
     )
     out = [t]
+    if "swap" in result:
+        sw = result["swap"]
+        st = Table(
+            title=f"model swap under load ({sw['rate']:,.0f} ev/s, {sw['workers']} worker(s)): "
+            f"{sw['old']} -> {sw['new']}"
+        )
+        for c in ("publish s", "all workers on new s", "p99 before ms", "p99 during ms", "ratio"):
+            st.add_column(c, justify="right")
+        st.add_row(
+            f"{sw['publish_s']:.2f}",
+            f"{sw['all_workers_new_s']:.2f}",
+            f"{sw['p99_steady_ms']:.0f}",
+            f"{sw['p99_during_swap_ms']:.0f}",
+            f"{sw['p99_ratio']:.2f}x",
+        )
+        st.caption = (
+            f"targets: <= 5 s, <= 2x; {sw['recs_old']} lists from the old version, "
+            f"{sw['recs_new']} from the new, {sw['missing']} missing"
+        )
+        out.append(st)
     if "profile" in result:
         p = Table(title="where one worker's time goes (cProfile, backlog; cumulative, nested)")
         for c in ("stage", "share of process time", "µs / event"):
@@ -351,6 +443,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64, help="STREAMREC_SERVING__BATCH_SIZE")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     ap.add_argument("--profile", action="store_true", help="also profile a worker (cProfile)")
+    ap.add_argument(
+        "--swap-rate",
+        type=float,
+        default=200.0,
+        help="events/s of the model-swap phase (0 = no swap phase)",
+    )
     ap.add_argument(
         "--json",
         dest="json_path",

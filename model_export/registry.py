@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -186,6 +186,35 @@ class Registry:
             path = self.root / f".staging-{os.getpid()}-{version}"
             path.mkdir()
         return version, path
+
+    def copy_version(
+        self,
+        source: str,
+        make_current: bool = True,
+        status: str = "published",
+        edit: Callable[[Path], None] | None = None,
+        **manifest_changes: Any,
+    ) -> str:
+        """Publish a new version with ``source``'s files (``edit(staging_dir)`` may change them
+        first; ``manifest_changes`` override manifest fields), its parent the current version.
+        No gate: drills, benchmarks (a swap to an identical model) and tests use it."""
+        _, staging = self.staging()
+        src = self.path(source)
+        for f in src.rglob("*"):
+            if f.is_file() and f.name != "manifest.json":
+                dst = staging / f.relative_to(src)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, dst)
+        if edit is not None:
+            edit(staging)
+        manifest = {
+            k: v
+            for k, v in self.manifest(source).items()
+            if k not in ("files", "version", "status", "created_at")
+        }
+        manifest["parent"] = self.current()
+        manifest.update(manifest_changes)
+        return self.publish(staging, manifest, make_current=make_current, status=status)
 
     def publish(
         self,

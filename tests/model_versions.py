@@ -21,24 +21,7 @@ def publish_copy(
 ) -> str:
     """Publish a new version whose files are ``source``'s (``edit(staging_dir)`` may change
     them first; ``manifest_changes`` override manifest fields). Bypasses any gate, on purpose."""
-    reg = Registry(registry)
-    _, staging = reg.staging()
-    src = reg.path(source)
-    for f in src.rglob("*"):
-        if f.is_file() and f.name != "manifest.json":
-            dst = staging / f.relative_to(src)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.write_bytes(f.read_bytes())
-    if edit is not None:
-        edit(staging)
-    manifest = {
-        k: v
-        for k, v in reg.manifest(source).items()
-        if k not in ("files", "version", "status", "created_at")
-    }
-    manifest["parent"] = reg.current()
-    manifest.update(manifest_changes)
-    return reg.publish(staging, manifest, make_current=make_current, status=status)
+    return Registry(registry).copy_version(source, make_current, status, edit, **manifest_changes)
 
 
 def _edit_ranker_outputs(version_dir: Path, op: str, constant: float) -> None:
