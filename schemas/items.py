@@ -38,7 +38,7 @@ class CatalogItem(BaseModel):
     def _title_unless_deleted(self) -> CatalogItem:
         if not self.deleted and self.title is None:
             msg = "expected a title of 1..2000 characters (required unless deleted)"
-            raise PydanticCustomError("missing_title", msg, {"field": "title"})
+            raise PydanticCustomError("missing_title", msg, {"field": "title"})  # noqa: EM101
         return self
 
     def text(self) -> str:
