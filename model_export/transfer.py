@@ -75,7 +75,7 @@ def tune_encoder(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        last = float(loss)
+        last = float(loss.detach())
         if step == 0:
             first = last
         if on_step is not None:
