@@ -13,7 +13,6 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from model_export.finetune.buffer import EventBuffer
@@ -21,7 +20,6 @@ from model_export.finetune.rounds import RoundResult, run_round
 from model_export.pipeline import Hooks, TrainOptions
 from model_export.registry import Registry
 from schemas.items import CatalogItem, decode_item
-from schemas.recommendations import ModelUpdate
 from schemas.settings import Settings
 
 
@@ -72,23 +70,10 @@ async def load_catalog(settings: Settings) -> list[CatalogItem]:
 
 
 async def notify(settings: Settings, result: RoundResult) -> None:
-    from aiokafka import AIOKafkaProducer
+    from model_export.finetune.shadow import notify as send_notice
 
-    note = ModelUpdate(
-        model_version=result.version or "",
-        parent_version=result.parent,
-        published_at=datetime.now(UTC),
-        action="publish",
-        metrics={k: v for k, v in result.candidate.items() if v == v},
-    )
-    producer = AIOKafkaProducer(**settings.kafka.client_kwargs())
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            settings.topics.model_updates, note.model_dump_json().encode(), key=b"model"
-        )
-    finally:
-        await producer.stop()
+    metrics = {k: v for k, v in result.candidate.items() if v == v}
+    await send_notice(settings, result.version or "", result.parent, "publish", metrics)
 
 
 class FineTuneJob:

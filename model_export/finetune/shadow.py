@@ -149,8 +149,8 @@ async def notify(
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(**settings.kafka.client_kwargs())
-    await producer.start()
-    try:
+    try:  # stopped even when start fails (no broker): no unclosed-producer warnings
+        await producer.start()
         await _send(
             producer,
             settings,
