@@ -112,7 +112,7 @@ def run_round(
     cur = evaluate(current_model, prep.space, prep.data.test) if current_model else {}
     reasons = gate(cand, cur, tolerance) if cur else []
     report = {"systems": {"streamrec": cand, **({"current": cur} if cur else {})}}
-    extra = {
+    extra: dict[str, Any] = {
         "round": {
             "id": round_id,
             "counts": counts,
@@ -137,9 +137,7 @@ def run_round(
         )
     except ParityError as exc:
         reasons.append(f"ONNX parity: {exc}")
-        return _refuse_without_onnx(
-            prep, result, registry, parent, reasons, extra, counts, cand, cur, t0
-        )
+        version = _keep_refused_weights(prep, result, registry, parent, reasons, extra)
     decision = "refused" if reasons else "published"
     return RoundResult(
         decision,
@@ -154,18 +152,14 @@ def run_round(
     )
 
 
-def _refuse_without_onnx(
+def _keep_refused_weights(
     prep: Prepared,
     result: Any,
     registry: Registry,
     parent: str | None,
     reasons: list[str],
     extra: dict[str, Any],
-    counts: dict[str, int],
-    cand: dict[str, float],
-    cur: dict[str, float],
-    t0: float,
-) -> RoundResult:
+) -> str:
     """Keep the weights of a candidate whose export failed parity, with the reason."""
     version, staging = registry.staging()
     checkpoint.save(staging, result.model, prep.ranker_config(), prep.space)
@@ -175,14 +169,4 @@ def _refuse_without_onnx(
         make_current=False,
         status="refused",
     )
-    return RoundResult(
-        "refused",
-        "; ".join(reasons),
-        version,
-        parent,
-        cand,
-        cur,
-        counts,
-        len(result.history),
-        time.perf_counter() - t0,
-    )
+    return version

@@ -108,30 +108,13 @@ class RollbackDetector:
         after, n_after = self.rate(new)
         before, n_before = self.rate(previous)
         if n_before < self.window * MIN_BASELINE_FRACTION:
-            return Verdict(
-                new,
-                previous,
-                before,
-                after,
-                n_before,
-                n_after,
-                False,
-                "baseline too small, no verdict",
-            )
-        if before <= 0:
-            return Verdict(
-                new,
-                previous,
-                before,
-                after,
-                n_before,
-                n_after,
-                False,
-                "baseline hit rate is zero, no verdict",
-            )
-        bad = after < before * (1 - self.drop)
-        limit = f"{before * (1 - self.drop):.4f}"
-        note = f"below {limit}: roll back" if bad else f"not below {limit}: keep"
+            bad, note = False, "baseline too small, no verdict"
+        elif before <= 0:
+            bad, note = False, "baseline hit rate is zero, no verdict"
+        else:
+            bad = after < before * (1 - self.drop)
+            limit = f"{before * (1 - self.drop):.4f}"
+            note = f"below {limit}: roll back" if bad else f"not below {limit}: keep"
         return Verdict(new, previous, before, after, n_before, n_after, bad, note)
 
 

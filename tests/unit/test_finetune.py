@@ -144,3 +144,26 @@ def test_auc_standard_error_matches_hanley_mcneil():
     # var = (0.09 + 49 (Q1 - 0.81) + 49 (Q2 - 0.81)) / 2500 = 0.0010319 -> SE = 0.03212
     assert abs(auc_standard_error(0.9, 50, 50) - 0.03212) < 1e-4
     assert auc_standard_error(0.9, 0, 50) != auc_standard_error(0.9, 0, 50)  # NaN
+
+
+@pytest.mark.slow
+def test_a_candidate_failing_onnx_parity_is_kept_refused_and_never_served(
+    drift_world, tmp_path, monkeypatch
+):
+    """The export's parity gate refusing (forced here: the real check is tested in
+    test_export_registry) ends the round as 'refused' with the weights kept for inspection."""
+    from model_export.export import ParityError
+    from model_export.finetune import rounds
+
+    def parity_fails(*args, **kwargs):
+        msg = "ranker.onnx: parity check failed (forced)"
+        raise ParityError(msg)
+
+    monkeypatch.setattr(rounds, "publish_version", parity_fails)
+    root, reg = drift_world
+    registry, _, result = _round(root, reg, tmp_path / "b", keep=0.8)
+    assert result.decision == "refused" and "ONNX parity" in result.reason
+    assert registry.current() == "v0001"
+    manifest = registry.manifest(result.version)
+    assert manifest["status"] == "refused" and "parity" in manifest["refused_reason"]
+    assert (registry.path(result.version) / "manifest.json").exists()
