@@ -63,6 +63,7 @@ class Stats:
     sent: int = 0
     recs: int = 0
     dlq: int = 0
+    bad_sent: int = 0
     latency_ms: list[float] = field(default_factory=list)
     e2e_ms: list[float] = field(default_factory=list)
     versions: set[str] = field(default_factory=set)
@@ -223,11 +224,18 @@ class Demo:
         await producer.start()
         try:
             start = time.perf_counter()
-            bad_at = {len(lines) // 10 * k: b for k, b in enumerate(BAD_LINES, start=1)}
+            # spread over the events this run will really send (duration x rate), not the
+            # whole log: a short demo still sends every bad line
+            planned = max(
+                len(BAD_LINES) + 1, min(len(lines), int(self.opts.duration * self.opts.rate))
+            )
+            step = planned // (len(BAD_LINES) + 1)
+            bad_at = {step * k: b for k, b in enumerate(BAD_LINES, start=1)}
             n = 0
             for i, line in enumerate(lines):
                 if i in bad_at:
                     await producer.send(self.settings.topics.events, bad_at[i], key=b"u1")
+                    self.stats.bad_sent += 1
                 obj = json.loads(line)
                 self.sent_at[obj["event_id"]] = time.perf_counter()
                 if obj["user_id"] in self.history:
@@ -306,7 +314,7 @@ class Demo:
             ("events/s (streaming)", f"{s.recs / secs:.1f}"),
             ("worker latency p50 / p99 ms", f"{p(s.latency_ms, 50)} / {p(s.latency_ms, 99)}"),
             ("event -> recommendation p50 / p99 ms", f"{p(s.e2e_ms, 50)} / {p(s.e2e_ms, 99)}"),
-            ("dead letters", f"{s.dlq} (of {len(BAD_LINES)} bad events sent)"),
+            ("dead letters", f"{s.dlq} (of {s.bad_sent} bad events sent)"),
             ("model version", ", ".join(sorted(s.versions)) or "-"),
         ]:
             t.add_row(name, value)
