@@ -25,6 +25,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.harness import prepare_registry  # noqa: E402
 from model_export.registry import Registry  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from stream_app.core.engine import EngineOptions  # noqa: E402
@@ -51,24 +52,13 @@ STAGES = {  # (file suffix, function) -> stage, for the profile summary
 
 def prepare(args: argparse.Namespace) -> tuple[Path, Path]:
     world = Path(args.world) if args.world else Path(args.workdir) / "world"
-    registry = Path(args.registry) if args.registry else Path(args.workdir) / "registry"
     if not (world / "events.jsonl").exists():
         from stream_app.datagen.synthetic import generate_world
 
         console.print(f"generating the scenario world in {world} (10,000 items, K=4)")
         generate_world(world, users=args.users, items=10_000, events=args.events, seed=3)
-    if Registry(registry).current() is None:
-        from model_export.pipeline import TrainOptions, run_training
-        from model_export.train import TrainConfig
-
-        console.print(f"training a model into {registry} (1 epoch: speed, not accuracy)")
-        run_training(
-            Settings(),
-            world / "items.jsonl",
-            world / "events.jsonl",
-            TrainOptions(train=TrainConfig(epochs=1)),
-            registry_dir=registry,
-        )
+    # the worker bench's cache: 1 epoch (speed, not accuracy), retrained when the model code changes
+    registry = Path(args.registry) if args.registry else prepare_registry(Path(args.workdir), world)
     return world, registry
 
 
