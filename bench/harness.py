@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 
 from schemas.settings import Settings
-from stream_app.kafka_io import read_lines
+from stream_app.kafka.io import read_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -43,11 +43,11 @@ def prepare_world(workdir: Path, users: int, items: int, events: int) -> Path:
 
 
 def prepare_registry(workdir: Path, world: Path) -> Path:
-    from model_export.registry import Registry
+    from stream_app.registry import Registry
 
     # keyed by the model code: a cached model from an older ranker/feature layout retrains
     code = b"".join(
-        (ROOT / "model_export" / name).read_bytes() for name in ("modeling.py", "onnx_spec.py")
+        (ROOT / path).read_bytes() for path in ("model_export/modeling.py", "schemas/onnx_spec.py")
     )
     registry = workdir / f"registry-{hashlib.sha256(code).hexdigest()[:10]}"
     if Registry(registry).current() is None:
@@ -85,7 +85,7 @@ def free_port(pair: bool = False) -> int:
 
 
 def start_broker(workdir: Path, partitions: int) -> tuple[str, Path]:
-    from stream_app import kafka_local
+    from stream_app.kafka import local as kafka_local
 
     base = Settings()
     data = workdir / "kafka"
@@ -217,7 +217,7 @@ class Collector:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        from stream_app.kafka_io import topic_partitions
+        from stream_app.kafka.io import topic_partitions
 
         topic = self.settings.topics.recommendations
         self.consumer = AIOKafkaConsumer(
@@ -297,7 +297,7 @@ async def bare_loop(
 ) -> dict[str, Any]:
     """The ceiling: consume the events and produce one record of ``payload`` bytes per event
     to the recommendations topic, nothing else (no state, no model)."""
-    from stream_app.kafka_io import topic_partitions
+    from stream_app.kafka.io import topic_partitions
 
     topic = settings.topics.events
     consumer = AIOKafkaConsumer(

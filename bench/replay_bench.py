@@ -26,10 +26,10 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import prepare_registry  # noqa: E402
-from model_export.registry import Registry  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from stream_app.core.engine import EngineOptions  # noqa: E402
 from stream_app.datagen.jsonl import load_events, load_items  # noqa: E402
+from stream_app.registry import Registry  # noqa: E402
 from stream_app.replay.baselines import CoocStream, PopStream  # noqa: E402
 from stream_app.replay.catalogue import Catalogue, Feed, load_model  # noqa: E402
 from stream_app.replay.stream import StreamConfig, replay_events, run_stream  # noqa: E402
@@ -43,8 +43,8 @@ STAGES = {  # (file suffix, function) -> stage, for the profile summary
     ("engine.py", "_candidates"): "  candidate union + exclusions",
     ("covisit.py", "neighbours"): "  co-visitation neighbours (retrieval)",
     ("covisit.py", "scores"): "  co-visitation feature",
-    ("serving.py", "score"): "  ranker (ONNX Runtime)",
-    ("serving.py", "slot_match"): "  interest slot per candidate",
+    ("serving/model.py", "score"): "  ranker (ONNX Runtime)",
+    ("serving/model.py", "slot_match"): "  interest slot per candidate",
     ("engine.py", "select"): "select: quotas + MMR + Rec objects",
     ("systems.py", "step"): "replay step (all of the above + bookkeeping)",
 }

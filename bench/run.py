@@ -60,7 +60,7 @@ def main() -> int:
             failed += subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode != 0
     finally:
         if kafka_dir is not None:
-            from stream_app import kafka_local
+            from stream_app.kafka import local as kafka_local
 
             kafka_local.stop(kafka_dir)
     return 1 if failed else 0

@@ -61,7 +61,7 @@ from bench.harness import (  # noqa: E402
     start_broker,
 )
 from schemas.settings import Settings  # noqa: E402
-from stream_app.kafka_io import ensure_topics  # noqa: E402
+from stream_app.kafka.io import ensure_topics  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -128,8 +128,8 @@ async def swap_phase(
     the ``model-updates`` notice. Measured: publish -> the last recommendation any worker
     made with the old version (= every worker serves the new one), and p99 latency of the
     events sent during the swap vs those sent before the publish."""
-    from model_export.finetune.shadow import notify
-    from model_export.registry import Registry
+    from stream_app.finetune.shadow import notify
+    from stream_app.registry import Registry
 
     reg = Registry(registry)
     old = reg.current()
@@ -465,7 +465,7 @@ def main() -> None:
         result = asyncio.run(run(args, broker, world, registry))
     finally:
         if kafka_dir is not None:
-            from stream_app import kafka_local
+            from stream_app.kafka import local as kafka_local
 
             kafka_local.stop(kafka_dir)
     for t in tables(result):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from stream_app.core.catalog import NUM_FEATURES
+from stream_app.core.catalogue import NUM_FEATURES
 from stream_app.core.covisit import CoVisit
 from stream_app.core.interests import (
     InterestParams,

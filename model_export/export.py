@@ -19,7 +19,7 @@ from torch import nn
 
 from model_export.encoder import TextEncoder, tokenize
 from model_export.modeling import ItemTowerExport, MultiTaskRanker, RankerExport
-from model_export.onnx_spec import ENCODER, ITEM_TOWER, PARITY_ATOL, RANKER, GraphSpec
+from schemas.onnx_spec import ENCODER, ITEM_TOWER, PARITY_ATOL, RANKER, GraphSpec
 
 OPSET = 17
 

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model_export import onnx_spec
+from schemas import onnx_spec
 
 
 @dataclass

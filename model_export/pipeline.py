@@ -27,7 +27,6 @@ from model_export.encoder import (
 )
 from model_export.export import export_encoder, export_item_tower, export_ranker
 from model_export.modeling import MultiTaskRanker, RankerConfig
-from model_export.registry import Registry
 from model_export.train import (
     EpochRow,
     TrainConfig,
@@ -39,9 +38,10 @@ from model_export.train import (
 from model_export.transfer import TransferStats, next_item_pairs, tune_encoder
 from schemas.items import CatalogItem
 from schemas.settings import Settings
-from stream_app.core.catalog import NUM_FEATURES, item_numeric
+from stream_app.core.catalogue import NUM_FEATURES, item_numeric
 from stream_app.core.interests import InterestParams
 from stream_app.datagen.jsonl import load_events, load_items
+from stream_app.registry import Registry
 
 
 @dataclass

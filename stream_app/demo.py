@@ -31,7 +31,8 @@ from rich.live import Live
 from rich.table import Table
 
 from schemas.settings import Settings
-from stream_app import kafka_io, kafka_local
+from stream_app.kafka import io as kafka_io
+from stream_app.kafka import local as kafka_local
 
 BAD_LINES = [
     b'{"event_id": "bad-1", "event_type": "click", "user_id": "u1"',  # malformed
@@ -114,7 +115,7 @@ class Demo:
         return world / "items.jsonl", world / "events.jsonl"
 
     def model(self, items: Path, events: Path) -> str:
-        from model_export.registry import Registry
+        from stream_app.registry import Registry
 
         reg = Registry(self.settings.registry_dir)
         if reg.current():

@@ -43,7 +43,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> str:
     if external:
         yield external
         return
-    from stream_app import kafka_local
+    from stream_app.kafka import local as kafka_local
 
     base = Settings()
     port = _free_port_pair()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_export.registry import Registry
+from stream_app.registry import Registry
 
 
 def publish_copy(

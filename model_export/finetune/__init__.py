@@ -1,1 +1,3 @@
-"""Incremental fine-tuning side job: durable event buffer, gated rounds, publish + notify."""
+"""Fine-tuning rounds, torch side: train a candidate warm-started from CURRENT, gate it against
+CURRENT on the same held-out slice, export and publish (the job in ``stream_app.finetune``
+schedules rounds and calls this)."""

@@ -17,9 +17,9 @@ from typing import Any
 from model_export import checkpoint
 from model_export.export import ParityError
 from model_export.pipeline import Hooks, Prepared, TrainOptions, fit, prepare, publish_version
-from model_export.registry import Registry
 from model_export.train import evaluate
 from schemas.settings import Settings
+from stream_app.registry import Registry
 
 GATED = ("ndcg@10", "auc_click", "auc_purchase")
 

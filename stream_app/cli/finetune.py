@@ -134,13 +134,13 @@ def finetune(
     broker: str | None,
 ) -> None:
     """Fine-tune the served model on new events; publish only what passes the gate."""
-    from model_export.finetune.buffer import EventBuffer
-    from model_export.finetune.job import FineTuneJob, JobOptions
     from model_export.pipeline import TrainOptions
-    from model_export.registry import Registry
     from model_export.train import TrainConfig
     from stream_app.cli.progress import TrainProgress
     from stream_app.datagen.jsonl import load_items
+    from stream_app.finetune.buffer import EventBuffer
+    from stream_app.finetune.job import FineTuneJob, JobOptions
+    from stream_app.registry import Registry
 
     settings = settings_from(ctx, registry_dir=registry, **{"kafka.broker": broker})
     buf = EventBuffer(

@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from stream_app import kafka_local
 from stream_app.cli.common import broker_option, cli, console, print_json, settings_from
+from stream_app.kafka import local as kafka_local
 
 
 @cli.group()
@@ -115,7 +115,7 @@ def produce(
     create_topics: bool,
 ) -> None:
     """Send each line of a JSONL FILE to a topic (key = user_id / item_id)."""
-    from stream_app import kafka_io
+    from stream_app.kafka import io as kafka_io
 
     settings = settings_from(ctx, **{"kafka.broker": broker})
     lines = kafka_io.read_lines(file)
@@ -167,7 +167,7 @@ def consume(
     broker: str | None,
 ) -> None:
     """Print messages of a topic (values, plus DLQ headers when present)."""
-    from stream_app import kafka_io
+    from stream_app.kafka import io as kafka_io
 
     settings = settings_from(ctx, **{"kafka.broker": broker})
 

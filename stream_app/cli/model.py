@@ -161,7 +161,7 @@ def model() -> None:
 
 
 def _registry(ctx: click.Context, registry: Path | None):  # type: ignore[no-untyped-def]
-    from model_export.registry import Registry
+    from stream_app.registry import Registry
 
     settings = settings_from(ctx, registry_dir=registry)
     return settings, Registry(settings.registry_dir)
@@ -226,7 +226,7 @@ def model_show(ctx: click.Context, version: str | None, registry: Path | None) -
     if version is None:
         msg = f"registry {reg.root} has no CURRENT version"
         raise click.ClickException(msg)
-    from model_export.registry import RegistryError
+    from stream_app.registry import RegistryError
 
     try:
         manifest = reg.manifest(version)
@@ -287,7 +287,7 @@ def model_promote(
     ctx: click.Context, version: str, registry: Path | None, broker: str | None
 ) -> None:
     """Make VERSION current (files verified first) and notify workers."""
-    from model_export.registry import RegistryError
+    from stream_app.registry import RegistryError
 
     settings, reg = _registry(ctx, registry)
     settings = settings.with_overrides(**{"kafka.broker": broker})
@@ -306,7 +306,7 @@ def model_promote(
 @click.pass_context
 def model_rollback(ctx: click.Context, registry: Path | None, broker: str | None) -> None:
     """Move CURRENT back to the previously served version and notify workers."""
-    from model_export.registry import RegistryError
+    from stream_app.registry import RegistryError
 
     settings, reg = _registry(ctx, registry)
     settings = settings.with_overrides(**{"kafka.broker": broker})

@@ -19,7 +19,7 @@ async def _prepare_kafka(settings: Settings) -> int:
     """Create missing topics; return the events topic's partition count."""
     from aiokafka import AIOKafkaProducer
 
-    from stream_app.kafka_io import ensure_topics
+    from stream_app.kafka.io import ensure_topics
 
     await ensure_topics(settings)
     producer = AIOKafkaProducer(**settings.kafka.client_kwargs())
@@ -65,7 +65,7 @@ def limit_blas_threads(threads: int) -> None:
 
 
 def check_registry(registry_dir: Path) -> str:
-    from model_export.registry import Registry
+    from stream_app.registry import Registry
 
     reg = Registry(registry_dir)
     version = reg.current()
@@ -144,7 +144,7 @@ def worker(
     limit_blas_threads(settings.serving.blas_threads)
     from faust.worker import Worker
 
-    from stream_app.app import create_app
+    from stream_app.worker.app import create_app
 
     app = create_app(settings, partitions)
     worker = Worker(app, loglevel=settings.log_level)

@@ -3,7 +3,7 @@ interest space), its item-tower features (ranker + retrieval), categories, appea
 and a decayed popularity. Rows are stable; deleted rows are marked dead and reused.
 
 Vectors and features of a store always come from the same model version: a model swap
-builds a new store and swaps both together (see ``stream_app.core.serving``).
+builds a new store and swaps both together (see ``stream_app.serving.model``).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from stream_app.core.catalog import ItemStore
+from stream_app.core.catalogue import ItemStore
 from stream_app.core.diversify import mmr_select_batch, pool_batch, slot_quotas_batch
 from stream_app.core.interests import (
     PURCHASE,
@@ -24,7 +24,7 @@ from stream_app.core.interests import (
     update_interests,
 )
 from stream_app.core.retrieval import ExactRetriever, Retriever
-from stream_app.core.serving import RankerOut, ServingModel
+from stream_app.serving.model import RankerOut, ServingModel
 
 EXPLORE_FRESH_S = 7 * 24 * 3600.0
 COVISIT_PER_ITEM = 20

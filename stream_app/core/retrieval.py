@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from stream_app.core.catalog import ItemStore
+from stream_app.core.catalogue import ItemStore
 
 
 class Retriever(Protocol):

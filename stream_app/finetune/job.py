@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from model_export.finetune.buffer import EventBuffer
 from model_export.finetune.rounds import RoundResult, run_round
 from model_export.pipeline import Hooks, TrainOptions
-from model_export.registry import Registry
 from schemas.items import CatalogItem, decode_item
 from schemas.settings import Settings
+from stream_app.finetune.buffer import EventBuffer
+from stream_app.registry import Registry
 
 
 @dataclass
@@ -55,7 +55,7 @@ def options_from(manifest: dict[str, Any] | None, base: TrainOptions) -> TrainOp
 
 
 async def load_catalog(settings: Settings) -> list[CatalogItem]:
-    from stream_app.kafka_io import read_compacted
+    from stream_app.kafka.io import read_compacted
 
     latest = await read_compacted(settings, settings.topics.items)
     items = []
@@ -70,7 +70,7 @@ async def load_catalog(settings: Settings) -> list[CatalogItem]:
 
 
 async def notify(settings: Settings, result: RoundResult) -> None:
-    from model_export.finetune.shadow import notify as send_notice
+    from stream_app.finetune.shadow import notify as send_notice
 
     metrics = {k: v for k, v in result.candidate.items() if v == v}
     await send_notice(settings, result.version or "", result.parent, "publish", metrics)
@@ -154,7 +154,7 @@ class FineTuneJob:
 
     async def shadow(self, result: RoundResult) -> None:
         """Shadow-score the candidate on live events; promote or refuse on the verdict."""
-        from model_export.finetune.shadow import shadow_promote
+        from stream_app.finetune.shadow import shadow_promote
 
         assert result.version is not None
         parent = self.registry.current()

@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from model_export.registry import CurrentChanged, Registry
 from schemas.recommendations import ModelUpdate
 from schemas.settings import Settings
+from stream_app.registry import CurrentChanged, Registry
 
 log = logging.getLogger("streamrec.finetune")
 GRACE_S = 2.0
@@ -94,7 +94,7 @@ async def collect_reports(
     ``version`` (reading from the topic's end as it was just before the notice)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    from stream_app.kafka_io import ensure_topics, topic_partitions
+    from stream_app.kafka.io import ensure_topics, topic_partitions
 
     topic = settings.topics.model_updates
     await ensure_topics(settings)

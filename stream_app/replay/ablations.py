@@ -15,8 +15,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from model_export.registry import Registry
 from schemas.settings import Settings
+from stream_app.registry import Registry
 
 TRAINED = ("single-interest", "no-text")
 KNOWN = (*TRAINED, "no-diversity")

@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from model_export.registry import Registry
 from schemas.items import CatalogItem
-from stream_app.core.catalog import ItemStore, item_numeric
+from stream_app.core.catalogue import ItemStore, item_numeric
 from stream_app.core.engine import Bundle
 from stream_app.core.interests import InterestParams
-from stream_app.core.serving import ServingModel
 from stream_app.core.vectors import load_vectors, text_sha
+from stream_app.registry import Registry
+from stream_app.serving.model import ServingModel
 
 REPLAY_STATUSES = ("published", "ablation")
 

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from model_export.registry import Registry, RegistryError
 from schemas.settings import Settings
 from stream_app.core.engine import EngineOptions
 from stream_app.core.interests import InterestParams
-from stream_app.core.serving import ModelLoadError
 from stream_app.datagen.jsonl import load_events, load_items
+from stream_app.registry import Registry, RegistryError
 from stream_app.replay import ablations, groundtruth, leakage, loo, results
 from stream_app.replay.baselines import CoocStream, PopStream
 from stream_app.replay.catalogue import Catalogue, Feed, LoadedModel, load_model
@@ -29,6 +28,7 @@ from stream_app.replay.stream import (
     warmup_cut,
 )
 from stream_app.replay.systems import EngineStream, variant_options
+from stream_app.serving.model import ModelLoadError
 
 BASELINES = ("pop", "cooc")
 MAIN = "streamrec"

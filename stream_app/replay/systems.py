@@ -24,9 +24,9 @@ import numpy as np
 
 from stream_app.core.engine import Bundle, EngineOptions, Rec, Recommender, Scored, UnknownItem
 from stream_app.core.interests import EventLite, InterestState
-from stream_app.core.serving import RankerOut
 from stream_app.replay.catalogue import Catalogue, Feed
 from stream_app.replay.results import share_below
+from stream_app.serving.model import RankerOut
 
 
 class ReplayEvent(NamedTuple):

@@ -158,7 +158,7 @@ async def _stream(
     recommendation per trigger event id, production seconds)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from stream_app.kafka_io import ensure_topics
+    from stream_app.kafka.io import ensure_topics
 
     await ensure_topics(settings)
     consumer = AIOKafkaConsumer(
@@ -275,8 +275,8 @@ def run_via_kafka(
     kopts: KafkaOptions,
     hooks: Hooks | Any = None,
 ) -> dict[str, Any]:
-    from model_export.registry import Registry
     from stream_app.datagen.jsonl import load_events, load_items
+    from stream_app.registry import Registry
 
     hooks = hooks or Hooks()
     if opts.protocol != "stream":

@@ -19,9 +19,9 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from model_export.onnx_spec import ENCODER, ITEM_TOWER, RANKER, GraphSpec, feat_slices
-from model_export.registry import Registry
+from schemas.onnx_spec import ENCODER, ITEM_TOWER, RANKER, GraphSpec, feat_slices
 from stream_app.core.covisit import CoVisit
+from stream_app.registry import Registry
 
 log = logging.getLogger("streamrec.serving")
 MAX_TOKENS = 128

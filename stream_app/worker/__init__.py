@@ -1,1 +1,1 @@
-"""The streaming worker: faust agent, catalogue feed, model hot-swap, metrics (see app.py)."""
+"""The streaming worker: faust agent, catalogue feed, model hot-swap, metrics (see ``app.py``)."""

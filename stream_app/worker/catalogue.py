@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from schemas.items import CatalogItem
-from stream_app.core.catalog import ItemStore, item_numeric
-from stream_app.core.serving import ServingModel
+from stream_app.core.catalogue import ItemStore, item_numeric
 from stream_app.core.vectors import VECTORS_FILE, load_vectors, text_sha
+from stream_app.serving.model import ServingModel
 
 log = logging.getLogger("streamrec.catalogue")
 TRAINING_VECTORS = VECTORS_FILE

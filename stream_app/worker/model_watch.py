@@ -24,9 +24,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from mode import Service
 from pydantic import ValidationError
 
-from model_export.registry import CurrentChanged
 from schemas.recommendations import ModelUpdate
 from schemas.settings import Settings
+from stream_app.registry import CurrentChanged
 from stream_app.worker.hitrate import Verdict
 from stream_app.worker.metrics import Metrics
 from stream_app.worker.models import ServingHolder

@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from model_export.registry import Registry
 from stream_app.core.engine import Bundle, EngineOptions, Recommender
 from stream_app.core.interests import CLICK, EventLite, InterestParams
-from stream_app.core.serving import ModelLoadError, ServingModel
+from stream_app.registry import Registry
+from stream_app.serving.model import ModelLoadError, ServingModel
 from stream_app.worker import catalogue as cat
 from stream_app.worker.metrics import Metrics
 

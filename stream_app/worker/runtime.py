@@ -16,12 +16,12 @@ from typing import Any
 
 from mode import Service
 
-from model_export.registry import Registry
 from schemas.settings import Settings
 from stream_app.core.engine import EngineOptions
 from stream_app.core.interests import InterestParams
-from stream_app.worker.catalog_feed import CatalogFeed
+from stream_app.registry import Registry
 from stream_app.worker.catalogue import VectorCache
+from stream_app.worker.catalogue_feed import CatalogFeed
 from stream_app.worker.hitrate import OnlineQuality
 from stream_app.worker.metrics import Metrics
 from stream_app.worker.model_watch import ModelWatcher

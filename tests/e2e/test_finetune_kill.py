@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from model_export.finetune.buffer import EventBuffer
-from model_export.registry import Registry
+from stream_app.finetune.buffer import EventBuffer
+from stream_app.registry import Registry
 
 CLI = [sys.executable, "-m", "stream_app.cli"]
 

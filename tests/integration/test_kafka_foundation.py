@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from schemas import Settings
-from stream_app import kafka_io, kafka_local
+from stream_app.kafka import io as kafka_io
+from stream_app.kafka import local as kafka_local
 
 pytestmark = pytest.mark.kafka
 CLI = [sys.executable, "-m", "stream_app.cli"]

@@ -10,9 +10,9 @@ import pytest
 from aiokafka.admin import NewTopic
 from worker_harness import produce
 
-from model_export.finetune.job import load_catalog
 from schemas import Settings
-from stream_app.kafka_io import ensure_topics, read_compacted
+from stream_app.finetune.job import load_catalog
+from stream_app.kafka.io import ensure_topics, read_compacted
 
 pytestmark = pytest.mark.kafka
 

@@ -20,7 +20,7 @@ from worker_harness import (
 )
 
 from schemas import Settings
-from stream_app.kafka_io import read_lines
+from stream_app.kafka.io import read_lines
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -23,9 +23,9 @@ from worker_harness import (
     switches,
 )
 
-from model_export.registry import Registry
 from schemas import ModelUpdate, Settings
-from stream_app.kafka_io import read_lines
+from stream_app.kafka.io import read_lines
+from stream_app.registry import Registry
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

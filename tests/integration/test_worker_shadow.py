@@ -23,10 +23,10 @@ from worker_harness import (
     setup_topics_and_items,
 )
 
-from model_export.finetune.shadow import shadow_promote
-from model_export.registry import Registry
 from schemas import ModelUpdate, Settings
-from stream_app.kafka_io import read_lines
+from stream_app.finetune.shadow import shadow_promote
+from stream_app.kafka.io import read_lines
+from stream_app.registry import Registry
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 SHADOW_EVENTS = 300

@@ -22,7 +22,7 @@ from worker_harness import (
 
 from schemas import Recommendation, Settings
 from schemas.dlq import headers_dict
-from stream_app.kafka_io import read_lines
+from stream_app.kafka.io import read_lines
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -250,8 +250,8 @@ async def test_new_catalogue_item_is_recommended_without_retraining(
 async def test_model_hot_swap_and_corrupt_version_refused(
     kafka_settings: Settings, tiny_world: Path, tiny_registry: Path, tmp_path: Path
 ):
-    from model_export.registry import Registry
     from schemas import ModelUpdate
+    from stream_app.registry import Registry
 
     reg_dir = copy_registry(tiny_registry, tmp_path / "registry")
     reg = Registry(reg_dir)

@@ -22,7 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.settings import Settings
-from stream_app.kafka_io import ensure_topics, read_lines
+from stream_app.kafka.io import ensure_topics, read_lines
 from tests.model_versions import invert_ranker, publish_copy
 
 __all__ = ["invert_ranker", "publish_copy"]  # re-exported for the tests that import from here

@@ -36,15 +36,15 @@ class Versions:
     tampered: str  # a file changed after publishing: refused by the sha256 check
 
     def model(self, name: str) -> Any:
-        from model_export.registry import Registry
-        from stream_app.core.serving import ServingModel
+        from stream_app.registry import Registry
+        from stream_app.serving.model import ServingModel
 
         return ServingModel(Registry(self.root), getattr(self, name), "cpu", 1)
 
 
 @pytest.fixture(scope="session")
 def versions(tiny_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Versions:
-    from model_export.registry import Registry
+    from stream_app.registry import Registry
 
     root = tmp_path_factory.mktemp("worker-registry") / "registry"
     shutil.copytree(tiny_registry, root, ignore=shutil.ignore_patterns(".lock", ".staging-*"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_export.registry import Registry, RegistryError
+from stream_app.registry import Registry, RegistryError
 
 torch = pytest.importorskip("torch")
 
@@ -31,7 +31,7 @@ def perturb_onnx(path: Path, scale: float = 1.5) -> None:
 def test_ranker_and_item_tower_parity_and_perturbed_files_fail(tmp_path: Path):
     from model_export.export import ParityError, check_parity, export_item_tower, export_ranker
     from model_export.modeling import ItemTowerExport, MultiTaskRanker, RankerConfig, RankerExport
-    from model_export.onnx_spec import ITEM_TOWER, RANKER
+    from schemas.onnx_spec import ITEM_TOWER, RANKER
 
     cfg = RankerConfig(text_dim=16, d=8, hidden=8, k=3, recent_len=4, n_items=10)
     model = MultiTaskRanker(cfg).eval()
@@ -69,7 +69,7 @@ def test_ranker_and_item_tower_parity_and_perturbed_files_fail(tmp_path: Path):
 def test_real_encoder_export_parity_and_perturbation(tmp_path: Path):
     from model_export.encoder import load_encoder, tokenize
     from model_export.export import ParityError, check_parity, export_encoder
-    from model_export.onnx_spec import ENCODER
+    from schemas.onnx_spec import ENCODER
 
     enc, tok = load_encoder(None)
     texts = ["Trail backpack 40L", "Cast iron skillet", "Jazz vinyl", "Tent for two people"] * 3
@@ -141,7 +141,7 @@ def test_crash_during_rename_leaves_current_alone(tmp_path: Path, monkeypatch):
 WRITER = """
 import sys, time
 from pathlib import Path
-from model_export.registry import Registry
+from stream_app.registry import Registry
 reg = Registry(Path(sys.argv[1]))
 version, staging = reg.staging()
 for i in range(100):

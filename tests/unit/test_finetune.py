@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from model_export.finetune.buffer import EventBuffer
 from model_export.finetune.rounds import gate
+from stream_app.finetune.buffer import EventBuffer
 
 torch = pytest.importorskip("torch")
 
@@ -70,13 +70,13 @@ def drift_world(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _round(root, reg, tmp, corrupt=False, tolerance=0.01, keep=1.0):
-    from model_export.finetune.job import options_from
     from model_export.finetune.rounds import run_round
     from model_export.pipeline import TrainOptions
-    from model_export.registry import Registry
     from model_export.train import TrainConfig
     from schemas.settings import Settings
     from stream_app.datagen.jsonl import load_items
+    from stream_app.finetune.job import options_from
+    from stream_app.registry import Registry
 
     registry = Registry(reg)
     buf = EventBuffer(tmp, window_s=10 * 86400, reservoir=2000)
@@ -123,7 +123,7 @@ def test_shuffled_labels_are_refused_and_never_served(drift_world, tmp_path):
     assert registry.current() == "v0001"
     manifest = registry.manifest(result.version)
     assert manifest["status"] == "refused" and "ndcg@10" in manifest["refused_reason"]
-    from model_export.registry import RegistryError
+    from stream_app.registry import RegistryError
 
     with pytest.raises(RegistryError):
         registry.promote(result.version)

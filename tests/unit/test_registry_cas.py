@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from model_export.registry import CurrentChanged, Registry
+from stream_app.registry import CurrentChanged, Registry
 
 
 def publish(reg: Registry, payload: str, **kw) -> str:
@@ -36,7 +36,7 @@ def test_rollback_with_expected_current_moves_once(tmp_path: Path):
 ROLLER = """
 import sys
 from pathlib import Path
-from model_export.registry import CurrentChanged, Registry
+from stream_app.registry import CurrentChanged, Registry
 try:
     print(Registry(Path(sys.argv[1])).rollback(expected_current=sys.argv[2]))
 except CurrentChanged:

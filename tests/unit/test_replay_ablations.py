@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from model_export.registry import Registry
 from schemas.settings import Settings
+from stream_app.registry import Registry
 from stream_app.replay import ablations
 from stream_app.replay.runner import ReplayOptions, run_replay
 

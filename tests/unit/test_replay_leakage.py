@@ -12,7 +12,7 @@ import pytest
 from schemas.events import ClickEvent
 from schemas.items import CatalogItem
 from schemas.settings import Settings
-from stream_app.core.catalog import ItemStore
+from stream_app.core.catalogue import ItemStore
 from stream_app.datagen.jsonl import load_events, load_items
 from stream_app.replay import leakage
 from stream_app.replay.baselines import PopStream
@@ -86,8 +86,8 @@ def test_lists_are_computed_from_strictly_earlier_events_only(
     """Instrument the engine: at every recommend call, each state must hold only events that
     precede the event it is scored on; the store must hold only items that already appeared,
     and its popularity must equal the popularity of the events before the chunk."""
-    from model_export.registry import Registry
     from stream_app.core.interests import InterestParams
+    from stream_app.registry import Registry
     from stream_app.replay import systems
     from stream_app.replay.catalogue import Feed, load_model
 

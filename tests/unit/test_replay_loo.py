@@ -106,8 +106,8 @@ def test_replayed_model_reproduces_the_pipelines_held_out_numbers(
 ) -> None:
     """Ranking the whole catalogue by the click head from replayed states gives exactly the
     training pipeline's LOO test numbers: no skew between training and replay."""
-    from model_export.registry import Registry
     from stream_app.core.interests import InterestParams
+    from stream_app.registry import Registry
     from stream_app.replay.catalogue import Feed, load_model
 
     reg = Registry(loo_registry)

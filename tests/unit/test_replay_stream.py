@@ -128,10 +128,10 @@ def test_stream_replay_end_to_end(tiny_world: Path, tiny_registry: Path) -> None
 
 def test_replay_scores_equal_the_engines(tiny_world: Path, tiny_registry: Path) -> None:
     """user_inputs/score_rows (target scores, LOO) reproduce the engine's own p_click."""
-    from model_export.registry import Registry
     from stream_app.core.engine import EngineOptions
     from stream_app.core.interests import InterestParams
     from stream_app.datagen.jsonl import load_events, load_items
+    from stream_app.registry import Registry
     from stream_app.replay.catalogue import Feed, load_model
     from stream_app.replay.systems import EngineStream, score_rows
 
@@ -155,7 +155,7 @@ def test_replay_scores_equal_the_engines(tiny_world: Path, tiny_registry: Path) 
 def test_an_ablation_version_of_the_wrong_kind_is_refused(
     tiny_world: Path, tiny_registry: Path
 ) -> None:
-    from model_export.registry import Registry
+    from stream_app.registry import Registry
 
     v = Registry(tiny_registry).current()
     with pytest.raises(ReplayError, match="single-interest=.*expected a model trained with k=1"):

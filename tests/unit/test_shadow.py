@@ -7,12 +7,12 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
-from model_export.finetune.shadow import aggregate
-from model_export.registry import Registry
 from schemas import ModelUpdate
 from schemas.items import validate_item
 from stream_app.core.engine import EngineOptions
 from stream_app.core.interests import InterestParams, state_to_bytes
+from stream_app.finetune.shadow import aggregate
+from stream_app.registry import Registry
 from stream_app.worker import catalogue as cat
 from stream_app.worker import processing as proc
 from stream_app.worker.dlq import Where

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model_export.registry import Registry
 from schemas.items import validate_item
 from stream_app.core.engine import Bundle, EngineOptions, Recommender
 from stream_app.core.interests import InterestParams
+from stream_app.registry import Registry
 from stream_app.worker import catalogue as cat
 from stream_app.worker.metrics import Metrics, parse_counters
 from stream_app.worker.models import ServingHolder, SwapRefused, warm_up
