@@ -14,9 +14,10 @@ test-unit: setup
 	.venv/bin/python -m pytest tests/unit -q -m "not slow"
 
 lint: setup
-	.venv/bin/ruff check schemas stream_app model_export tests bench
-	.venv/bin/ruff format --check schemas stream_app model_export tests bench
+	.venv/bin/ruff check schemas stream_app model_export tests bench scripts
+	.venv/bin/ruff format --check schemas stream_app model_export tests bench scripts
 	.venv/bin/python -m mypy
+	.venv/bin/python -c 'import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())'  # lint-imports
 
 bench: setup
 	.venv/bin/python bench/run.py

@@ -17,8 +17,10 @@ import os
 import pstats
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -162,7 +164,11 @@ def main() -> None:
     cat = Catalogue.build(items, [e.item_id for e in events])
     reg = Registry(registry)
     settings = Settings()
-    lm = load_model(reg, reg.current(), cat, settings_params(settings), args.device, args.threads)
+    version = reg.current()
+    if version is None:
+        msg = f"registry {registry}: no CURRENT version"
+        raise SystemExit(msg)
+    lm = load_model(reg, version, cat, settings_params(settings), args.device, args.threads)
     cat.text = lm.text
     evs = replay_events(events, cat)[: args.limit]
     base = replace(EngineOptions.from_settings(settings.serving), top_k=10)
@@ -171,7 +177,7 @@ def main() -> None:
         f"{base.candidates} candidates, top {base.top_k}, cpus {os.cpu_count()}, "
         f"ORT {lm.model.providers[0]}"
     )
-    configs = [
+    configs: list[tuple[str, Callable[[], list[Any]]]] = [
         (
             "engine only (no target scoring)",
             lambda: [EngineStream(Feed(lm, cat), cat, {"streamrec": base}, score_targets=False)],

@@ -12,6 +12,7 @@ import torch
 
 from model_export.data import ItemSpace
 from model_export.modeling import MultiTaskRanker, RankerConfig
+from model_export.train import Ranker
 from stream_app.core.covisit import CoVisit
 from stream_app.core.vectors import VECTORS_FILE, text_sha
 from stream_app.core.vectors import load_vectors as _load_vectors
@@ -23,20 +24,14 @@ RETRIEVAL = "retrieval.npz"
 COVISIT = "covisit.npz"
 
 
-def save(
-    directory: Path,
-    model: MultiTaskRanker,
-    cfg: RankerConfig,
-    space: ItemSpace,
-    tuned_encoder: Any = None,
-) -> None:
+def save(directory: Path, ranker: Ranker, cfg: RankerConfig, space: ItemSpace) -> None:
+    model = ranker.model
     torch.save(
         {"config": json.loads(cfg.to_json()), "state_dict": model.state_dict()}, directory / WEIGHTS
     )
     (directory / ITEM_INDEX).write_text(json.dumps(space.item_ids))
-    covisit = getattr(model, "covisit", None)
-    if covisit is not None:
-        covisit.save(directory / COVISIT)
+    if ranker.covisit is not None:
+        ranker.covisit.save(directory / COVISIT)
     with torch.no_grad():  # numpy copy of the retrieval query projection, for the worker
         np.savez(
             directory / RETRIEVAL,
@@ -45,20 +40,20 @@ def save(
             d=cfg.d,
             content_w=model.items.content.weight.T.numpy().astype(np.float32),
         )
-    texts = getattr(space, "texts", None)  # set by pipeline.load_space; keys vector reuse
-    shas = {"text_sha": np.array([text_sha(t) for t in texts])} if texts is not None else {}
-    np.savez(
-        directory / VECTORS,
-        item_ids=np.array(space.item_ids, dtype=object).astype(str),
-        text=space.text_vecs[1:],
-        content=space.content_vecs[1:],
-        num=space.num[1:],
-        **shas,
-    )
+    arrays: dict[str, Any] = {
+        "item_ids": np.array(space.item_ids, dtype=object).astype(str),
+        "text": space.text_vecs[1:],
+        "content": space.content_vecs[1:],
+        "num": space.num[1:],
+    }
+    if space.texts:  # keys vector reuse by text: an item edited since is encoded again
+        arrays["text_sha"] = np.array([text_sha(t) for t in space.texts])
+    np.savez(directory / VECTORS, **arrays)
 
 
-def load_warm_start(version_dir: Path, cfg: RankerConfig, space: ItemSpace) -> MultiTaskRanker:
-    """A model for ``cfg`` initialised from a published version's weights.
+def load_warm_start(version_dir: Path, cfg: RankerConfig, space: ItemSpace) -> Ranker:
+    """A model for ``cfg`` initialised from a published version's weights, with its
+    co-visitation table re-indexed to ``space``.
 
     Item-id rows are carried over by item id; items new to ``space`` start as the learned
     "unknown item" row (how the served model already treats them) until training specialises
@@ -81,8 +76,7 @@ def load_warm_start(version_dir: Path, cfg: RankerConfig, space: ItemSpace) -> M
         # row 0 (unknown item) is kept; items new to this catalogue start as "unknown"
         state[key] = state[key][torch.cat([torch.zeros(1, dtype=torch.long), src])].clone()
     model.load_state_dict(state)
-    model.covisit = load_covisit(version_dir, old_ids, space)  # type: ignore[assignment]
-    return model
+    return Ranker(model, load_covisit(version_dir, old_ids, space))
 
 
 def load_covisit(version_dir: Path, old_ids: list[str], space: ItemSpace) -> CoVisit | None:

@@ -39,12 +39,14 @@ class ItemSpace:
     text_vecs: np.ndarray  # [M+1, Dt] pretrained-encoder vectors (the interest space)
     content_vecs: np.ndarray  # [M+1, Dt] item-tower input (== text_vecs unless tuned)
     categories: list[list[str]] = field(default_factory=list)
-    num: np.ndarray | None = None  # [M+1, NUM_FEATURES] item numeric features (price)
+    num: np.ndarray = field(default_factory=lambda: np.zeros((0, NUM_FEATURES), np.float32))
+    texts: list[str] = field(default_factory=list)  # item_ids[i]'s text (keys vector reuse)
     index: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
+        """``num`` [M+1, NUM_FEATURES] item numeric features (price); zeros when not given."""
         self.index = {item: i + 1 for i, item in enumerate(self.item_ids)}
-        if self.num is None:
+        if self.num.shape[0] == 0:
             self.num = np.zeros((self.n + 1, NUM_FEATURES), np.float32)
 
     @property
@@ -213,7 +215,9 @@ def build_examples(
         users=len(users),
         window={"start": min(ts_all, default=0.0), "end": max(ts_all, default=0.0)},
     )
-    out = SplitData(*(builders[r].build() for r in ("train", "valid", "test")), meta=meta)
+    out = SplitData(
+        builders["train"].build(), builders["valid"].build(), builders["test"].build(), meta
+    )
     # latest timestamp whose interaction was a training target (leakage checks use it)
     meta["train_until"] = float(out.train.ts.max()) if len(out.train) else None
     meta.update(

@@ -300,7 +300,7 @@ class MultiTaskRanker(nn.Module):
             parts["purchase"] = F.binary_cross_entropy_with_logits(
                 out.cvr_logits[:, 0], y_buy[:, 0]
             )
-        loss = sum(cfg.task_weights.get(t, 1.0) * parts[t] for t in cfg.tasks)
+        loss = torch.stack([cfg.task_weights.get(t, 1.0) * parts[t] for t in cfg.tasks]).sum()
         if cfg.listwise_weight > 0:
             logits = out.click_logits.masked_fill(~valid, -1e4)
             parts["listwise"] = F.cross_entropy(logits, torch.zeros_like(logits[:, 0]).long())

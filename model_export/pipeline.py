@@ -8,7 +8,6 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,10 @@ from model_export.encoder import (
 from model_export.export import export_encoder, export_item_tower, export_ranker
 from model_export.modeling import MultiTaskRanker, RankerConfig
 from model_export.train import (
-    EpochRow,
+    Ranker,
     TrainConfig,
     TrainResult,
+    batch_inputs,
     default_threads,
     evaluate,
     train_ranker,
@@ -39,6 +39,7 @@ from model_export.transfer import TransferStats, next_item_pairs, tune_encoder
 from schemas.items import CatalogItem
 from schemas.settings import Settings
 from stream_app.core.catalogue import NUM_FEATURES, item_numeric
+from stream_app.core.hooks import Hooks
 from stream_app.core.interests import InterestParams
 from stream_app.datagen.jsonl import load_events, load_items
 from stream_app.registry import Registry
@@ -57,15 +58,6 @@ class TrainOptions:
     use_ids: bool = True
     test_max: int = 5000
     train: TrainConfig = field(default_factory=TrainConfig)
-
-
-@dataclass
-class Hooks:
-    """Progress callbacks (the CLI draws bars and tables with them)."""
-
-    stage: Callable[[str], None] = lambda s: None
-    progress: Callable[[str, int, int], None] = lambda name, done, total: None
-    epoch: Callable[[EpochRow], None] = lambda row: None
 
 
 def encoder_space_id(model_path: str) -> str:
@@ -106,8 +98,8 @@ def load_space(
         text_vecs,
         [list(it.categories) for it in items],
         num,
+        texts,
     )
-    space.texts = texts  # type: ignore[attr-defined]
     return space, encoder, tokenizer
 
 
@@ -124,6 +116,7 @@ class Prepared:
     params: InterestParams
     model_path: str
     transfer: TransferStats | None
+    tuned_encoder: Any = None  # the encoder tuned by the transfer step (modes top-N, full)
 
     def ranker_config(self) -> RankerConfig:
         o = self.opts
@@ -164,7 +157,7 @@ def prepare(
     )
     data.meta.update(source or {})
     data = _cap_test(data, opts.test_max, opts.train.seed)
-    transfer = _transfer(opts, space, data, encoder, tokenizer, hooks)
+    transfer, tuned = _transfer(opts, space, data, encoder, tokenizer, hooks)
     return Prepared(
         settings,
         opts,
@@ -175,6 +168,7 @@ def prepare(
         params,
         resolve_model_path(settings.model_path),
         transfer,
+        tuned,
     )
 
 
@@ -193,8 +187,8 @@ def fit(prep: Prepared, hooks: Hooks, init: MultiTaskRanker | None = None) -> Tr
     )
 
 
-def test_table(prep: Prepared, model: MultiTaskRanker, baselines: bool = True) -> dict[str, Any]:
-    table = {"streamrec": evaluate(model, prep.space, prep.data.test)}
+def test_table(prep: Prepared, ranker: Ranker, baselines: bool = True) -> dict[str, Any]:
+    table = {"streamrec": evaluate(ranker, prep.space, prep.data.test)}
     if baselines:
         table.update(baselines_eval.evaluate_baselines(prep.space, prep.data))
     return table
@@ -230,12 +224,12 @@ def run_training(
     if warm_start is not None and registry_dir is not None:
         init = checkpoint.load_warm_start(
             Registry(registry_dir).path(warm_start), prep.ranker_config(), prep.space
-        )
+        ).model
     result = fit(prep, hooks, init)
     hooks.stage(f"testing on {len(prep.data.test)} held-out examples, with baselines")
     report: dict[str, Any] = {
         "split": opts.split,
-        "systems": test_table(prep, result.model),
+        "systems": test_table(prep, result.ranker),
         "data": prep.data.meta,
         "train": _train_summary(result),
         "transfer": asdict(prep.transfer) if prep.transfer else None,
@@ -243,7 +237,7 @@ def run_training(
     if publish and registry_dir is not None:
         hooks.stage("exporting to ONNX (parity-gated) and publishing")
         report["version"], report["parity"] = publish_version(
-            prep, result.model, report, Registry(registry_dir), warm_start, make_current, status
+            prep, result.ranker, report, Registry(registry_dir), warm_start, make_current, status
         )
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     return report
@@ -264,9 +258,11 @@ def _transfer(
     encoder: Any,
     tokenizer: Any,
     hooks: Hooks,
-) -> TransferStats | None:
+) -> tuple[TransferStats | None, Any]:
+    """(stats, tuned encoder) of the transfer step, (None, None) when the encoder is frozen;
+    the space's content vectors become the tuned encoder's."""
     if opts.encoder_mode == "frozen":
-        return None
+        return None, None
     import copy
 
     hooks.stage(
@@ -275,7 +271,7 @@ def _transfer(
     )
     tuned = copy.deepcopy(encoder)
     pairs = next_item_pairs(data.train.recent[:, 0], data.train.target)
-    texts = [""] + space.texts  # type: ignore[attr-defined]
+    texts = [""] + space.texts
     stats = tune_encoder(
         tuned,
         tokenizer,
@@ -289,12 +285,11 @@ def _transfer(
     vecs = encode_texts(
         tuned,
         tokenizer,
-        space.texts,  # type: ignore[attr-defined]
+        space.texts,
         on_progress=lambda n: hooks.progress("re-encode", n, space.n),
     )
     space.content_vecs = np.vstack([np.zeros((1, vecs.shape[1]), np.float32), vecs])
-    space.tuned_encoder = tuned  # type: ignore[attr-defined]
-    return stats
+    return stats, tuned
 
 
 def _train_summary(result: TrainResult) -> dict[str, Any]:
@@ -317,7 +312,7 @@ def _train_summary(result: TrainResult) -> dict[str, Any]:
 
 def publish_version(
     prep: Prepared,
-    model: MultiTaskRanker,
+    ranker: Ranker,
     report: dict[str, Any],
     registry: Registry,
     parent: str | None,
@@ -328,13 +323,13 @@ def publish_version(
     """Export every graph (each parity-gated: ParityError aborts before anything is
     published), write tokenizer/weights/vectors, then publish atomically."""
     space, opts, cfg = prep.space, prep.opts, prep.ranker_config()
+    model, tuned = ranker.model, prep.tuned_encoder
     version, staging = registry.staging()
     try:
-        texts = space.texts  # type: ignore[attr-defined]
+        texts = space.texts
         parity = {
             "encoder.onnx": export_encoder(prep.encoder, prep.tokenizer, texts, staging, version)
         }
-        tuned = getattr(space, "tuned_encoder", None)
         if tuned is not None:
             parity["content_encoder.onnx"] = export_encoder(
                 tuned, prep.tokenizer, texts, staging, version, file="content_encoder.onnx"
@@ -344,10 +339,10 @@ def publish_version(
             model, space.content_vecs, ids, space.num, staging, version
         )
         parity["ranker.onnx"] = export_ranker(
-            model, _ranker_sample(model, space, prep.data), staging, version
+            model, _ranker_sample(ranker, space, prep.data), staging, version
         )
         save_tokenizer(prep.tokenizer, staging / "tokenizer")
-        checkpoint.save(staging, model, cfg, space, tuned)
+        checkpoint.save(staging, ranker, cfg, space)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -378,11 +373,8 @@ def publish_version(
     return registry.publish(staging, manifest, make_current=make_current, status=status), parity
 
 
-def _ranker_sample(
-    model: MultiTaskRanker, space: ItemSpace, data: SplitData
-) -> dict[str, np.ndarray]:
-    from model_export.train import batch_inputs
-
+def _ranker_sample(ranker: Ranker, space: ItemSpace, data: SplitData) -> dict[str, np.ndarray]:
+    model, covisit = ranker.model, ranker.covisit
     ex = data.test if len(data.test) >= 4 else data.train
     idx = np.arange(min(8, len(ex)))
     with torch.no_grad():
@@ -397,7 +389,6 @@ def _ranker_sample(
         cand_np = rng.integers(1, space.n + 1, size=(len(idx), 50))
         cand_np[:, 0] = ex.recent[idx, 0].clip(min=1)  # some candidates with co-visitation
         inputs["cand"] = feats[torch.from_numpy(cand_np)]
-        covisit = getattr(model, "covisit", None)
         inputs["cooc"] = torch.from_numpy(
             covisit.scores(ex.recent[idx], cand_np)
             if covisit

@@ -19,7 +19,9 @@ import torch
 
 from model_export.data import CoVisitTables, Examples, ItemSpace, popularity
 from model_export.modeling import MultiTaskRanker, RankerConfig, RankerOutput
+from schemas.reports import EpochRow
 from stream_app.core import metrics
+from stream_app.core.covisit import CoVisit
 
 
 @dataclass
@@ -40,19 +42,18 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads (0 = half the cores; see default_threads)
 
 
-@dataclass
-class EpochRow:
-    epoch: int
-    loss: float
-    parts: dict[str, float]
-    valid: dict[str, float]
-    seconds: float
-    best: bool
+@dataclass(frozen=True)
+class Ranker:
+    """A ranker and the co-visitation table it reads (an input of its ``cooc`` feature):
+    trained together, evaluated, exported and published together."""
+
+    model: MultiTaskRanker
+    covisit: CoVisit | None
 
 
 @dataclass
 class TrainResult:
-    model: MultiTaskRanker
+    ranker: Ranker
     history: list[EpochRow] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
@@ -149,7 +150,7 @@ def train_ranker(
     probs = pop / pop.sum() if pop.sum() > 0 else np.full(space.n + 1, 1.0 / (space.n + 1))
     neighbors = text_neighbors(space.text_vecs, tcfg.hard_pool) if tcfg.hard_negatives else None
     covisit = CoVisitTables.build(train, space.n) if cfg.use_cooc else None
-    model.covisit = covisit.full if covisit else None  # type: ignore[assignment]
+    ranker = Ranker(model, covisit.full if covisit else None)
 
     def cooc(idx: np.ndarray, cand: torch.Tensor, known: np.ndarray) -> torch.Tensor | None:
         if covisit is None:
@@ -161,14 +162,14 @@ def train_ranker(
     steps_per_epoch = max(1, math.ceil(len(train) / tcfg.batch_size))
     eval_idx = rng.permutation(len(valid))[: tcfg.eval_max]
     valid_eval = valid.subset(np.sort(eval_idx))
-    result = TrainResult(model)
+    result = TrainResult(ranker)
     best_score, best_state, bad_epochs = -1.0, copy.deepcopy(model.state_dict()), 0
     start = time.perf_counter()
     for epoch in range(1, tcfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
         order = rng.permutation(len(train))
-        total, parts_sum = 0.0, {}
+        total, parts_sum = 0.0, dict[str, float]()
         for step in range(steps_per_epoch):
             idx = order[step * tcfg.batch_size : (step + 1) * tcfg.batch_size]
             if len(idx) == 0:
@@ -196,10 +197,10 @@ def train_ranker(
                 hard = torch.from_numpy(np.take_along_axis(neighbors[train.target[idx]], pick, 1))
                 outs.append(model(**inputs, cand=feats[hard], cooc=cooc(idx, hard, known)))
                 neg_idx.append(hard)
-            out = RankerOutput(
-                *(torch.cat([o[f].expand(len(idx), -1) for o in outs], dim=1) for f in range(3)),
-                attn=None,
+            click, cvr, retrieval = (
+                torch.cat([o[f].expand(len(idx), -1) for o in outs], dim=1) for f in range(3)
             )
+            out = RankerOutput(click, cvr, retrieval)
             all_neg = torch.cat(neg_idx, dim=1)
             valid_mask = torch.cat(
                 [torch.ones(len(idx), 1, dtype=torch.bool), all_neg != pos[:, None]], dim=1
@@ -209,17 +210,16 @@ def train_ranker(
             y_buy = torch.zeros(valid_mask.shape)
             y_buy[:, 0] = _tensor(train.purchase[idx])
             loss, parts = model.loss(out, {"click": y_click, "purchase": y_buy}, valid_mask)
-            out = out._replace(loss=loss, losses=parts)
             opt.zero_grad(set_to_none=True)
-            out.loss.backward()
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
             opt.step()
-            total += float(out.loss.detach())
-            for k, v in (out.losses or {}).items():
+            total += float(loss.detach())
+            for k, v in parts.items():
                 parts_sum[k] = parts_sum.get(k, 0.0) + float(v.detach())
             if on_step is not None:
                 on_step(epoch, step + 1)
-        scores = evaluate(model, space, valid_eval, ks=(10,))
+        scores = evaluate(ranker, space, valid_eval, ks=(10,))
         improved = scores["ndcg@10"] > best_score
         if improved:
             best_score, best_state, bad_epochs = (
@@ -231,12 +231,12 @@ def train_ranker(
         else:
             bad_epochs += 1
         row = EpochRow(
-            epoch,
-            total / steps_per_epoch,
-            {k: v / steps_per_epoch for k, v in parts_sum.items()},
-            scores,
-            time.perf_counter() - t0,
-            improved,
+            epoch=epoch,
+            loss=total / steps_per_epoch,
+            parts={k: v / steps_per_epoch for k, v in parts_sum.items()},
+            valid=scores,
+            seconds=time.perf_counter() - t0,
+            best=improved,
         )
         result.history.append(row)
         if on_epoch is not None:
@@ -252,12 +252,13 @@ def train_ranker(
 
 @torch.no_grad()
 def score_catalogue(
-    model: MultiTaskRanker, space: ItemSpace, ex: Examples, batch_cands: int = 400_000
+    ranker: Ranker, space: ItemSpace, ex: Examples, batch_cands: int = 400_000
 ) -> tuple[np.ndarray, np.ndarray]:
     """Full-catalogue scores: (click logits [E, M+1], p(buy | click) [E, M+1]); column 0 = -inf.
 
     The purchase head is judged on what it adds: among the items a user did interact with,
     does p(buy | click) separate purchases from clicks (p_purchase itself is p_click-driven)."""
+    model = ranker.model
     model.eval()
     feats = model.items(_tensor(space.content_vecs), torch.arange(space.n + 1), _tensor(space.num))
     cand = feats[1:]
@@ -265,7 +266,7 @@ def score_catalogue(
     bs = max(1, batch_cands // max(m, 1))
     click = np.full((len(ex), space.n + 1), -np.inf, np.float32)
     buy = np.zeros((len(ex), space.n + 1), np.float32)
-    covisit = getattr(model, "covisit", None) if model.cfg.use_cooc else None
+    covisit = ranker.covisit if model.cfg.use_cooc else None
     all_items = np.arange(1, space.n + 1)[None, :]
     for s in range(0, len(ex), bs):
         idx = np.arange(s, min(s + bs, len(ex)))
@@ -328,7 +329,7 @@ def auc_standard_error(a: float, n_pos: int, n_neg: int) -> float:
 
 
 def evaluate(
-    model: MultiTaskRanker, space: ItemSpace, ex: Examples, ks: tuple[int, ...] = (10, 20)
+    ranker: Ranker, space: ItemSpace, ex: Examples, ks: tuple[int, ...] = (10, 20)
 ) -> dict[str, Any]:
-    click, buy = score_catalogue(model, space, ex)
+    click, buy = score_catalogue(ranker, space, ex)
     return ranking_report(click, ex, ks, buy)

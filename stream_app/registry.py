@@ -105,6 +105,14 @@ class Registry:
             return None
         return version or None
 
+    def require_current(self) -> str:
+        """CURRENT, or RegistryError saying the registry has none."""
+        version = self.current()
+        if version is None:
+            msg = f"registry {self.root}: no CURRENT model version (train one first)"
+            raise RegistryError(msg)
+        return version
+
     def history(self) -> list[str]:
         try:
             return list(json.loads((self.root / "history.json").read_text()))

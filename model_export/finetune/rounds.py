@@ -11,30 +11,19 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 from model_export import checkpoint
 from model_export.export import ParityError
-from model_export.pipeline import Hooks, Prepared, TrainOptions, fit, prepare, publish_version
+from model_export.pipeline import Prepared, TrainOptions, fit, prepare, publish_version
 from model_export.train import evaluate
+from schemas.reports import RoundResult
 from schemas.settings import Settings
+from stream_app.core.hooks import Hooks
 from stream_app.registry import Registry
 
 GATED = ("ndcg@10", "auc_click", "auc_purchase")
-
-
-@dataclass
-class RoundResult:
-    decision: str  # "published" | "refused" | "skipped"
-    reason: str
-    version: str | None
-    parent: str | None
-    candidate: dict[str, float] = field(default_factory=dict)
-    current: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    epochs: int = 0
-    seconds: float = 0.0
 
 
 def gate(candidate: dict[str, float], current: dict[str, float], tolerance: float) -> list[str]:
@@ -51,6 +40,24 @@ def gate(candidate: dict[str, float], current: dict[str, float], tolerance: floa
         if cand < cur - margin:
             reasons.append(f"{name} {cand:.4f} < current {cur:.4f} - {margin:.4f}")
     return reasons
+
+
+def options_from(manifest: dict[str, Any] | None, base: TrainOptions) -> TrainOptions:
+    """Warm starts need the current version's architecture: copy it over ``base``."""
+    if not manifest:
+        return base
+    cfg = manifest["config"]
+    return TrainOptions(
+        **{
+            **asdict(base),
+            "train": base.train,
+            "d": cfg["d"],
+            "hidden": cfg["hidden"],
+            "recent_len": cfg["recent_len"],
+            "use_text": cfg["use_text"],
+            "use_ids": cfg["use_ids"],
+        }
+    )
 
 
 def find_round(registry: Registry, round_id: str) -> str | None:
@@ -72,14 +79,17 @@ def run_round(
     make_current: bool = True,
     corrupt_labels: bool = False,
 ) -> RoundResult:
-    """``corrupt_labels`` shuffles the training targets (a deliberately bad candidate: tests
-    and drills use it to show that the gate refuses it)."""
+    """``opts`` are the base training options: the architecture comes from CURRENT (warm
+    start). ``corrupt_labels`` shuffles the training targets (a deliberately bad candidate:
+    tests and drills use it to show that the gate refuses it)."""
     hooks = hooks or Hooks()
     t0 = time.perf_counter()
     parent = registry.current()
     done = find_round(registry, round_id)
     if done is not None:
-        return RoundResult("skipped", f"round {round_id} already produced {done}", done, parent)
+        reason = f"round {round_id} already produced {done}"
+        return RoundResult(decision="skipped", reason=reason, version=done, parent=parent)
+    opts = options_from(registry.manifest(parent) if parent else None, opts)
     prep = prepare(settings, items, events, opts, hooks, {"round": round_id})
     counts = {
         "events": len(events),
@@ -89,10 +99,10 @@ def run_round(
     }
     if len(prep.data.train) == 0 or len(prep.data.test) == 0:
         return RoundResult(
-            "skipped",
-            "not enough data for a round",
-            None,
-            parent,
+            decision="skipped",
+            reason="not enough data for a round",
+            version=None,
+            parent=parent,
             counts=counts,
             seconds=time.perf_counter() - t0,
         )
@@ -102,14 +112,14 @@ def run_round(
         rng = np.random.default_rng(opts.train.seed)
         prep.data.train.target[:] = rng.integers(1, prep.space.n + 1, len(prep.data.train))
     cfg = prep.ranker_config()
-    init = current_model = None
+    init = current = None
     if parent is not None:
-        init = checkpoint.load_warm_start(registry.path(parent), cfg, prep.space)
-        current_model = checkpoint.load_warm_start(registry.path(parent), cfg, prep.space)
+        init = checkpoint.load_warm_start(registry.path(parent), cfg, prep.space).model
+        current = checkpoint.load_warm_start(registry.path(parent), cfg, prep.space)
     result = fit(prep, hooks, init)
     hooks.stage("evaluating candidate and current on the same held-out slice")
-    cand = evaluate(result.model, prep.space, prep.data.test)
-    cur = evaluate(current_model, prep.space, prep.data.test) if current_model else {}
+    cand = evaluate(result.ranker, prep.space, prep.data.test)
+    cur = evaluate(current, prep.space, prep.data.test) if current else {}
     reasons = gate(cand, cur, tolerance) if cur else []
     report = {"systems": {"streamrec": cand, **({"current": cur} if cur else {})}}
     extra: dict[str, Any] = {
@@ -127,7 +137,7 @@ def run_round(
     try:
         version, _ = publish_version(
             prep,
-            result.model,
+            result.ranker,
             report,
             registry,
             parent,
@@ -138,17 +148,16 @@ def run_round(
     except ParityError as exc:
         reasons.append(f"ONNX parity: {exc}")
         version = _keep_refused_weights(prep, result, registry, parent, reasons, extra)
-    decision = "refused" if reasons else "published"
     return RoundResult(
-        decision,
-        "; ".join(reasons) or "gate passed",
-        version,
-        parent,
-        cand,
-        cur,
-        counts,
-        len(result.history),
-        time.perf_counter() - t0,
+        decision="refused" if reasons else "published",
+        reason="; ".join(reasons) or "gate passed",
+        version=version,
+        parent=parent,
+        candidate=cand,
+        current=cur,
+        counts=counts,
+        epochs=len(result.history),
+        seconds=time.perf_counter() - t0,
     )
 
 
@@ -162,7 +171,7 @@ def _keep_refused_weights(
 ) -> str:
     """Keep the weights of a candidate whose export failed parity, with the reason."""
     version, staging = registry.staging()
-    checkpoint.save(staging, result.model, prep.ranker_config(), prep.space)
+    checkpoint.save(staging, result.ranker, prep.ranker_config(), prep.space)
     registry.publish(
         staging,
         {"parent": parent, **extra, "refused_reason": "; ".join(reasons)},

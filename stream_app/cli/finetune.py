@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from typing import Any
 
 import click
 
+from schemas.items import CatalogItem
+from schemas.reports import RoundResult
 from stream_app.cli.common import broker_option, cli, console, print_json, settings_from
 from stream_app.cli.model import metrics_table
 
@@ -134,6 +137,7 @@ def finetune(
     broker: str | None,
 ) -> None:
     """Fine-tune the served model on new events; publish only what passes the gate."""
+    from model_export.finetune.rounds import run_round
     from model_export.pipeline import TrainOptions
     from model_export.train import TrainConfig
     from stream_app.cli.progress import TrainProgress
@@ -157,7 +161,6 @@ def finetune(
         once=once,
         tolerance=tolerance,
         min_events=min_events,
-        corrupt_labels=corrupt_labels,
         shadow_events=shadow,
         shadow_wait_s=parse_duration(shadow_wait),
         shadow_reports=shadow_workers,
@@ -169,11 +172,9 @@ def finetune(
         train=TrainConfig(epochs=epochs, patience=2),
     )
 
-    def show(result) -> None:  # type: ignore[no-untyped-def]
+    def show(result: RoundResult) -> None:
         if as_json:
-            from dataclasses import asdict
-
-            print_json(asdict(result))
+            print_json(result.model_dump(mode="json"))
             return
         console.print(f"round: {result.counts} epochs={result.epochs} {result.seconds:.1f} s")
         if result.candidate:
@@ -181,7 +182,7 @@ def finetune(
                 "candidate": result.candidate,
                 **({"current": result.current} if result.current else {}),
             }
-            cols = ("hr@10", "ndcg@10", "auc_click", "auc_purchase")
+            cols: tuple[str, ...] = ("hr@10", "ndcg@10", "auc_click", "auc_purchase")
             if "online_hit_rate" in result.candidate:
                 cols += ("online_hit_rate",)
             console.print(
@@ -195,7 +196,24 @@ def finetune(
 
     items = load_items(items_file) if items_file else None
     with TrainProgress(console) as progress:
-        job = FineTuneJob(settings, reg, buf, train_opts, opts, items, show, progress.hooks)
+
+        def train_round(
+            items: list[CatalogItem], events: list[Any], round_id: str, make_current: bool
+        ) -> RoundResult:
+            return run_round(
+                settings,
+                reg,
+                items,
+                events,
+                train_opts,
+                tolerance,
+                round_id,
+                progress.hooks,
+                make_current,
+                corrupt_labels,
+            )
+
+        job = FineTuneJob(settings, reg, buf, train_round, opts, items, show)
         try:
             asyncio.run(job.run(consume=events_file is None))
         except KeyboardInterrupt:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -16,13 +15,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from schemas.reports import EpochRow
+from stream_app.core.hooks import Hooks
+
 
 class TrainProgress:
-    """Context manager exposing ``.hooks`` (model_export.pipeline.Hooks) drawn with rich."""
+    """Context manager exposing ``.hooks`` (``stream_app.core.hooks.Hooks``) drawn with rich."""
 
     def __init__(self, console: Console) -> None:
-        from model_export.pipeline import Hooks
-
         self.console = console
         self.bar = Progress(
             TextColumn("{task.description:>12}"),
@@ -58,7 +58,7 @@ class TrainProgress:
         if done >= total:
             self.bar.update(self.tasks[name], visible=False)
 
-    def epoch(self, row: Any) -> None:
+    def epoch(self, row: EpochRow) -> None:
         if not self.header_done:
             self.console.print(
                 f"{'epoch':>5} {'loss':>8} {'valid ndcg@10':>14} "

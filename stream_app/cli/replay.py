@@ -94,7 +94,7 @@ class ReplayProgress:
         self.bar.console.print(f"[bold]·[/bold] {text}")
 
     def hooks(self) -> Any:
-        from stream_app.replay.runner import Hooks
+        from stream_app.core.hooks import Hooks
 
         return Hooks(stage=self.stage, progress=self.progress)
 
@@ -155,6 +155,13 @@ def type_table(result: dict[str, Any]) -> Table:
             ]
         table.add_row(name, *cells)
     return table
+
+
+def _ablation_trainer() -> Any:
+    """The torch side's ablation training (imported only when asked for)."""
+    from model_export.ablations import train
+
+    return train
 
 
 @cli.command()
@@ -275,7 +282,7 @@ def replay(
         baselines=_csv(baselines),
         ablations=_csv(ablations),
         ablation_versions=_pairs(ablation_version),
-        train_ablations=train_ablations,
+        train_ablation=_ablation_trainer() if train_ablations else None,
         warmup_frac=warmup_frac,
         max_users=max_users,
         chunk=batch,

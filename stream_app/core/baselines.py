@@ -148,7 +148,7 @@ class CoOccurrence:
         self.data = np.zeros(0, dtype=np.float64)
         self.popularity = np.zeros(self.n_items, dtype=np.float64)
 
-    def fit(self, sequences: Iterable[Sequence[int]]) -> CoOccurrence:
+    def fit(self, sequences: Iterable[Sequence[int] | np.ndarray]) -> CoOccurrence:
         """Build the matrix from item-index sequences (one per user, time order)."""
         seqs = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
         n = self.n_items

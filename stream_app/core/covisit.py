@@ -32,7 +32,7 @@ class CoVisit:
     def fit(
         cls, sequences: Sequence[np.ndarray], n_items: int, window: int = 5, top: int = 50
     ) -> CoVisit:
-        co = CoOccurrence(n_items + 1, window=window).fit(sequences)  # type: ignore[arg-type]
+        co = CoOccurrence(n_items + 1, window=window).fit(sequences)
         nbr = np.zeros((n_items + 1, top), np.int64)
         weight = np.zeros((n_items + 1, top), np.float32)
         for i in range(1, n_items + 1):

@@ -9,7 +9,7 @@ retriever always come from the same version.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -24,12 +24,14 @@ from stream_app.core.interests import (
     update_interests,
 )
 from stream_app.core.retrieval import ExactRetriever, Retriever
-from stream_app.serving.model import RankerOut, ServingModel
+from stream_app.core.scorer import RankerOut, Scorer
 
 EXPLORE_FRESH_S = 7 * 24 * 3600.0
 COVISIT_PER_ITEM = 20
 NEW_ITEM_POOL = 512  # newest items unknown to the model searched by content for cold start
 NEW_ITEM_PER_USER = 2  # of them added to each user's candidates
+
+S = TypeVar("S", bound=Scorer)
 
 
 class UnknownItem(KeyError):
@@ -96,7 +98,6 @@ class Scored:
 
     def subset(self, idx: list[int] | np.ndarray) -> Scored:
         idx = np.asarray(idx, np.int64)
-        out = RankerOut(self.out.p_click[idx], self.out.p_purchase[idx], self.out.attn[idx])
         return Scored(
             [self.states[i] for i in idx],
             self.cand_rows[idx],
@@ -104,14 +105,16 @@ class Scored:
             self.slot[idx],
             self.strengths[idx],
             self.rec_rows[idx],
-            out,
+            self.out.subset(idx),
             self.new_match[idx] if self.new_match is not None else None,
         )
 
 
 @dataclass
-class Bundle:
-    model: ServingModel
+class Bundle(Generic[S]):
+    """A model version and the catalogue store built with it (never one without the other)."""
+
+    model: S
     store: ItemStore
     retriever: Retriever = field(init=False)
 
@@ -145,8 +148,8 @@ class Bundle:
         return self._maps[3]
 
 
-class Recommender:
-    def __init__(self, bundle: Bundle, params: InterestParams, opts: EngineOptions) -> None:
+class Recommender(Generic[S]):
+    def __init__(self, bundle: Bundle[S], params: InterestParams, opts: EngineOptions) -> None:
         if bundle.model.k != params.k:
             msg = (
                 f"interests.k: the model {bundle.model.version} was trained with k="

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
@@ -83,8 +83,8 @@ class EventBuffer:
     def _evict(self, batch: WriteBatch) -> None:
         """Events older than the window leave it; each may enter the reservoir (algorithm R)."""
         cutoff = _recent_key(self.meta["max_ts_ms"] - self.window_ms, "")
-        for key, raw in self.db.items(from_key=RECENT):
-            if not key.startswith(RECENT) or key >= cutoff:
+        for key, raw in self._scan(RECENT):
+            if key >= cutoff:
                 break
             batch.delete(key)
             seen = self.meta["seen_old"]
@@ -98,17 +98,21 @@ class EventBuffer:
 
     def events(self) -> list[Any]:
         """Sampled older events then the window, validated, in time order (stable)."""
-        out = []
+        out: list[Any] = []
         for prefix in (SAMPLE, RECENT):
-            for key, raw in self.db.items(from_key=prefix):
-                if not key.startswith(prefix):
-                    break
-                out.append(decode_event(raw))
+            out.extend(decode_event(raw) for _, raw in self._scan(prefix))
         out.sort(key=lambda e: e.ts)
         return out
 
+    def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of every key under ``prefix``, in key order (raw mode: bytes)."""
+        for key, value in self.db.items(from_key=prefix):
+            if not isinstance(key, bytes) or not key.startswith(prefix):
+                return
+            yield key, cast(bytes, value)
+
     def stats(self) -> BufferStats:
-        recent = sum(1 for k in self.db.keys(from_key=RECENT) if k.startswith(RECENT))
+        recent = sum(1 for _ in self._scan(RECENT))
         sampled = min(self.meta["seen_old"], self.reservoir)
         return BufferStats(
             recent,

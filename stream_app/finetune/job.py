@@ -12,15 +12,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from model_export.finetune.rounds import RoundResult, run_round
-from model_export.pipeline import Hooks, TrainOptions
 from schemas.items import CatalogItem, decode_item
+from schemas.reports import RoundResult
 from schemas.settings import Settings
 from stream_app.finetune.buffer import EventBuffer
 from stream_app.registry import Registry
+
+
+class RoundTrainer(Protocol):
+    """One round's training, gate and publish (``model_export.finetune.rounds.run_round``
+    with the settings, registry and training options bound by the CLI)."""
+
+    def __call__(
+        self, items: list[CatalogItem], events: list[Any], round_id: str, make_current: bool
+    ) -> RoundResult: ...
 
 
 @dataclass
@@ -30,28 +38,9 @@ class JobOptions:
     once: bool = False
     tolerance: float = 0.01
     min_events: int = 1000
-    corrupt_labels: bool = False
     shadow_events: int | None = None  # --shadow N: promote only after the workers' verdict
     shadow_wait_s: float = 600.0
     shadow_reports: int = 1  # reports that end the wait early (others get a short grace)
-
-
-def options_from(manifest: dict[str, Any] | None, base: TrainOptions) -> TrainOptions:
-    """Warm starts need the current version's architecture: copy it over ``base``."""
-    if not manifest:
-        return base
-    cfg = manifest["config"]
-    return TrainOptions(
-        **{
-            **asdict(base),
-            "train": base.train,
-            "d": cfg["d"],
-            "hidden": cfg["hidden"],
-            "recent_len": cfg["recent_len"],
-            "use_text": cfg["use_text"],
-            "use_ids": cfg["use_ids"],
-        }
-    )
 
 
 async def load_catalog(settings: Settings) -> list[CatalogItem]:
@@ -82,16 +71,14 @@ class FineTuneJob:
         settings: Settings,
         registry: Registry,
         buffer: EventBuffer,
-        train_opts: TrainOptions,
+        train_round: RoundTrainer,
         opts: JobOptions,
         items: list[CatalogItem] | None = None,
         on_round: Callable[[RoundResult], None] | None = None,
-        hooks: Hooks | None = None,
     ) -> None:
         self.settings, self.registry, self.buffer = settings, registry, buffer
-        self.train_opts, self.opts, self.items = train_opts, opts, items
+        self.train_round, self.opts, self.items = train_round, opts, items
         self.on_round = on_round or (lambda r: None)
-        self.hooks = hooks or Hooks()
         self.stop = asyncio.Event()
 
     def due(self, last_round: float) -> bool:
@@ -105,32 +92,17 @@ class FineTuneJob:
     async def round(self) -> RoundResult:
         items = self.items if self.items is not None else await load_catalog(self.settings)
         events = self.buffer.events()
-        current = self.registry.current()
-        train_opts = options_from(
-            self.registry.manifest(current) if current else None, self.train_opts
-        )
         round_id = self.buffer.watermark()
-        shadow = bool(self.opts.shadow_events) and current is not None
-        result = await asyncio.to_thread(
-            run_round,
-            self.settings,
-            self.registry,
-            items,
-            events,
-            train_opts,
-            self.opts.tolerance,
-            round_id,
-            self.hooks,
-            not shadow,
-            self.opts.corrupt_labels,
-        )
+        shadow = bool(self.opts.shadow_events) and self.registry.current() is not None
+        result = await asyncio.to_thread(self.train_round, items, events, round_id, not shadow)
         if shadow and self._shadow_pending(result):
-            await self.shadow(result)
+            result = await self.shadow(result)
         elif result.decision == "published":
             try:
                 await notify(self.settings, result)
             except Exception as exc:  # noqa: BLE001 - workers also poll CURRENT
-                result.reason += f" (notice not sent: {exc}; workers polling CURRENT switch)"
+                reason = f"{result.reason} (notice not sent: {exc}; workers polling CURRENT switch)"
+                result = result.model_copy(update={"reason": reason})
         if result.decision != "skipped" or "already produced" in result.reason:
             self.buffer.mark_round(
                 {
@@ -152,27 +124,34 @@ class FineTuneJob:
         fresh = result.decision == "published" and self.registry.current() != result.version
         return fresh or status == "shadow"
 
-    async def shadow(self, result: RoundResult) -> None:
+    async def shadow(self, result: RoundResult) -> RoundResult:
         """Shadow-score the candidate on live events; promote or refuse on the verdict."""
         from stream_app.finetune.shadow import shadow_promote
 
-        assert result.version is not None
+        version = result.version
+        if version is None:
+            msg = f"shadow: expected a round that published a candidate, got {result.decision}"
+            raise ValueError(msg)
         parent = self.registry.current()
         v = await shadow_promote(
             self.settings,
             self.registry,
-            result.version,
+            version,
             parent,
             self.opts.shadow_events or 1,
             self.opts.shadow_wait_s,
             self.opts.tolerance,
             self.opts.shadow_reports,
         )
-        result.decision = "published" if v.promote else "refused"
-        kept = "" if v.promote else f" ({result.version} kept with status refused)"
-        result.reason = f"{result.reason}; {v.reason}{kept}"
-        result.candidate["online_hit_rate"] = v.shadow_hit_rate
-        result.current["online_hit_rate"] = v.current_hit_rate
+        kept = "" if v.promote else f" ({version} kept with status refused)"
+        return result.model_copy(
+            update={
+                "decision": "published" if v.promote else "refused",
+                "reason": f"{result.reason}; {v.reason}{kept}",
+                "candidate": {**result.candidate, "online_hit_rate": v.shadow_hit_rate},
+                "current": {**result.current, "online_hit_rate": v.current_hit_rate},
+            }
+        )
 
     async def consume(self) -> None:
         from aiokafka import AIOKafkaConsumer

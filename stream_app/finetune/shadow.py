@@ -21,12 +21,16 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from schemas.recommendations import ModelUpdate
 from schemas.settings import Settings
 from stream_app.registry import CurrentChanged, Registry
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaProducer
 
 log = logging.getLogger("streamrec.finetune")
 GRACE_S = 2.0
@@ -74,9 +78,9 @@ def aggregate(reports: list[ModelUpdate], tolerance: float) -> ShadowVerdict:
     return ShadowVerdict(ok, reason, cur, sha, evaluated, events, workers)
 
 
-async def _send(producer: object, settings: Settings, notice: ModelUpdate) -> None:
+async def _send(producer: AIOKafkaProducer, settings: Settings, notice: ModelUpdate) -> None:
     await producer.send_and_wait(
-        settings.topics.model_updates,  # type: ignore[attr-defined]
+        settings.topics.model_updates,
         notice.model_dump_json().encode(),
         key=b"model",
     )

@@ -6,16 +6,17 @@ A version is taken, in order, from ``--ablation-version NAME=VERSION``, from an 
 ``--train-ablations`` run (a registry version with status ``ablation`` whose manifest matches),
 or trained now when ``--train-ablations`` is given (``run_training(make_current=False,
 status="ablation")``, so serving is untouched). Otherwise it is reported missing, never faked.
+Training is the torch side's (``model_export.ablations.train``): the CLI injects it as an
+``AblationTrainer``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from schemas.settings import Settings
+from stream_app.core.hooks import Hooks
 from stream_app.registry import Registry
 
 TRAINED = ("single-interest", "no-text")
@@ -65,66 +66,17 @@ def find_trained(registry: Registry, main: dict[str, Any], kind: str) -> str | N
     return None
 
 
-def train_options(main: dict[str, Any], kind: str) -> Any:
-    from model_export.pipeline import TrainOptions
-    from model_export.train import TrainConfig
+class AblationTrainer(Protocol):
+    """Train and publish (not current, status 'ablation') the ``kind`` ablation of the model
+    described by ``main``, on the same data; returns its version."""
 
-    training = main.get("training", {})
-    cfg_keys = {f.name for f in fields(TrainConfig)}
-    opt_keys = {f.name for f in fields(TrainOptions)} - {"train"}
-    opts = TrainOptions(
-        **{k: v for k, v in training.items() if k in opt_keys},
-        train=TrainConfig(**{k: v for k, v in training.items() if k in cfg_keys}),
-    )
-    if kind == "no-text":
-        opts.use_text = False
-    return opts
-
-
-def ablation_settings(settings: Settings, main: dict[str, Any], kind: str) -> Settings:
-    """Settings the main model was trained with (its interest params, encoder), k=1 for
-    ``single-interest``."""
-    p = main.get("interest_params", {})
-    over: dict[str, Any] = {
-        "interests.recent": p.get("recent"),
-        "interests.half_life_hours": p["half_life_s"] / 3600.0 if "half_life_s" in p else None,
-        "interests.purchase_weight": p.get("purchase_weight"),
-        "interests.similarity_threshold": p.get("threshold"),
-        "interests.min_alpha": p.get("min_alpha"),
-        "interests.max_event_ids": p.get("max_event_ids"),
-        "interests.max_purchased": p.get("max_purchased"),
-        "interests.k": 1 if kind == "single-interest" else p.get("k"),
-        "model_path": main.get("encoder", {}).get("model_path"),
-    }
-    return settings.with_overrides(**over)
-
-
-def train(
-    settings: Settings,
-    registry_dir: Path,
-    main: dict[str, Any],
-    kind: str,
-    items_path: Path,
-    events_path: Path,
-    progress: Callable[[str, int, int], None] | None = None,
-    stage: Callable[[str], None] | None = None,
-) -> str:
-    """Train and publish (not current, status 'ablation') one ablation; returns its version."""
-    from model_export.pipeline import Hooks, run_training
-
-    hooks = Hooks()
-    if progress is not None:
-        hooks.progress = progress
-    if stage is not None:
-        hooks.stage = lambda text: stage(f"  {kind}: {text}")
-    report = run_training(
-        ablation_settings(settings, main, kind),
-        items_path,
-        events_path,
-        train_options(main, kind),
-        hooks,
-        registry_dir=registry_dir,
-        make_current=False,
-        status="ablation",
-    )
-    return str(report["version"])
+    def __call__(
+        self,
+        settings: Settings,
+        registry_dir: Path,
+        main: dict[str, Any],
+        kind: str,
+        items_path: Path,
+        events_path: Path,
+        hooks: Hooks,
+    ) -> str: ...

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from schemas.settings import Settings
 from stream_app.core.engine import EngineOptions
+from stream_app.core.hooks import Hooks
 from stream_app.core.interests import InterestParams
 from stream_app.datagen.jsonl import load_events, load_items
 from stream_app.registry import Registry, RegistryError
 from stream_app.replay import ablations, groundtruth, leakage, loo, results
+from stream_app.replay.ablations import AblationTrainer
 from stream_app.replay.baselines import CoocStream, PopStream
 from stream_app.replay.catalogue import Catalogue, Feed, LoadedModel, load_model
 from stream_app.replay.stream import (
@@ -28,7 +29,7 @@ from stream_app.replay.stream import (
     warmup_cut,
 )
 from stream_app.replay.systems import EngineStream, variant_options
-from stream_app.serving.model import ModelLoadError
+from stream_app.serving.sessions import ModelLoadError
 
 BASELINES = ("pop", "cooc")
 MAIN = "streamrec"
@@ -59,19 +60,14 @@ class ReplayOptions:
     baselines: tuple[str, ...] = BASELINES
     ablations: tuple[str, ...] = ablations.KNOWN
     ablation_versions: dict[str, str] = field(default_factory=dict)
-    train_ablations: bool = False
+    # trains missing ablation versions (``--train-ablations``: the torch side's trainer)
+    train_ablation: AblationTrainer | None = None
     warmup_frac: float = 0.8
     max_users: int | None = None
     chunk: int = 256
     sweep_lambdas: tuple[float, ...] = ()
     device: str = "auto"
     threads: int = 0
-
-
-@dataclass
-class Hooks:
-    stage: Callable[[str], None] = lambda s: None
-    progress: Callable[[str, int, int], None] = lambda name, done, total: None
 
 
 def _check_options(opts: ReplayOptions) -> None:
@@ -105,17 +101,10 @@ def _resolve_versions(
     wanted = dict.fromkeys([*opts.ablations, *opts.ablation_versions])
     for kind in (a for a in wanted if a in ablations.TRAINED):
         version = opts.ablation_versions.get(kind) or ablations.find_trained(registry, main, kind)
-        if version is None and opts.train_ablations:
+        if version is None and opts.train_ablation is not None:
             hooks.stage(f"training the {kind} ablation (same options, data and split)")
-            version = ablations.train(
-                settings,
-                registry.root,
-                main,
-                kind,
-                items_path,
-                events_path,
-                hooks.progress,
-                hooks.stage,
+            version = opts.train_ablation(
+                settings, registry.root, main, kind, items_path, events_path, hooks
             )
         if version is not None and kind in opts.ablation_versions:
             try:

@@ -24,9 +24,9 @@ import numpy as np
 
 from stream_app.core.engine import Bundle, EngineOptions, Rec, Recommender, Scored, UnknownItem
 from stream_app.core.interests import EventLite, InterestState
+from stream_app.core.scorer import RankerOut
 from stream_app.replay.catalogue import Catalogue, Feed
 from stream_app.replay.results import share_below
-from stream_app.serving.model import RankerOut
 
 
 class ReplayEvent(NamedTuple):
@@ -76,7 +76,7 @@ def covisit_feature(
 ) -> np.ndarray | None:
     """The ranker's co-visitation input [B, C] as the engine computes it (None when the
     version has no co-visitation table)."""
-    covisit = getattr(bundle.model, "covisit", None)
+    covisit = bundle.model.covisit
     if covisit is None:
         return None
     row_index, _ = bundle.index_maps()

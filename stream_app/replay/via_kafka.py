@@ -39,8 +39,9 @@ import numpy as np
 from schemas.events import encode_event
 from schemas.items import encode_item
 from schemas.settings import Settings
+from stream_app.core.hooks import Hooks
 from stream_app.replay import results
-from stream_app.replay.runner import Hooks, ReplayError, ReplayOptions, run_replay
+from stream_app.replay.runner import ReplayError, ReplayOptions, run_replay
 
 SYSTEM = "streamrec-kafka"
 

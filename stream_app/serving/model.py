@@ -1,104 +1,25 @@
 """One registry version loaded for serving with onnxruntime (no torch): tokenizer + encoder,
 item tower, ranker, retrieval projection; every file checked against the manifest's sha256.
+``ServingModel`` implements the core's ``Scorer`` protocol (``stream_app.core.scorer``).
 
-Providers follow the ``device`` setting: ``auto`` = CUDA when a CUDA session really starts
-(onnxruntime-gpu lists CUDA even on machines without a GPU, and silently falls back to CPU,
-so we check ``session.get_providers()``), else CPU; ``cuda`` fails loudly without it. On CUDA
-the ranker runs with IOBinding (inputs copied once to the device, outputs read back once).
+On CUDA the ranker runs with IOBinding (inputs copied once to the device, outputs read back
+once).
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from tokenizers import Tokenizer
 
-from schemas.onnx_spec import ENCODER, ITEM_TOWER, RANKER, GraphSpec, feat_slices
+from schemas.onnx_spec import ENCODER, ITEM_TOWER, RANKER, feat_slices
 from stream_app.core.covisit import CoVisit
+from stream_app.core.scorer import RankerOut
 from stream_app.registry import Registry
-
-log = logging.getLogger("streamrec.serving")
-MAX_TOKENS = 128
-
-
-class ModelLoadError(RuntimeError):
-    """A version that cannot serve: missing/tampered files, wrong graph contract, bad outputs."""
-
-
-def _gpu_present() -> bool:
-    return Path("/dev/nvidiactl").exists() or Path("/dev/dxg").exists()
-
-
-def choose_providers(device: str) -> list[str]:
-    """Provider list for a device setting. ``auto`` only tries CUDA when a GPU device node
-    exists (otherwise onnxruntime-gpu logs load errors for every session)."""
-    available = ort.get_available_providers()
-    if device == "cpu" or (device == "auto" and not _gpu_present()):
-        return ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" in available and hasattr(ort, "preload_dlls"):
-        try:  # CUDA/cuDNN from the nvidia-* pip packages (torch's), when installed
-            ort.preload_dlls()
-        except Exception:  # noqa: BLE001 - system CUDA may still work
-            log.debug("onnxruntime.preload_dlls failed", exc_info=True)
-    if "CUDAExecutionProvider" not in available:
-        if device == "cuda":
-            msg = f"device=cuda: onnxruntime has no CUDAExecutionProvider (has {available})"
-            raise ModelLoadError(msg)
-        return ["CPUExecutionProvider"]
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-
-
-def open_session(
-    path: Path, spec: GraphSpec, device: str, threads: int = 0
-) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    providers = choose_providers(device)
-    try:
-        sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    except Exception as exc:  # noqa: BLE001 - any ORT load failure refuses the version
-        msg = f"{path.name}: onnxruntime could not load it: {exc}"
-        raise ModelLoadError(msg) from exc
-    if providers[0] == "CUDAExecutionProvider" and sess.get_providers()[0] != providers[0]:
-        if device == "cuda":
-            msg = f"{path.name}: CUDA requested but the session runs on {sess.get_providers()}"
-            raise ModelLoadError(msg)
-        log.info("CUDA unavailable at run time; %s runs on CPU", path.name)
-        sess = ort.InferenceSession(
-            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
-    _check_contract(sess, spec, path)
-    return sess
-
-
-def _check_contract(sess: ort.InferenceSession, spec: GraphSpec, path: Path) -> None:
-    types = {"float32": "tensor(float)", "int64": "tensor(int64)"}
-    got = {i.name: i.type for i in sess.get_inputs()}
-    for t in spec.inputs:
-        if got.get(t.name) != types[t.dtype]:
-            msg = f"{path.name}: input {t.name!r} expected {types[t.dtype]}, got {got.get(t.name)}"
-            raise ModelLoadError(msg)
-    outs = [o.name for o in sess.get_outputs()]
-    if outs != spec.output_names:
-        msg = f"{path.name}: outputs expected {spec.output_names}, got {outs}"
-        raise ModelLoadError(msg)
-
-
-@dataclass
-class RankerOut:
-    p_click: np.ndarray  # [B, N]
-    p_purchase: np.ndarray  # [B, N]
-    attn: np.ndarray  # [B, N, K + L]
+from stream_app.serving.encoding import encode_texts, load_tokenizer
+from stream_app.serving.sessions import ModelLoadError, open_session
 
 
 class ServingModel:
@@ -137,9 +58,7 @@ class ServingModel:
         self.item_tower = open_session(self.dir / ITEM_TOWER.file, ITEM_TOWER, device, threads)
         self.ranker = open_session(self.dir / RANKER.file, RANKER, device, threads)
         self.on_cuda = self.ranker.get_providers()[0] == "CUDAExecutionProvider"
-        self.tokenizer = Tokenizer.from_file(str(self.dir / "tokenizer" / "tokenizer.json"))
-        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106
-        self.tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        self.tokenizer = load_tokenizer(self.dir / "tokenizer")
         ids = json.loads((self.dir / "item_index.json").read_text())
         self.id_index = {item: i + 1 for i, item in enumerate(ids)}
         with np.load(self.dir / "retrieval.npz") as z:
@@ -154,23 +73,12 @@ class ServingModel:
     def providers(self) -> list[str]:
         return list(self.ranker.get_providers())
 
-    def _encode(self, sess: ort.InferenceSession, texts: list[str], batch: int) -> np.ndarray:
-        out = np.zeros((len(texts), self.text_dim), np.float32)
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        for s in range(0, len(texts), batch):
-            idx = order[s : s + batch]
-            enc = self.tokenizer.encode_batch([texts[i] for i in idx])
-            input_ids = np.array([e.ids for e in enc], np.int64)
-            mask = np.array([e.attention_mask for e in enc], np.int64)
-            out[idx] = sess.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
-        return out
-
     def encode(self, texts: list[str], batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """(pretrained text vectors, item-tower input vectors) for item texts."""
-        text = self._encode(self.encoder, texts, batch)
+        text = encode_texts(self.encoder, self.tokenizer, texts, self.text_dim, batch)
         if self.content_encoder is self.encoder:
             return text, text
-        return text, self._encode(self.content_encoder, texts, batch)
+        return text, encode_texts(self.content_encoder, self.tokenizer, texts, self.text_dim, batch)
 
     def item_features(
         self, content_vecs: np.ndarray, item_ids: list[str], item_num: np.ndarray

@@ -151,9 +151,9 @@ class VectorResolver:
             missing = [i for i, v in zip(missing, cached, strict=True) if not _put(out, i, v)]
         fresh: list[int] = []
         for i in missing:
-            hit = self.training.get(records[i].item_id)
-            if hit is not None and hit[0] in (None, records[i].text_sha):
-                out[i] = hit[1]
+            trained = self.training.get(records[i].item_id)
+            if trained is not None and trained[0] in (None, records[i].text_sha):
+                out[i] = trained[1]
                 fresh.append(i)
         missing = [i for i in missing if out[i] is None]
         for s in range(0, len(missing), ENCODE_CHUNK * 4):

@@ -57,7 +57,7 @@ class ModelWatcher(Service):
         self.producer: AIOKafkaProducer | None = None
         self.shadow: ShadowScorer | None = None
         self._lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._spawned: set[asyncio.Task[Any]] = set()  # (mode.Service owns ``_tasks``)
 
     async def on_start(self) -> None:
         self.consumer = AIOKafkaConsumer(
@@ -100,8 +100,8 @@ class ModelWatcher(Service):
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
 
     async def auto_rollback(self, verdict: Verdict) -> None:
         """Move CURRENT back from ``verdict.version`` if it is still CURRENT; notify; swap."""

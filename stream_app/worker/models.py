@@ -37,7 +37,8 @@ import numpy as np
 from stream_app.core.engine import Bundle, EngineOptions, Recommender
 from stream_app.core.interests import CLICK, EventLite, InterestParams
 from stream_app.registry import Registry
-from stream_app.serving.model import ModelLoadError, ServingModel
+from stream_app.serving.model import ServingModel
+from stream_app.serving.sessions import ModelLoadError
 from stream_app.worker import catalogue as cat
 from stream_app.worker.metrics import Metrics
 

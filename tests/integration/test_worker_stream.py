@@ -163,7 +163,7 @@ async def test_bad_input_goes_to_the_dlq_and_the_worker_keeps_going(
         assert i in expected_reason
         assert h["error.reason"] == expected_reason[i], (
             h,
-            records[i][1][:80] if records[i][1] else None,
+            (records[i][1] or b"")[:80] or None,
         )
         assert h["error.class"] and h["error.message"]
         assert (r.value or b"") == (records[i][1] or b"")  # the ORIGINAL bytes

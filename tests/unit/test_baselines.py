@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -212,7 +213,8 @@ def test_mostpop_reference_on_ml_latest_small() -> None:
     assert loo_popularity_eval(same_ts) == base
     # 1 ms later: ratings share whole seconds, so the clicks of one user's second are spread
     # 2 ms apart (order unchanged) and the purchase lands 1 ms after its own click.
-    spread, seen = [], {}
+    spread: list[Any] = []
+    seen: dict[Any, int] = {}
     for e, (user, _, rating, t) in zip(clicks, ratings, strict=True):
         slot = seen.get((user, t), 0)
         seen[(user, t)] = slot + 1

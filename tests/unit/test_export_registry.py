@@ -158,6 +158,7 @@ def test_kill_9_mid_publish_never_exposes_a_half_written_version(tmp_path: Path)
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True
     )
+    assert proc.stdout is not None
     for _ in range(5):
         proc.stdout.readline()  # it is between file writes now
     proc.send_signal(signal.SIGKILL)

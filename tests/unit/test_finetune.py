@@ -75,15 +75,14 @@ def _round(root, reg, tmp, corrupt=False, tolerance=0.01, keep=1.0):
     from model_export.train import TrainConfig
     from schemas.settings import Settings
     from stream_app.datagen.jsonl import load_items
-    from stream_app.finetune.job import options_from
     from stream_app.registry import Registry
 
     registry = Registry(reg)
     buf = EventBuffer(tmp, window_s=10 * 86400, reservoir=2000)
     lines = (root / "second.jsonl").read_bytes().splitlines()
     buf.add(lines[: int(len(lines) * keep)])
-    base = TrainOptions(train=TrainConfig(epochs=4, negatives=32, seed=2))
-    opts = options_from(registry.manifest(registry.current()), base)
+    # the architecture (d, hidden, ...) comes from CURRENT: run_round warm-starts from it
+    opts = TrainOptions(train=TrainConfig(epochs=4, negatives=32, seed=2))
     result = run_round(
         Settings(),
         registry,

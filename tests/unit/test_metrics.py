@@ -112,7 +112,7 @@ def test_category_diversity_hand_computed() -> None:
     # list 1: {a}, {a,b}, {c}: pairs share a / nothing / nothing -> disjoint 2/3
     #   jaccard: 1-1/2=0.5, 1, 1 -> 2.5/3
     # list 2: {a}, {a}: share a -> 0 ; jaccard 0
-    lists = [[{"a"}, {"a", "b"}, {"c"}], [["a"], ["a"]]]
+    lists: list[list[set[str] | list[str]]] = [[{"a"}, {"a", "b"}, {"c"}], [["a"], ["a"]]]
     assert category_diversity(lists) == {"category_diversity": pytest.approx((2 / 3 + 0) / 2)}
     assert category_diversity(lists, kind="jaccard") == {
         "category_diversity_jaccard": pytest.approx((2.5 / 3 + 0) / 2)
@@ -181,7 +181,8 @@ def test_ranks_of_targets_batched_matches_single() -> None:
     # equals the position in a stable sort by (-score, index) over unmasked items
     for i in range(20):
         keep = [j for j in range(30) if j not in set(masks[i].tolist()) or j == targets[i]]
-        order = sorted(keep, key=lambda j, i=i: (-scores[i, j], j))
+        row = scores[i]
+        order = sorted(keep, key=lambda j: (-row[j], j))
         assert order.index(int(targets[i])) == single[i]
 
 

@@ -3,6 +3,7 @@
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -147,7 +148,7 @@ def test_training_improves_and_early_stopping_stops():
     assert len(frozen.history) == 3 and frozen.stopped_early and frozen.best_epoch == 1
 
 
-def snapshot(module) -> dict[str, torch.Tensor]:
+def snapshot(module: Any) -> dict[str, Any]:
     return {k: v.detach().clone() for k, v in module.named_parameters()}
 
 

@@ -23,8 +23,10 @@ def test_train_ablations_then_reuse_them(
     reg_dir = tmp_path / "registry"
     shutil.copytree(tiny_registry, reg_dir)
     reg = Registry(reg_dir)
-    current = reg.current()
-    opts = ReplayOptions(ks=(10,), baselines=(), train_ablations=True, max_users=30)
+    current = reg.require_current()
+    from model_export.ablations import train
+
+    opts = ReplayOptions(ks=(10,), baselines=(), train_ablation=train, max_users=30)
     args = (Settings(), tiny_world / "items.jsonl", tiny_world / "events.jsonl", reg_dir, None)
     out = run_replay(*args, opts)
     assert list(out["systems"]) == [

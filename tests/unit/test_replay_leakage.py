@@ -95,7 +95,7 @@ def test_lists_are_computed_from_strictly_earlier_events_only(
     events = load_events(tiny_world / "events.jsonl")
     cat = Catalogue.build(items, [e.item_id for e in events])
     reg = Registry(tiny_registry)
-    lm = load_model(reg, reg.current(), cat, InterestParams(), device="cpu")
+    lm = load_model(reg, reg.require_current(), cat, InterestParams(), device="cpu")
     cat.text = lm.text
     engine = systems.EngineStream(Feed(lm, cat), cat, {"streamrec": systems.EngineOptions()})
     evs = replay_events(events, cat)

@@ -111,7 +111,7 @@ def test_replayed_model_reproduces_the_pipelines_held_out_numbers(
     from stream_app.replay.catalogue import Feed, load_model
 
     reg = Registry(loo_registry)
-    version = reg.current()
+    version = reg.require_current()
     data = loo.prepare(
         load_events(tiny_world / "events.jsonl"), load_items(tiny_world / "items.jsonl")
     )

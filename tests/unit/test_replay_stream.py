@@ -139,7 +139,7 @@ def test_replay_scores_equal_the_engines(tiny_world: Path, tiny_registry: Path) 
     events = load_events(tiny_world / "events.jsonl")
     cat = Catalogue.build(items, [e.item_id for e in events])
     reg = Registry(tiny_registry)
-    lm = load_model(reg, reg.current(), cat, InterestParams(), device="cpu")
+    lm = load_model(reg, reg.require_current(), cat, InterestParams(), device="cpu")
     engine = EngineStream(Feed(lm, cat), cat, {"streamrec": EngineOptions(top_k=10)})
     evs = replay_events(events, cat)
     engine.warm(evs[:3000])
@@ -157,7 +157,7 @@ def test_an_ablation_version_of_the_wrong_kind_is_refused(
 ) -> None:
     from stream_app.registry import Registry
 
-    v = Registry(tiny_registry).current()
+    v = Registry(tiny_registry).require_current()
     with pytest.raises(ReplayError, match="single-interest=.*expected a model trained with k=1"):
         run_replay(
             Settings(),

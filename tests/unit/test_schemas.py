@@ -24,7 +24,7 @@ from schemas import (
 )
 from schemas.settings import setting_env_names
 
-ids = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40)
+ids = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=40)
 times = st.datetimes(
     min_value=datetime(1971, 1, 1),  # noqa: DTZ001 - hypothesis bounds are naive by API
     max_value=datetime(2999, 1, 1),  # noqa: DTZ001

@@ -67,7 +67,7 @@ def test_merge_happens_after_time_ordering() -> None:
 
 
 def test_schema_events_are_accepted() -> None:
-    events = [
+    events: list[ClickEvent | PurchaseEvent] = [
         ClickEvent(event_id="1", user_id="u", item_id="a", ts=T0, event_type="click"),
         PurchaseEvent(event_id="2", user_id="u", item_id="a", ts=T0, event_type="purchase"),
     ]

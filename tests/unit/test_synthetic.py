@@ -144,7 +144,8 @@ def test_purchases_are_rarer_and_follow_a_click_on_the_same_item(world: World) -
 
 def test_cheaper_items_convert_better(world: World) -> None:
     median = {t.name: t.price for t in TOPICS}
-    clicks, buys = defaultdict(int), defaultdict(int)
+    clicks: defaultdict[bool, int] = defaultdict(int)
+    buys: defaultdict[bool, int] = defaultdict(int)
     for ev in world.events:
         item = world.item[ev.item_id]
         assert item.price is not None
@@ -154,7 +155,8 @@ def test_cheaper_items_convert_better(world: World) -> None:
 
 
 def test_strong_interests_convert_better(world: World) -> None:
-    clicks, buys = defaultdict(int), defaultdict(int)
+    clicks: defaultdict[str, int] = defaultdict(int)
+    buys: defaultdict[str, int] = defaultdict(int)
     for user, evs in world.by_user.items():
         for ev in evs:
             ranked = world.truth["users"][user][world.phase(ev)]

@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``): the worker through a real broker, offline replay; tables."""

@@ -1,0 +1,107 @@
+"""What the engine asks of a model version: the ``Scorer`` protocol and its output types.
+
+The core never loads a model. ``stream_app.serving.ServingModel`` implements this protocol with
+ONNX Runtime for one registry version; the unit tests implement it with a deterministic numpy
+fake. Keeping the engine's view of a model this small is what lets a new engine (another
+model family) bring its own scorer without touching the worker, replay or training code.
+
+Version 1 of the contract (the multi-interest ranker):
+
+- ``queries``: retrieval query vectors from the interest slots and the newest item;
+- ``slot_match``: how well each candidate's content matches each interest slot;
+- ``score``: the multi-task ranker (p_click, p_purchase and its attention weights) over the
+  candidates of a batch of users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from stream_app.core.covisit import CoVisit
+
+
+@dataclass(frozen=True)
+class RankerOut:
+    """Ranker outputs for a batch of users [B] and their candidates [N]."""
+
+    p_click: np.ndarray  # [B, N]
+    p_purchase: np.ndarray  # [B, N]
+    attn: np.ndarray  # [B, N, K + L]: attention over the K slots, then the L recent items
+
+    def subset(self, idx: np.ndarray) -> RankerOut:
+        return RankerOut(self.p_click[idx], self.p_purchase[idx], self.attn[idx])
+
+
+class Scorer(Protocol):
+    """One model version as the engine sees it (all arrays float32 unless said otherwise)."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def space(self) -> str:
+        """Id of the vector space the interest slots live in (the pretrained encoder's)."""
+        ...
+
+    @property
+    def k(self) -> int:
+        """Interest slots the version was trained with."""
+        ...
+
+    @property
+    def recent_len(self) -> int:
+        """Recent items the ranker reads (L)."""
+        ...
+
+    @property
+    def d(self) -> int:
+        """Size of the retrieval vectors (the first ``d`` item features)."""
+        ...
+
+    @property
+    def text_dim(self) -> int:
+        """Size of the item text vectors (the interest space)."""
+        ...
+
+    @property
+    def feat_dim(self) -> int:
+        """Size of an item's features (the item tower's output)."""
+        ...
+
+    @property
+    def id_index(self) -> Mapping[str, int]:
+        """Item id -> the version's item index (1..M); unknown items are 0."""
+        ...
+
+    @property
+    def covisit(self) -> CoVisit | None:
+        """The version's co-visitation table over its item index, if it has one."""
+        ...
+
+    def queries(
+        self, slots: np.ndarray, strengths: np.ndarray, newest: np.ndarray, newest_valid: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """slots [B, K, Dt], strengths [B, K], newest item features [B, F], newest_valid [B]
+        -> retrieval queries [B, K+1, d] and their validity [B, K+1] (bool)."""
+        ...
+
+    def slot_match(self, slots: np.ndarray, cand_feats: np.ndarray) -> np.ndarray | None:
+        """[B, N, K] match of each candidate with each slot (None: the version has none)."""
+        ...
+
+    def score(
+        self,
+        slots: np.ndarray,
+        strengths: np.ndarray,
+        recent: np.ndarray,
+        recent_mask: np.ndarray,
+        cand: np.ndarray,
+        cooc: np.ndarray | None = None,
+    ) -> RankerOut:
+        """slots [B, K, Dt], strengths [B, K], recent item features [B, L, F] with their mask
+        [B, L], candidate features [B, N, F] (or [1, N, F], shared), co-visitation [B, N]."""
+        ...

@@ -1,0 +1,85 @@
+"""ONNX Runtime sessions for registry graphs: providers chosen from the ``device`` setting and
+each session checked against the graph contract (``schemas.onnx_spec``) when it loads.
+
+Providers: ``auto`` = CUDA when a CUDA session really starts (onnxruntime-gpu lists CUDA even on
+machines without a GPU, and silently falls back to CPU, so we check
+``session.get_providers()``), else CPU; ``cuda`` fails loudly without it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import onnxruntime as ort
+
+from schemas.onnx_spec import GraphSpec
+
+log = logging.getLogger("streamrec.serving")
+
+
+class ModelLoadError(RuntimeError):
+    """A version that cannot serve: missing/tampered files, wrong graph contract, bad outputs."""
+
+
+def _gpu_present() -> bool:
+    return Path("/dev/nvidiactl").exists() or Path("/dev/dxg").exists()
+
+
+def choose_providers(device: str) -> list[str]:
+    """Provider list for a device setting. ``auto`` only tries CUDA when a GPU device node
+    exists (otherwise onnxruntime-gpu logs load errors for every session)."""
+    available = ort.get_available_providers()
+    if device == "cpu" or (device == "auto" and not _gpu_present()):
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available and hasattr(ort, "preload_dlls"):
+        try:  # CUDA/cuDNN from the nvidia-* pip packages (torch's), when installed
+            ort.preload_dlls()
+        except Exception:  # noqa: BLE001 - system CUDA may still work
+            log.debug("onnxruntime.preload_dlls failed", exc_info=True)
+    if "CUDAExecutionProvider" not in available:
+        if device == "cuda":
+            msg = f"device=cuda: onnxruntime has no CUDAExecutionProvider (has {available})"
+            raise ModelLoadError(msg)
+        return ["CPUExecutionProvider"]
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def open_session(
+    path: Path, spec: GraphSpec, device: str, threads: int = 0
+) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    providers = choose_providers(device)
+    try:
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # noqa: BLE001 - any ORT load failure refuses the version
+        msg = f"{path.name}: onnxruntime could not load it: {exc}"
+        raise ModelLoadError(msg) from exc
+    if providers[0] == "CUDAExecutionProvider" and sess.get_providers()[0] != providers[0]:
+        if device == "cuda":
+            msg = f"{path.name}: CUDA requested but the session runs on {sess.get_providers()}"
+            raise ModelLoadError(msg)
+        log.info("CUDA unavailable at run time; %s runs on CPU", path.name)
+        sess = ort.InferenceSession(
+            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+    _check_contract(sess, spec, path)
+    return sess
+
+
+def _check_contract(sess: ort.InferenceSession, spec: GraphSpec, path: Path) -> None:
+    types = {"float32": "tensor(float)", "int64": "tensor(int64)"}
+    got = {i.name: i.type for i in sess.get_inputs()}
+    for t in spec.inputs:
+        if got.get(t.name) != types[t.dtype]:
+            msg = f"{path.name}: input {t.name!r} expected {types[t.dtype]}, got {got.get(t.name)}"
+            raise ModelLoadError(msg)
+    outs = [o.name for o in sess.get_outputs()]
+    if outs != spec.output_names:
+        msg = f"{path.name}: outputs expected {spec.output_names}, got {outs}"
+        raise ModelLoadError(msg)
