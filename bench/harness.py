@@ -9,13 +9,7 @@ import asyncio
 import hashlib
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +18,8 @@ from rich.console import Console
 
 from schemas.settings import Settings
 from stream_app.kafka.io import read_lines
+from stream_app.kafka.local import free_port
+from stream_app.worker.process import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -51,37 +47,18 @@ def prepare_registry(workdir: Path, world: Path) -> Path:
     )
     registry = workdir / f"registry-{hashlib.sha256(code).hexdigest()[:10]}"
     if Registry(registry).current() is None:
-        from model_export.pipeline import TrainOptions, run_training
-        from model_export.train import TrainConfig
+        from model_export.pipeline import run_training
 
         console.print(f"training a small model into {registry} (1 epoch; cached for next runs)")
         t0 = time.perf_counter()
         run_training(
-            Settings(),
+            Settings().with_overrides(**{"training.epochs": 1}),
             world / "items.jsonl",
             world / "events.jsonl",
-            TrainOptions(train=TrainConfig(epochs=1)),
             registry_dir=registry,
         )
         console.print(f"trained in {time.perf_counter() - t0:.0f} s")
     return registry
-
-
-def free_port(pair: bool = False) -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("localhost", 0))
-            port = int(s.getsockname()[1])
-        if not pair:
-            return port
-        with socket.socket() as s2:
-            try:
-                s2.bind(("localhost", port + 1))
-            except OSError:
-                continue
-        return port
-    msg = "no free port"
-    raise RuntimeError(msg)
 
 
 def start_broker(workdir: Path, partitions: int) -> tuple[str, Path]:
@@ -96,83 +73,8 @@ def start_broker(workdir: Path, partitions: int) -> tuple[str, Path]:
 
 
 # -- the worker process ----------------------------------------------------------------------
-@dataclass
-class Worker:
-    settings: Settings
-    registry: Path
-    data_dir: Path
-    log: Path
-    ort_threads: int
-    profile: Path | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    def env(self) -> dict[str, str]:
-        t = self.settings.topics
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
-        env.update(
-            {
-                "STREAMREC_KAFKA__BROKER": self.settings.kafka.broker,
-                "STREAMREC_APP_ID": self.settings.app_id,
-                "STREAMREC_DATA_DIR": str(self.data_dir),
-                "STREAMREC_REGISTRY_DIR": str(self.registry),
-                "STREAMREC_TOPICS__EVENTS": t.events,
-                "STREAMREC_TOPICS__ITEMS": t.items,
-                "STREAMREC_TOPICS__RECOMMENDATIONS": t.recommendations,
-                "STREAMREC_TOPICS__DLQ": t.dlq,
-                "STREAMREC_TOPICS__MODEL_UPDATES": t.model_updates,
-                "STREAMREC_TOPICS__PARTITIONS": str(t.partitions),
-                "STREAMREC_SERVING__WEB_PORT": str(self.port),
-                "STREAMREC_SERVING__DEVICE": self.settings.serving.device,
-                "STREAMREC_SERVING__ORT_THREADS": str(self.ort_threads),
-                "STREAMREC_SERVING__CANDIDATES": str(self.settings.serving.candidates),
-                "STREAMREC_INTERESTS__K": str(self.settings.interests.k),
-            }
-        )
-        env.update(self.extra_env)
-        return env
-
-    def start(self) -> Worker:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "stream_app.cli", "worker", "--loglevel", "warn"]
-        if self.profile is not None:
-            cmd[1:1] = ["-m", "cProfile", "-o", str(self.profile)]
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                cmd,
-                env=self.env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-                start_new_session=True,
-            )
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def get(self, path: str) -> bytes:
-        with urllib.request.urlopen(f"http://localhost:{self.port}{path}", timeout=5) as r:  # noqa: S310
-            return r.read()
-
-    async def wait_ready(self, timeout: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                msg = f"worker exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}"
-                raise RuntimeError(msg)
-            try:
-                if json.loads(self.get("/health")).get("status") == "ok":
-                    return
-            except OSError:
-                pass
-            await asyncio.sleep(0.5)
-        msg = f"worker not ready after {timeout:.0f} s:\n{self.log.read_text()[-3000:]}"
-        raise RuntimeError(msg)
+class BenchWorker(WorkerProcess):
+    """A ``streamrec worker`` process with its CPU time and memory read from /proc."""
 
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -188,20 +90,30 @@ class Worker:
         return kb["VmRSS"] / 1024, kb["VmHWM"] / 1024
 
     def counter(self, name: str) -> float:
-        for line in self.get("/metrics").decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return 0.0
+        return self.metrics().get(name, 0.0)
 
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+
+def bench_worker(
+    settings: Settings,
+    registry: Path,
+    runs: Path,
+    name: str,
+    ort_threads: int,
+    batch_size: int,
+    profile: Path | None = None,
+) -> BenchWorker:
+    """A benchmark worker: ``settings`` with its own state dir and web port under ``runs``."""
+    worker_settings = settings.with_overrides(
+        registry_dir=str(registry),
+        data_dir=str(runs / name),
+        log_level="warn",
+        **{
+            "serving.web_port": free_port(),
+            "serving.ort_threads": ort_threads,
+            "serving.batch_size": batch_size,
+        },
+    )
+    return BenchWorker(worker_settings, runs, name=name, cwd=ROOT, profile=profile)
 
 
 # -- traffic ---------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import pstats
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import prepare_registry  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
-from stream_app.core.engine import EngineOptions  # noqa: E402
+from stream_app.core.engine import ServingSettings  # noqa: E402
 from stream_app.datagen.jsonl import load_events, load_items  # noqa: E402
 from stream_app.registry import Registry  # noqa: E402
 from stream_app.replay.baselines import CoocStream, PopStream  # noqa: E402
@@ -87,7 +86,7 @@ def measure(
     return row, stats
 
 
-def bare_engine(lm, cat: Catalogue, evs: list, opts: EngineOptions, chunk: int) -> dict:
+def bare_engine(lm, cat: Catalogue, evs: list, opts: ServingSettings, chunk: int) -> dict:
     """The engine alone on the same scored events: Recommender.apply for each event, one
     Recommender.recommend per chunk (no replay bookkeeping): the ceiling for replay."""
     from stream_app.core.engine import Recommender
@@ -171,7 +170,7 @@ def main() -> None:
     lm = load_model(reg, version, cat, settings_params(settings), args.device, args.threads)
     cat.text = lm.text
     evs = replay_events(events, cat)[: args.limit]
-    base = replace(EngineOptions.from_settings(settings.serving), top_k=10)
+    base = settings.serving.model_copy(update={"top_k": 10})
     console.print(
         f"{len(cat)} items, K={lm.model.k}, {len(evs)} events (warm-up 80 %), "
         f"{base.candidates} candidates, top {base.top_k}, cpus {os.cpu_count()}, "

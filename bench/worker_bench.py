@@ -49,9 +49,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402
+    BenchWorker,
     Collector,
-    Worker,
     bare_loop,
+    bench_worker,
     console,
     load_events,
     prepare_registry,
@@ -71,7 +72,7 @@ def pct(values: list[float], q: float) -> float:
 async def phase(
     name: str,
     settings: Settings,
-    workers: list[Worker],
+    workers: list[BenchWorker],
     col: Collector,
     events: list[tuple[bytes, bytes, str]],
     rate: float | None,
@@ -117,7 +118,7 @@ async def phase(
 
 async def swap_phase(
     settings: Settings,
-    workers: list[Worker],
+    workers: list[BenchWorker],
     col: Collector,
     events: list[tuple[bytes, bytes, str]],
     rate: float,
@@ -203,16 +204,8 @@ async def run(args: argparse.Namespace, broker: str, world: Path, registry: Path
         cursor += n
         return events[cursor - n : cursor]
 
-    extra = {"STREAMREC_SERVING__BATCH_SIZE": str(args.batch_size)}
     workers = [
-        Worker(
-            settings,
-            registry,
-            runs / f"worker-{i}",
-            runs / f"worker-{i}.log",
-            args.ort_threads,
-            extra_env=extra,
-        )
+        bench_worker(settings, registry, runs, f"worker-{i}", args.ort_threads, args.batch_size)
         for i in range(args.workers)
     ]
     load_before = os.getloadavg()
@@ -292,14 +285,8 @@ async def profile(
     """One worker (the same consumer group and table, after the measured workers stopped)
     under cProfile on a backlog; cumulative time of the stages that matter."""
     prof = runs / "worker.prof"
-    w = Worker(
-        settings,
-        registry,
-        runs / "worker-prof",
-        runs / "worker-prof.log",
-        args.ort_threads,
-        profile=prof,
-        extra_env={"STREAMREC_SERVING__BATCH_SIZE": str(args.batch_size)},
+    w = bench_worker(
+        settings, registry, runs, "worker-prof", args.ort_threads, args.batch_size, prof
     ).start()
     col = Collector(settings)
     try:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from schemas.manifest import TrainingData
 from stream_app.core.catalogue import NUM_FEATURES
 from stream_app.core.covisit import CoVisit
 from stream_app.core.interests import (
@@ -139,7 +140,7 @@ class SplitData:
     train: Examples
     valid: Examples
     test: Examples
-    meta: dict[str, Any]
+    meta: TrainingData  # what the manifest records about the data
 
 
 def interaction_roles(
@@ -215,15 +216,16 @@ def build_examples(
         users=len(users),
         window={"start": min(ts_all, default=0.0), "end": max(ts_all, default=0.0)},
     )
-    out = SplitData(
-        builders["train"].build(), builders["valid"].build(), builders["test"].build(), meta
+    train, valid, test = (builders[r].build() for r in ("train", "valid", "test"))
+    data = TrainingData(
+        **meta,
+        # latest timestamp whose interaction was a training target (leakage checks use it)
+        train_until=float(train.ts.max()) if len(train) else None,
+        train_examples=len(train),
+        valid_examples=len(valid),
+        test_examples=len(test),
     )
-    # latest timestamp whose interaction was a training target (leakage checks use it)
-    meta["train_until"] = float(out.train.ts.max()) if len(out.train) else None
-    meta.update(
-        train_examples=len(out.train), valid_examples=len(out.valid), test_examples=len(out.test)
-    )
-    return out
+    return SplitData(train, valid, test, data)
 
 
 def popularity(examples: Examples, n_items: int) -> np.ndarray:

@@ -10,6 +10,7 @@ Transfer-learning modes (``set_trainable``): ``frozen`` (no encoder weight chang
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -24,6 +25,17 @@ from torch import nn  # noqa: E402
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel  # noqa: E402
 
 MAX_LENGTH = 128
+
+
+def encoder_space_id(model_path: str) -> str:
+    """Id of the pretrained encoder's vector space: hash of its weight/config/vocab files."""
+    h = hashlib.sha256()
+    root = Path(model_path)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.suffix in (".safetensors", ".bin", ".json", ".txt", ".model"):
+            h.update(path.relative_to(root).as_posix().encode())
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()[:16]
 
 
 def default_model_path() -> str:
@@ -145,8 +157,6 @@ def encode_texts_cached(
 ) -> np.ndarray:
     """``encode_texts`` with an on-disk cache keyed by text (one file per encoder space):
     retraining on the same catalogue skips the encoder entirely."""
-    import hashlib
-
     keys = [hashlib.sha1(t.encode(), usedforsecurity=False).hexdigest() for t in texts]
     known: dict[str, np.ndarray] = {}
     if cache_file.exists():

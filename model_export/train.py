@@ -20,26 +20,9 @@ import torch
 from model_export.data import CoVisitTables, Examples, ItemSpace, popularity
 from model_export.modeling import MultiTaskRanker, RankerConfig, RankerOutput
 from schemas.reports import EpochRow
+from schemas.settings import TrainingSettings
 from stream_app.core import metrics
 from stream_app.core.covisit import CoVisit
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 512
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    # shared negatives per batch (+ hard_negatives per example); 0 = auto (auto_negatives)
-    negatives: int = 0
-    pop_mix: float = 0.5
-    hard_negatives: int = 16  # per example, from the positive's nearest items by text
-    hard_pool: int = 50
-    patience: int = 3
-    seed: int = 0
-    eval_max: int = 2000  # validation examples scored per epoch (full ranking)
-    grad_clip: float = 5.0
-    threads: int = 0  # torch intra-op threads (0 = half the cores; see default_threads)
 
 
 @dataclass(frozen=True)
@@ -125,7 +108,7 @@ def sample_negatives(
 
 def train_ranker(
     cfg: RankerConfig,
-    tcfg: TrainConfig,
+    tcfg: TrainingSettings,
     space: ItemSpace,
     train: Examples,
     valid: Examples,

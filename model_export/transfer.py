@@ -9,23 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from model_export.encoder import TextEncoder, set_trainable, tokenize
-
-
-@dataclass
-class TransferStats:
-    mode: str
-    steps: int
-    trainable_params: int
-    loss_first: float
-    loss_last: float
-    seconds: float
+from schemas.reports import TransferStats
 
 
 def next_item_pairs(prev: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -54,7 +44,14 @@ def tune_encoder(
     start = time.perf_counter()
     if n_train == 0 or steps <= 0 or len(pairs) == 0:
         encoder.eval()
-        return TransferStats(mode, 0, n_train, float("nan"), float("nan"), 0.0)
+        return TransferStats(
+            mode=mode,
+            steps=0,
+            trainable_params=n_train,
+            loss_first=float("nan"),
+            loss_last=float("nan"),
+            seconds=0.0,
+        )
     params = [p for p in encoder.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     rng = np.random.default_rng(seed)
@@ -83,4 +80,11 @@ def tune_encoder(
     encoder.eval()
     for p in encoder.parameters():
         p.requires_grad = False
-    return TransferStats(mode, steps, n_train, first, last, time.perf_counter() - start)
+    return TransferStats(
+        mode=mode,
+        steps=steps,
+        trainable_params=n_train,
+        loss_first=first,
+        loss_last=last,
+        seconds=time.perf_counter() - start,
+    )

@@ -1,17 +1,29 @@
-"""The one settings object. Every field can be set by environment variable
-(``STREAMREC_`` prefix, ``__`` between nested names, e.g. ``STREAMREC_KAFKA__BROKER``) or by
-the matching CLI flag. No other module reads ``os.environ``.
+"""The one settings tree. Every field can be set by environment variable (``STREAMREC_``
+prefix, ``__`` between nested names, e.g. ``STREAMREC_KAFKA__BROKER``) and every CLI flag sets
+one field (``stream_app.cli.options``). No other module reads ``os.environ``; a child process
+gets its settings from ``Settings.to_env()``.
+
+Sections: ``kafka``, ``topics``, ``interests`` (the interest state), ``serving`` (the worker
+and the engine), ``training``, ``finetune``, ``replay``, ``demo``, ``datagen`` (synthetic
+worlds), ``local_kafka`` (the broker ``streamrec kafka`` runs), ``produce`` / ``consume``
+(the topic tools).
 """
 
 from __future__ import annotations
 
+import json
+import ssl
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from schemas.values import csv_floats, csv_ints, csv_strs, duration_s, name_value_pairs
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+Duration = Annotated[float, BeforeValidator(duration_s)]
 
 
 class KafkaSettings(BaseModel):
@@ -37,16 +49,19 @@ class KafkaSettings(BaseModel):
             "client_id": self.client_id,
         }
         if self.security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
-
-            cafile = str(self.ssl_cafile) if self.ssl_cafile else None
-            kwargs["ssl_context"] = create_ssl_context(cafile=cafile)
+            kwargs["ssl_context"] = self.ssl_context()
         if self.sasl_mechanism:
             kwargs["sasl_mechanism"] = self.sasl_mechanism
             kwargs["sasl_plain_username"] = self.sasl_username
             if self.sasl_password is not None:
                 kwargs["sasl_plain_password"] = self.sasl_password.get_secret_value()
         return kwargs
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client TLS context verifying the broker (``ssl_cafile``, else the system CAs),
+        as aiokafka's ``create_ssl_context`` builds it."""
+        cafile = str(self.ssl_cafile) if self.ssl_cafile else None
+        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
 
     def faust_broker_url(self) -> str:
         return ";".join(f"kafka://{b.strip()}" for b in self.broker.split(",") if b.strip())
@@ -86,6 +101,12 @@ class ServingSettings(BaseModel):
     explore: int = Field(2, ge=0, description="Fresh popular items added for exploration.")
     mmr_lambda: float = Field(0.8, ge=0, le=1, description="MMR relevance weight (1 = none).")
     purchase_blend: float = Field(0.3, ge=0, le=1, description="score = (1-b)*click + b*purchase")
+    diversify: bool = Field(
+        True, description="Interest quotas + MMR over the candidates (false: plain top-K by score)."
+    )
+    exclude_recent: int = Field(
+        1, ge=0, description="The newest items (the trigger first) are not recommended back."
+    )
     new_item_match: float = Field(
         0.5,
         le=1,
@@ -127,10 +148,224 @@ class ServingSettings(BaseModel):
     )
 
 
+class TrainingSettings(BaseModel):
+    """``streamrec train`` (and the training inside fine-tuning rounds and ablations). A
+    version's manifest records the values it was trained with."""
+
+    model_config = _FROZEN
+
+    split: Literal["time", "loo"] = Field(
+        "time", description="Held-out data: the last slices of time, or each user's last items."
+    )
+    encoder_mode: str = Field(
+        "frozen",
+        pattern=r"^(frozen|full|top-[1-9][0-9]*)$",
+        description="Transfer learning: frozen | top-N | full (encoder layers that train).",
+    )
+    encoder_steps: int = Field(
+        100, ge=0, description="Contrastive next-item steps when the encoder is tuned."
+    )
+    d: int = Field(64, ge=1, description="Item representation size.")
+    hidden: int = Field(64, ge=1, description="Ranker hidden layer size.")
+    recent_len: int = Field(20, ge=1, description="Recent items the ranker reads (L).")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the ranker.")
+    use_text: bool = Field(True, description="Item text vectors (false: the no-text ablation).")
+    use_ids: bool = Field(True, description="Item id embeddings (false: text only).")
+    test_max: int = Field(5000, ge=1, description="Held-out test examples scored (sampled).")
+    epochs: int = Field(20, ge=1, description="Max epochs (early stopping).")
+    batch_size: int = Field(512, ge=1, description="Training examples per step.")
+    lr: float = Field(2e-3, ge=0, description="AdamW learning rate.")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
+    negatives: int = Field(
+        0,
+        ge=0,
+        description="Shared negatives per batch; 0 = auto (64 up to 5,000 items, else 128).",
+    )
+    pop_mix: float = Field(
+        0.5, ge=0, le=1, description="Share of negatives drawn by popularity (rest uniform)."
+    )
+    hard_negatives: int = Field(
+        16, ge=0, description="Per example: negatives among the positive's nearest items by text."
+    )
+    hard_pool: int = Field(50, ge=1, description="Nearest items by text the hard ones come from.")
+    patience: int = Field(3, ge=1, description="Epochs without a better validation NDCG@10.")
+    seed: int = Field(0, description="Same seed, same data, same model.")
+    eval_max: int = Field(2000, ge=1, description="Validation examples scored per epoch.")
+    grad_clip: float = Field(5.0, gt=0, description="Gradient norm clip.")
+    threads: int = Field(
+        0, ge=0, description="torch threads (0 = every core when the machine is quiet, else half)."
+    )
+    publish: bool = Field(True, description="Publish the trained version (false: test only).")
+
+
+class FinetuneSettings(BaseModel):
+    """``streamrec finetune``: the incremental fine-tuning job. Its rounds train with
+    ``training`` except for the fields here (and the architecture, copied from CURRENT)."""
+
+    model_config = _FROZEN
+
+    every: Duration | None = Field(600.0, gt=0, description="Round interval (90s, 10m, 2h).")
+    every_events: int | None = Field(None, ge=1, description="Or: a round per N new events.")
+    once: bool = Field(False, description="Consume what is there, run one round, exit.")
+    window: Duration = Field(
+        7200.0, gt=0, description="Recent events kept in full (event time); older: sampled."
+    )
+    reservoir: int = Field(20_000, ge=0, description="Older events kept as a uniform sample.")
+    tolerance: float = Field(
+        0.01, ge=0, description="Max drop vs CURRENT on NDCG@10 and both AUCs (and online)."
+    )
+    min_events: int = Field(1000, ge=1, description="New events needed before a round.")
+    encoder_mode: str = Field(
+        "frozen",
+        pattern=r"^(frozen|full|top-[1-9][0-9]*)$",
+        description="frozen | top-N | full (top-N re-tunes the top encoder layers each round).",
+    )
+    encoder_steps: int = Field(40, ge=0, description="Contrastive steps when the encoder tunes.")
+    epochs: int = Field(5, ge=1, description="Max epochs per round.")
+    patience: int = Field(2, ge=1, description="Early stopping patience per round.")
+    buffer_dir: Path | None = Field(
+        None, description="Event buffer [default: DATA_DIR/finetune-buffer]."
+    )
+    shadow: int | None = Field(
+        None,
+        ge=1,
+        description="Before promoting a gated candidate, each worker scores it beside the served "
+        "model on its next N live events; promoted only if its online hit rate >= the served "
+        "one's - tolerance.",
+    )
+    shadow_wait: Duration = Field(600.0, gt=0, description="Wait for the shadow reports.")
+    shadow_workers: int = Field(
+        1, ge=1, description="Shadow reports that end the wait early (later ones: a 2 s grace)."
+    )
+    corrupt_labels: bool = Field(
+        False, description="Drill: train on shuffled targets; the gate must refuse the result."
+    )
+
+    def round_training(self, training: TrainingSettings) -> TrainingSettings:
+        """The training settings of a round: ``training`` with this job's overrides."""
+        return training.model_copy(
+            update={
+                "split": "time",
+                "encoder_mode": self.encoder_mode,
+                "encoder_steps": self.encoder_steps,
+                "epochs": self.epochs,
+                "patience": self.patience,
+            }
+        )
+
+
+CsvStrs = Annotated[tuple[str, ...], NoDecode, BeforeValidator(csv_strs)]
+
+
+class ReplaySettings(BaseModel):
+    """``streamrec replay``: evaluation by replaying an event log through the same core."""
+
+    model_config = _FROZEN
+
+    version: str | None = Field(None, description="Version to evaluate [default: CURRENT].")
+    protocol: Literal["stream", "loo"] = Field("stream", description="stream | loo.")
+    ks: Annotated[tuple[int, ...], NoDecode, BeforeValidator(csv_ints)] = Field(
+        (10, 20), description="Cutoffs, e.g. 10,20."
+    )
+    baselines: CsvStrs = Field(("pop", "cooc"), description="pop,cooc or none.")
+    ablations: CsvStrs = Field(
+        ("single-interest", "no-diversity", "no-text"),
+        description="Any of single-interest,no-diversity,no-text, or none.",
+    )
+    ablation_versions: Annotated[dict[str, str], NoDecode, BeforeValidator(name_value_pairs)] = (
+        Field(
+            default_factory=dict, description="NAME=VERSION: this registry version for an ablation."
+        )
+    )
+    train_ablations: bool = Field(
+        False, description="Train missing ablation versions now (not served; status 'ablation')."
+    )
+    lambdas: Annotated[tuple[float, ...], NoDecode, BeforeValidator(csv_floats)] = Field(
+        (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0),
+        description="MMR lambdas of the trade-off plot (report).",
+    )
+    warmup_frac: float = Field(
+        0.8, ge=0, lt=1, description="stream: share of the log (by time) only warmed on."
+    )
+    max_users: int | None = Field(
+        None, ge=1, description="Score only the first N users (all events still feed the systems)."
+    )
+    batch: int = Field(256, ge=1, description="Events (stream) scored per batch.")
+    via_kafka: bool = Field(False, description="Replay through the real topics and a worker.")
+    rate: float | None = Field(None, gt=0, description="--via-kafka: events/s (default: max).")
+    start_worker: bool = Field(False, description="--via-kafka: start a worker for the run.")
+
+
+class DemoSettings(BaseModel):
+    """``streamrec demo``: broker + data + model + worker + live recommendations."""
+
+    model_config = _FROZEN
+
+    duration: float = Field(60.0, gt=0, description="Seconds of streaming (Ctrl-C stops earlier).")
+    rate: float = Field(100.0, gt=0, description="Events per second.")
+    workdir: Path = Field(
+        Path("var/demo"), description="Data, registry, worker state and logs of the demo."
+    )
+    users: int = Field(600, ge=1, description="Synthetic users.")
+    items: int = Field(900, ge=24, description="Synthetic items.")
+    events: int = Field(40_000, ge=1, description="Synthetic events (history + streamed).")
+    seed: int = Field(7, description="Seed of the synthetic shop.")
+    epochs: int = Field(4, ge=1, description="Epochs when the demo trains a model.")
+    shown: int = Field(3, ge=0, description="Users whose live recommendations are shown.")
+
+
+class DatagenSettings(BaseModel):
+    """``streamrec generate``: a synthetic world (users with several drifting interests)."""
+
+    model_config = _FROZEN
+
+    users: int = Field(1000, ge=1, description="Users.")
+    items: int = Field(2000, ge=24, description="Items.")
+    events: int = Field(100_000, ge=1, description="Events.")
+    seed: int = Field(0, description="Same seed, same files.")
+    drift_at: float = Field(
+        0.5, ge=0, le=1, description="Fraction of the time span at which users swap one interest."
+    )
+
+
+class LocalKafkaSettings(BaseModel):
+    """``streamrec kafka start|stop|status``: a single-node broker from Maven Central jars."""
+
+    model_config = _FROZEN
+
+    port: int = Field(9092, ge=1, le=65534, description="Client port (controller: port + 1).")
+    data_dir: Path | None = Field(None, description="Broker data dir [default: var/kafka-PORT].")
+
+
+class ProduceSettings(BaseModel):
+    """``streamrec produce``: JSONL lines to a topic."""
+
+    model_config = _FROZEN
+
+    rate: float | None = Field(None, gt=0, description="Messages per second [default: max].")
+    key_field: str | None = Field(
+        None, description="JSON field used as key [default: user_id, else item_id]."
+    )
+    create_topics: bool = Field(
+        True, description="Create streamrec's topics (partitions, compaction) when missing."
+    )
+
+
+class ConsumeSettings(BaseModel):
+    """``streamrec consume``: print a topic."""
+
+    model_config = _FROZEN
+
+    timeout: float = Field(
+        10.0, gt=0, description="Stop after this many seconds without a message."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STREAMREC_",
         env_nested_delimiter="__",
+        env_parse_none_str="null",
         frozen=True,
         extra="forbid",
     )
@@ -140,6 +375,14 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     interests: InterestSettings = InterestSettings()
     serving: ServingSettings = ServingSettings()
+    training: TrainingSettings = TrainingSettings()
+    finetune: FinetuneSettings = FinetuneSettings()
+    replay: ReplaySettings = ReplaySettings()
+    demo: DemoSettings = DemoSettings()
+    datagen: DatagenSettings = DatagenSettings()
+    local_kafka: LocalKafkaSettings = LocalKafkaSettings()
+    produce: ProduceSettings = ProduceSettings()
+    consume: ConsumeSettings = ConsumeSettings()
     data_dir: Path = Field(Path("var/data"), description="Worker state (RocksDB tables).")
     registry_dir: Path = Field(Path("var/registry"), description="Model registry root.")
     model_path: str | None = Field(
@@ -152,6 +395,11 @@ class Settings(BaseSettings):
     )
     kafka_version: str = Field("4.1.1", description="Apache Kafka broker version (Maven Central).")
     log_level: Literal["debug", "info", "warn", "error"] = Field("info", description="Log level.")
+
+    def to_env(self) -> dict[str, str]:
+        """Every setting as the ``STREAMREC_*`` environment that reproduces these settings in
+        a child process (secrets included: give it only to processes of ours)."""
+        return {env_name(p): env_text(setting_value(self, p)) for p in setting_paths()}
 
     def with_overrides(self, **dotted: Any) -> Settings:
         """A copy with ``{"kafka.broker": "h:1", "top_k": ...}``-style overrides (None = keep)."""
@@ -169,17 +417,68 @@ class Settings(BaseSettings):
         return type(self).model_validate(data)
 
 
-def setting_env_names(
-    model: type[BaseModel] = Settings, prefix: str = "STREAMREC_"
-) -> list[tuple[str, str, str]]:
-    """(env var, default, description) for every leaf setting: the README settings table."""
-    rows: list[tuple[str, str, str]] = []
+PREFIX = "STREAMREC_"
+
+
+def env_name(path: str) -> str:
+    """``training.epochs`` -> ``STREAMREC_TRAINING__EPOCHS``."""
+    return PREFIX + "__".join(path.split(".")).upper()
+
+
+def setting_field(path: str) -> FieldInfo:
+    """The field of a dotted settings path; KeyError naming the path when there is none."""
+    model: type[BaseModel] = Settings
+    *parents, leaf = path.split(".")
+    for part in parents:
+        ann = model.model_fields[part].annotation if part in model.model_fields else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            msg = f"settings path {path!r}: {part!r} is not a settings section"
+            raise KeyError(msg)
+        model = ann
+    if leaf not in model.model_fields:
+        msg = f"settings path {path!r}: no field {leaf!r} in {model.__name__}"
+        raise KeyError(msg)
+    return model.model_fields[leaf]
+
+
+def setting_paths(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:
+    """Dotted path of every leaf setting, in declaration order."""
+    out: list[str] = []
     for name, field in model.model_fields.items():
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
-            rows += setting_env_names(ann, f"{prefix}{name.upper()}__")
-            continue
-        default = field.default
-        shown = "(secret)" if "password" in name else repr(default if default is not None else None)
-        rows.append((f"{prefix}{name.upper()}", shown, field.description or ""))
+            out += setting_paths(ann, f"{prefix}{name}.")
+        else:
+            out.append(f"{prefix}{name}")
+    return out
+
+
+def setting_value(settings: BaseModel, path: str) -> Any:
+    node: Any = settings
+    for part in path.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def env_text(value: Any) -> str:
+    """A setting's value as an environment variable's text (read back by Settings())."""
+    if value is None:
+        return "null"
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple | list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def setting_env_names(model: type[BaseModel] = Settings) -> list[tuple[str, str, str]]:
+    """(env var, default, description) for every leaf setting: the README settings table."""
+    rows: list[tuple[str, str, str]] = []
+    for path in setting_paths(model):
+        field = setting_field(path)
+        default = field.get_default(call_default_factory=True)
+        shown = "(secret)" if "password" in path else repr(default)
+        rows.append((env_name(path), shown, field.description or ""))
     return rows

@@ -1,20 +1,32 @@
-"""Regenerate (default) or check (--check) the settings table in README.md from Settings."""
+"""Regenerate (default) or check (--check) the settings table in README.md: every setting's
+environment variable, default, the CLI flags that set it and what it means."""
 
 import sys
 from pathlib import Path
 
-from schemas.settings import setting_env_names
+from schemas.settings import env_name, setting_field, setting_paths
+from stream_app.cli import cli_group
+from stream_app.cli.options import setting_flags
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- settings:start -->", "<!-- settings:end -->"
 
 
+def _default(path: str) -> str:
+    if path == "cache_dir":
+        return "'~/.cache/streamrec'"
+    if "password" in path:
+        return "(secret)"
+    return repr(setting_field(path).get_default(call_default_factory=True))
+
+
 def table() -> str:
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for name, default, desc in setting_env_names():
-        if "cache" in name.lower():
-            default = "'~/.cache/streamrec'"
-        rows.append(f"| `{name}` | `{default}` | {desc} |")
+    flags = setting_flags(cli_group())
+    rows = ["| variable | default | flags | meaning |", "|---|---|---|---|"]
+    for path in setting_paths():
+        shown = "<br>".join(f"`{f}`" for f in flags.get(path, [])) or "-"
+        desc = (setting_field(path).description or "").replace("|", "\\|")
+        rows.append(f"| `{env_name(path)}` | `{_default(path)}` | {shown} | {desc} |")
     return "\n".join(rows)
 
 

@@ -3,7 +3,8 @@
 1. a broker: the one configured if it answers, else a local one (`streamrec kafka start`);
 2. data: a synthetic shop (users with several drifting interests) unless files are given;
 3. a model: trained into the registry if it has no CURRENT version (minutes, with progress);
-4. a worker (`streamrec worker` subprocess) fed the catalogue through the ``items`` topic;
+4. a worker (``WorkerProcess``: `streamrec worker` with the demo's settings) fed the
+   catalogue through the ``items`` topic;
 5. events streamed at a steady rate (a few deliberately bad ones go to the DLQ), live
    recommendations for a few users shown as they click;
 6. a summary: events/s, latency percentiles, DLQ count, model version.
@@ -15,12 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +29,10 @@ from rich.table import Table
 from schemas.settings import Settings
 from stream_app.kafka import io as kafka_io
 from stream_app.kafka import local as kafka_local
+from stream_app.worker.process import WorkerProcess
 
+WORKER_START_TIMEOUT_S = 180.0
+DEMO_DIM = 48  # representation size of a model the demo trains (small: minutes on 2 cores)
 BAD_LINES = [
     b'{"event_id": "bad-1", "event_type": "click", "user_id": "u1"',  # malformed
     b'{"event_id": "bad-2", "event_type": "view", "user_id": "u1", "item_id": "x",'
@@ -41,22 +40,6 @@ BAD_LINES = [
     b'{"event_id": "bad-3", "event_type": "click", "user_id": "u1", '
     b'"item_id": "no-such-item", "ts": "2026-03-01T00:00:00Z"}',
 ]
-
-
-@dataclass
-class DemoOptions:
-    workdir: Path = Path("var/demo")
-    duration: float = 60.0
-    rate: float = 100.0
-    users: int = 600
-    items: int = 900
-    events: int = 40_000
-    seed: int = 7
-    shown: int = 3
-    items_file: Path | None = None
-    events_file: Path | None = None
-    epochs: int = 4
-    web_port: int = 6066
 
 
 @dataclass
@@ -72,8 +55,15 @@ class Stats:
 
 
 class Demo:
-    def __init__(self, settings: Settings, opts: DemoOptions, console: Console) -> None:
-        self.settings, self.opts, self.console = settings, opts, console
+    def __init__(
+        self,
+        settings: Settings,
+        console: Console,
+        items_path: Path | None = None,
+        events_path: Path | None = None,
+    ) -> None:
+        self.settings, self.opts, self.console = settings, settings.demo, console
+        self.items_path, self.events_path = items_path, events_path
         self.stopper: list[Any] = []
         self.stats = Stats()
         self.titles: dict[str, tuple[str, tuple[str, ...]]] = {}
@@ -100,8 +90,8 @@ class Demo:
         self.console.print(f"· local Kafka started on port {port} ({data})")
 
     def data(self) -> tuple[Path, Path]:
-        if self.opts.items_file and self.opts.events_file:
-            return self.opts.items_file, self.opts.events_file
+        if self.items_path and self.events_path:
+            return self.items_path, self.events_path
         world = self.opts.workdir / "world"
         if not (world / "events.jsonl").exists():
             from stream_app.datagen.synthetic import generate_world
@@ -118,74 +108,36 @@ class Demo:
         from stream_app.registry import Registry
 
         reg = Registry(self.settings.registry_dir)
-        if reg.current():
-            self.console.print(f"· serving model {reg.current()} from {reg.root}")
-            return reg.current() or ""
-        from model_export.pipeline import TrainOptions, run_training
-        from model_export.train import TrainConfig
-        from stream_app.cli.model import metrics_table
+        current = reg.current()
+        if current is not None:
+            self.console.print(f"· serving model {current} from {reg.root}")
+            return current
+        from model_export.pipeline import run_training
+        from stream_app.cli.common import metrics_table
         from stream_app.cli.progress import TrainProgress
 
         self.console.print("· no model yet: training one (a few minutes on 2 cores)")
-        opts = TrainOptions(d=48, hidden=48, train=TrainConfig(epochs=self.opts.epochs))
+        settings = self.settings.with_overrides(
+            **{
+                "training.d": DEMO_DIM,
+                "training.hidden": DEMO_DIM,
+                "training.epochs": self.opts.epochs,
+            }
+        )
         with TrainProgress(self.console) as progress:
-            report = run_training(self.settings, items, events, opts, progress.hooks, reg.root)
-        self.console.print(metrics_table("held-out test (time split)", report["systems"]))
-        return report["version"]
+            report = run_training(settings, items, events, progress.hooks, reg.root)
+        self.console.print(metrics_table("held-out test (time split)", report.systems))
+        return reg.require_current()
 
     def worker(self) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "stream_app.cli",
-            "worker",
-            "--registry",
-            str(self.settings.registry_dir),
-            "--data-dir",
-            str(self.opts.workdir / "worker"),
-            "--broker",
-            self.settings.kafka.broker,
-            "--web-port",
-            str(self.opts.web_port),
-            "--loglevel",
-            "warn",
-        ]
-        log = open(self.opts.workdir / "worker.log", "ab")  # noqa: SIM115 - closed in stopper
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,  # noqa: S603
-            start_new_session=True,
+        worker_settings = self.settings.with_overrides(
+            data_dir=str(self.opts.workdir / "worker"), log_level="warn"
         )
-
-        def stop() -> None:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-            log.close()
-
-        self.stopper.append(stop)
-        url = f"http://localhost:{self.opts.web_port}/health"
+        worker = WorkerProcess(worker_settings, self.opts.workdir, name="worker").start()
+        self.stopper.append(worker.stop)
         with self.console.status("· starting the worker (loads the model, reads the catalogue)"):
-            deadline = time.monotonic() + 180
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    msg = (
-                        f"worker exited with {proc.returncode}; see {self.opts.workdir}/worker.log"
-                    )
-                    raise RuntimeError(msg)
-                with contextlib.suppress(OSError, ValueError):
-                    with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310
-                        health = json.loads(resp.read())
-                        if health.get("status") == "ok" and health.get("catalogue_size", 1) > 0:
-                            self.console.print(f"· worker up (pid {proc.pid}): {health}")
-                            return
-                time.sleep(1)
-        msg = f"worker not healthy after 180 s; see {self.opts.workdir}/worker.log"
-        raise RuntimeError(msg)
+            health = worker.wait_healthy(WORKER_START_TIMEOUT_S)
+        self.console.print(f"· worker up (pid {worker.pid}, log {worker.log_path}): {health}")
 
     # -- streaming -----------------------------------------------------------------------
     async def stream(self, items: Path, events: Path) -> None:
@@ -327,9 +279,14 @@ class Demo:
                 self.stopper.pop()()
 
 
-def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> Stats:
-    opts.workdir.mkdir(parents=True, exist_ok=True)
-    demo = Demo(settings, opts, console)
+def run_demo(
+    settings: Settings,
+    console: Console,
+    items_path: Path | None = None,
+    events_path: Path | None = None,
+) -> Stats:
+    settings.demo.workdir.mkdir(parents=True, exist_ok=True)
+    demo = Demo(settings, console, items_path, events_path)
     try:
         demo.broker()
         items, events = demo.data()

@@ -5,8 +5,9 @@ Layout::
     <root>/CURRENT              the served version (replaced atomically with os.replace)
     <root>/history.json         stack of versions made current (publish/promote push,
                                 rollback pops)
-    <root>/v0001/manifest.json  version, parent, created_at, status, files (sha256, bytes),
-                                config, training window, metrics
+    <root>/v0001/manifest.json  ``schemas.manifest.Manifest``: version, parent, created_at,
+                                status, files (sha256, bytes), encoder, engine, training
+                                settings and window, metrics
     <root>/v0001/...            encoder.onnx, item_tower.onnx, ranker.onnx, tokenizer/, ...
     <root>/.staging-*           a version being written; never visible as a version
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -28,6 +30,12 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.manifest import FileEntry, Manifest, ManifestDraft, ShadowRecord, Status
+
+log = logging.getLogger("streamrec.registry")
 
 MANIFEST = "manifest.json"
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
@@ -68,10 +76,6 @@ def _atomic_write(path: Path, data: str) -> None:
     _fsync_dir(path.parent)
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
 class Registry:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -90,13 +94,25 @@ class Registry:
         ]
         return sorted(found, key=lambda v: int(v[1:]))
 
-    def manifest(self, version: str) -> dict[str, Any]:
+    def manifest(self, version: str) -> Manifest:
         path = self.path(version) / MANIFEST
         try:
-            return json.loads(path.read_text())
+            return Manifest.model_validate_json(path.read_bytes())
         except FileNotFoundError:
             msg = f"model version {version!r}: no manifest at {path} (known: {self.versions()})"
             raise RegistryError(msg) from None
+        except ValidationError as exc:
+            msg = f"model version {version!r}: {path} is not a valid manifest: {exc}"
+            raise RegistryError(msg) from None
+
+    def manifests(self) -> Iterator[Manifest]:
+        """Every version's manifest, oldest first; a version whose manifest cannot be read
+        is logged and left out (it cannot be served or compared anyway)."""
+        for version in self.versions():
+            try:
+                yield self.manifest(version)
+            except RegistryError as exc:
+                log.warning("%s", exc)
 
     def current(self) -> str | None:
         try:
@@ -122,8 +138,8 @@ class Registry:
     def verify(self, version: str) -> list[str]:
         """Problems with a version's files (missing, truncated, tampered); [] when sound."""
         try:
-            files = self.manifest(version)["files"]
-        except (RegistryError, KeyError, json.JSONDecodeError) as exc:
+            files = self.manifest(version).files
+        except RegistryError as exc:
             return [f"{version}: unreadable manifest: {exc}"]
         problems = []
         base = self.path(version)
@@ -133,14 +149,14 @@ class Registry:
                 problems.append(f"{version}/{name}: missing")
                 continue
             size = path.stat().st_size
-            if size != meta["bytes"]:
-                problems.append(f"{version}/{name}: expected {meta['bytes']} bytes, got {size}")
+            if size != meta.bytes:
+                problems.append(f"{version}/{name}: expected {meta.bytes} bytes, got {size}")
                 continue
             digest = sha256_file(path)
-            if digest != meta["sha256"]:
+            if digest != meta.sha256:
                 problems.append(
                     f"{version}/{name}: sha256 mismatch (expected "
-                    f"{meta['sha256'][:12]}…, got {digest[:12]}…)"
+                    f"{meta.sha256[:12]}…, got {digest[:12]}…)"
                 )
         return problems
 
@@ -199,13 +215,14 @@ class Registry:
         self,
         source: str,
         make_current: bool = True,
-        status: str = "published",
+        status: Status = "published",
         edit: Callable[[Path], None] | None = None,
         **manifest_changes: Any,
     ) -> str:
         """Publish a new version with ``source``'s files (``edit(staging_dir)`` may change them
-        first; ``manifest_changes`` override manifest fields), its parent the current version.
-        No gate: drills, benchmarks (a swap to an identical model) and tests use it."""
+        first; ``manifest_changes`` replace top-level manifest fields, validated), its parent
+        the current version. No gate: drills, benchmarks (a swap to an identical model) and
+        tests use it."""
         _, staging = self.staging()
         src = self.path(source)
         for f in src.rglob("*"):
@@ -215,21 +232,15 @@ class Registry:
                 shutil.copyfile(f, dst)
         if edit is not None:
             edit(staging)
-        manifest = {
-            k: v
-            for k, v in self.manifest(source).items()
-            if k not in ("files", "version", "status", "created_at")
-        }
-        manifest["parent"] = self.current()
-        manifest.update(manifest_changes)
-        return self.publish(staging, manifest, make_current=make_current, status=status)
+        draft = self.manifest(source).draft(**{"parent": self.current(), **manifest_changes})
+        return self.publish(staging, draft, make_current=make_current, status=status)
 
     def publish(
         self,
         staging: Path,
-        manifest: dict[str, Any],
+        draft: ManifestDraft,
         make_current: bool = True,
-        status: str = "published",
+        status: Status = "published",
     ) -> str:
         """Hash every file, write the manifest last, rename into place, then move CURRENT."""
         m = _STAGING_RE.match(staging.name)
@@ -244,16 +255,16 @@ class Registry:
                 continue
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
-            files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+            files[rel] = FileEntry(sha256=sha256_file(path), bytes=path.stat().st_size)
         with self._lock():
-            full = {
-                **manifest,
-                "version": version,
-                "created_at": manifest.get("created_at") or _now(),
-                "status": status,
-                "files": files,
-            }
-            _atomic_write(staging / MANIFEST, json.dumps(full, indent=2, default=str))
+            manifest = Manifest(
+                **dict(draft),
+                version=version,
+                created_at=datetime.now(UTC),
+                status=status,
+                files=files,
+            )
+            _atomic_write(staging / MANIFEST, manifest.model_dump_json(indent=2))
             _fsync_dir(staging)
             os.rename(staging, self.path(version))
             _fsync_dir(self.root)
@@ -275,21 +286,31 @@ class Registry:
         if problems:
             msg = f"cannot promote {version}: " + "; ".join(problems)
             raise RegistryError(msg)
-        if self.manifest(version).get("status") != "published":
-            msg = f"cannot promote {version}: status is {self.manifest(version).get('status')!r}"
+        status = self.manifest(version).status
+        if status != "published":
+            msg = f"cannot promote {version}: status is {status!r}"
             raise RegistryError(msg)
         with self._lock():
             self._expect_current(expected_current, f"promote {version}")
             self._push_current(version)
 
-    def set_status(self, version: str, status: str, **fields: Any) -> None:
-        """Rewrite a version's manifest status (and extra fields), atomically; its files and
-        their hashes are untouched. E.g. a shadow candidate's online verdict."""
+    def set_status(
+        self,
+        version: str,
+        status: Status,
+        refused_reason: str | None = None,
+        shadow: ShadowRecord | None = None,
+    ) -> None:
+        """Rewrite a version's manifest status (and why it was refused, the shadow verdict),
+        atomically; its files and their hashes are untouched."""
+        changes: dict[str, Any] = {}
+        if refused_reason is not None:
+            changes["refused_reason"] = refused_reason
+        if shadow is not None:
+            changes["shadow"] = shadow
         with self._lock():
-            manifest = {**self.manifest(version), **fields, "status": status}
-            _atomic_write(
-                self.path(version) / MANIFEST, json.dumps(manifest, indent=2, default=str)
-            )
+            manifest = self.manifest(version).with_status(status, **changes)
+            _atomic_write(self.path(version) / MANIFEST, manifest.model_dump_json(indent=2))
 
     def _expect_current(self, expected: str | None, what: str) -> None:
         current = self.current()

@@ -8,7 +8,6 @@ to use an already running broker instead of starting one.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,22 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 ML_SMALL = ROOT.parent / "shared" / "data" / "ml-latest-small"
 
 
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("localhost", 0))
-            port = s.getsockname()[1]
-        if port < 65000:
-            with socket.socket() as s2:
-                try:
-                    s2.bind(("localhost", port + 1))
-                except OSError:
-                    continue
-            return port
-    msg = "no free port pair for the test broker"
-    raise RuntimeError(msg)
-
-
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap address of a real Kafka broker for this test session."""
@@ -47,7 +30,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from stream_app.kafka import local as kafka_local
 
     base = Settings()
-    port = _free_port_pair()
+    port = kafka_local.free_port(pair=True)
     data_dir = tmp_path_factory.mktemp("kafka")
     kafka_local.start(port, data_dir, base.kafka_version, base.cache_dir, partitions=4)
     try:
@@ -88,13 +71,15 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_registry(tmp_path_factory: pytest.TempPathFactory, tiny_world: Path) -> Path:
     """A registry with one small but really trained version (CURRENT)."""
     pytest.importorskip("torch")
-    from model_export.pipeline import TrainOptions, run_training
-    from model_export.train import TrainConfig
+    from model_export.pipeline import run_training
 
     reg = tmp_path_factory.mktemp("registry")
-    opts = TrainOptions(d=32, hidden=32, train=TrainConfig(epochs=2, negatives=32, seed=1))
+    settings = Settings().with_overrides(
+        **{"training.d": 32, "training.hidden": 32, "training.epochs": 2},
+        **{"training.negatives": 32, "training.seed": 1},
+    )
     run_training(
-        Settings(), tiny_world / "items.jsonl", tiny_world / "events.jsonl", opts, registry_dir=reg
+        settings, tiny_world / "items.jsonl", tiny_world / "events.jsonl", registry_dir=reg
     )
     return reg
 

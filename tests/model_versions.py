@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from schemas.manifest import Status
 from stream_app.registry import Registry
 
 
@@ -15,7 +16,7 @@ def publish_copy(
     registry: Path,
     source: str,
     make_current: bool,
-    status: str = "published",
+    status: Status = "published",
     edit: Callable[[Path], None] | None = None,
     **manifest_changes: object,
 ) -> str:

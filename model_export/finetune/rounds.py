@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
 from typing import Any
+
+import numpy as np
 
 from model_export import checkpoint
 from model_export.export import ParityError
-from model_export.pipeline import Prepared, TrainOptions, fit, prepare, publish_version
+from model_export.pipeline import fit, prepare
+from model_export.publish import keep_refused_weights, publish_version
 from model_export.train import evaluate
+from schemas.manifest import Manifest, RoundRecord
 from schemas.reports import RoundResult
-from schemas.settings import Settings
+from schemas.settings import Settings, TrainingSettings
 from stream_app.core.hooks import Hooks
 from stream_app.registry import Registry
 
 GATED = ("ndcg@10", "auc_click", "auc_purchase")
+ARCHITECTURE = ("d", "hidden", "recent_len", "use_text", "use_ids")
 
 
 def gate(candidate: dict[str, float], current: dict[str, float], tolerance: float) -> list[str]:
@@ -42,28 +46,18 @@ def gate(candidate: dict[str, float], current: dict[str, float], tolerance: floa
     return reasons
 
 
-def options_from(manifest: dict[str, Any] | None, base: TrainOptions) -> TrainOptions:
+def options_from(manifest: Manifest | None, base: TrainingSettings) -> TrainingSettings:
     """Warm starts need the current version's architecture: copy it over ``base``."""
-    if not manifest:
+    if manifest is None:
         return base
-    cfg = manifest["config"]
-    return TrainOptions(
-        **{
-            **asdict(base),
-            "train": base.train,
-            "d": cfg["d"],
-            "hidden": cfg["hidden"],
-            "recent_len": cfg["recent_len"],
-            "use_text": cfg["use_text"],
-            "use_ids": cfg["use_ids"],
-        }
-    )
+    cfg = manifest.engine.config
+    return base.model_copy(update={name: getattr(cfg, name) for name in ARCHITECTURE})
 
 
 def find_round(registry: Registry, round_id: str) -> str | None:
-    for version in reversed(registry.versions()):
-        if registry.manifest(version).get("round", {}).get("id") == round_id:
-            return version
+    for manifest in reversed(list(registry.manifests())):
+        if manifest.round is not None and manifest.round.id == round_id:
+            return manifest.version
     return None
 
 
@@ -72,16 +66,15 @@ def run_round(
     registry: Registry,
     items: list[Any],
     events: list[Any],
-    opts: TrainOptions,
     tolerance: float,
     round_id: str,
     hooks: Hooks | None = None,
     make_current: bool = True,
     corrupt_labels: bool = False,
 ) -> RoundResult:
-    """``opts`` are the base training options: the architecture comes from CURRENT (warm
-    start). ``corrupt_labels`` shuffles the training targets (a deliberately bad candidate:
-    tests and drills use it to show that the gate refuses it)."""
+    """``settings.training`` are the round's training options; the architecture comes from
+    CURRENT (warm start). ``corrupt_labels`` shuffles the training targets (a deliberately bad
+    candidate: tests and drills use it to show that the gate refuses it)."""
     hooks = hooks or Hooks()
     t0 = time.perf_counter()
     parent = registry.current()
@@ -89,8 +82,10 @@ def run_round(
     if done is not None:
         reason = f"round {round_id} already produced {done}"
         return RoundResult(decision="skipped", reason=reason, version=done, parent=parent)
-    opts = options_from(registry.manifest(parent) if parent else None, opts)
-    prep = prepare(settings, items, events, opts, hooks, {"round": round_id})
+    opts = options_from(registry.manifest(parent) if parent else None, settings.training)
+    prep = prepare(
+        settings.model_copy(update={"training": opts}), items, events, hooks, round=round_id
+    )
     counts = {
         "events": len(events),
         "train": len(prep.data.train),
@@ -107,9 +102,7 @@ def run_round(
             seconds=time.perf_counter() - t0,
         )
     if corrupt_labels:
-        import numpy as np
-
-        rng = np.random.default_rng(opts.train.seed)
+        rng = np.random.default_rng(opts.seed)
         prep.data.train.target[:] = rng.integers(1, prep.space.n + 1, len(prep.data.train))
     cfg = prep.ranker_config()
     init = current = None
@@ -121,33 +114,27 @@ def run_round(
     cand = evaluate(result.ranker, prep.space, prep.data.test)
     cur = evaluate(current, prep.space, prep.data.test) if current else {}
     reasons = gate(cand, cur, tolerance) if cur else []
-    report = {"systems": {"streamrec": cand, **({"current": cur} if cur else {})}}
-    extra: dict[str, Any] = {
-        "round": {
-            "id": round_id,
-            "counts": counts,
-            "candidate": cand,
-            "current": cur,
-            "tolerance": tolerance,
-        }
-    }
-    status = "refused" if reasons else "published"
-    if reasons:
-        extra["refused_reason"] = "; ".join(reasons)
+    systems = {"streamrec": cand, **({"current": cur} if cur else {})}
+    record = RoundRecord(
+        id=round_id, counts=counts, candidate=cand, current=cur, tolerance=tolerance
+    )
     try:
         version, _ = publish_version(
             prep,
             result.ranker,
-            report,
+            systems,
             registry,
             parent,
             make_current=make_current and not reasons,
-            status=status,
-            extra=extra,
+            status="refused" if reasons else "published",
+            round_record=record,
+            refused_reason="; ".join(reasons) or None,
         )
     except ParityError as exc:
         reasons.append(f"ONNX parity: {exc}")
-        version = _keep_refused_weights(prep, result, registry, parent, reasons, extra)
+        version = keep_refused_weights(
+            prep, result.ranker, systems, registry, parent, record, "; ".join(reasons)
+        )
     return RoundResult(
         decision="refused" if reasons else "published",
         reason="; ".join(reasons) or "gate passed",
@@ -159,23 +146,3 @@ def run_round(
         epochs=len(result.history),
         seconds=time.perf_counter() - t0,
     )
-
-
-def _keep_refused_weights(
-    prep: Prepared,
-    result: Any,
-    registry: Registry,
-    parent: str | None,
-    reasons: list[str],
-    extra: dict[str, Any],
-) -> str:
-    """Keep the weights of a candidate whose export failed parity, with the reason."""
-    version, staging = registry.staging()
-    checkpoint.save(staging, result.ranker, prep.ranker_config(), prep.space)
-    registry.publish(
-        staging,
-        {"parent": parent, **extra, "refused_reason": "; ".join(reasons)},
-        make_current=False,
-        status="refused",
-    )
-    return version

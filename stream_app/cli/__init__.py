@@ -1,36 +1,34 @@
 """``streamrec`` command line: a thin layer over the pipelines.
 
-Each sub-command lives in its own module and is registered here explicitly. Every flag maps
-to a Settings field, so ``STREAMREC_*`` environment variables set the same things.
+Each sub-command lives in its own module and is registered here explicitly. Every flag sets
+a Settings field (``stream_app.cli.options``), so ``STREAMREC_*`` environment variables set
+the same things; the README's settings table lists them.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
-from stream_app.cli import kafka  # noqa: F401  (registers sub-commands)
 from stream_app.cli.common import cli
 
-_OPTIONAL = ("data", "model", "worker", "replay", "finetune", "demo")
+COMMANDS = ("kafka", "data", "train", "model", "worker", "replay", "finetune", "demo")
 
 
-def _register_optional() -> None:
-    import importlib
-
-    for name in _OPTIONAL:
-        try:
-            importlib.import_module(f"stream_app.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"stream_app.cli.{name}":
-                raise
+def cli_group() -> click.Group:
+    """The root command with every sub-command registered (each module registers its own;
+    torch-side work is imported inside the commands, never here)."""
+    for name in COMMANDS:
+        importlib.import_module(f"stream_app.cli.{name}")
+    return cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    _register_optional()
+    group = cli_group()
     try:
-        cli.main(args=argv, prog_name="streamrec", standalone_mode=False)
+        group.main(args=argv, prog_name="streamrec", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130

@@ -11,8 +11,10 @@ from typing import Any
 import click
 from pydantic import ValidationError
 from rich.console import Console
+from rich.table import Table
 
 from schemas.settings import Settings
+from stream_app.cli.options import SettingOption, overrides, setting
 
 console = Console(stderr=True)
 
@@ -37,45 +39,71 @@ def load_settings() -> Settings:
 def cli(ctx: click.Context) -> None:
     """streamrec: real-time multi-interest recommendations over Kafka.
 
-    Every flag is also a setting: STREAMREC_<NAME> (nested: STREAMREC_KAFKA__BROKER).
+    Every flag is also a setting: STREAMREC_<SECTION>__<NAME> (e.g. STREAMREC_KAFKA__BROKER,
+    STREAMREC_TRAINING__EPOCHS); each flag's help names its variable.
     """
     ctx.obj = CliState(settings=load_settings())
 
 
-def settings_from(ctx: click.Context, **dotted: Any) -> Settings:
-    """Settings from the environment with this command's flags applied (None = not given)."""
+def settings_from(
+    ctx: click.Context, flags: dict[str, str] | None = None, **dotted: Any
+) -> Settings:
+    """Settings from the environment with ``dotted`` overrides applied (None = not given);
+    an invalid value names its flag (``flags``: settings path -> flag) and its setting."""
     base: Settings = ctx.obj.settings if ctx.obj else load_settings()
     try:
         return base.with_overrides(**dotted)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        lines = []
+        for e in exc.errors():
+            path = ".".join(map(str, e["loc"]))
+            flag = (flags or {}).get(path)
+            lines.append(f"  {flag} ({path}): {e['msg']}" if flag else f"  {path}: {e['msg']}")
         msg = "invalid option:\n" + "\n".join(lines)
         raise click.ClickException(msg) from None
 
 
-def broker_option(f: Any) -> Any:
-    return click.option(
-        "--broker",
-        default=None,
-        metavar="HOST:PORT",
-        help="Kafka bootstrap servers [STREAMREC_KAFKA__BROKER, default localhost:9092].",
-    )(f)
+def command_settings(ctx: click.Context) -> Settings:
+    """Settings from the environment with this command's setting options applied."""
+    flags = {p.setting: p.opts[0] for p in ctx.command.params if isinstance(p, SettingOption)}
+    return settings_from(ctx, flags, **overrides(ctx))
+
+
+broker_option = setting("kafka.broker", "--broker", metavar="HOST:PORT")
+registry_option = setting("registry_dir", "--registry")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine output on stdout.")
 
 
 def log_options(f: Any) -> Any:
     """``--items``, ``--events`` (required JSONL files) and ``--registry``: the inputs of every
     command that trains on or evaluates an event log."""
     existing = click.Path(exists=True, path_type=Path)
-    f = click.option(
-        "--registry",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="Registry dir [STREAMREC_REGISTRY_DIR].",
+    f = registry_option(f)
+    f = click.option("--events", "events_path", required=True, type=existing, help="Events JSONL.")(
+        f
+    )
+    return click.option(
+        "--items", "items_path", required=True, type=existing, help="Catalogue JSONL."
     )(f)
-    f = click.option("--events", "events_path", required=True, type=existing)(f)
-    return click.option("--items", "items_path", required=True, type=existing)(f)
 
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, default=str, sort_keys=False) + "\n")
     sys.stdout.flush()
+
+
+TABLE_METRICS = ("hr@10", "ndcg@10", "mrr", "auc_click", "auc_purchase")
+
+
+def metrics_table(
+    title: str, systems: dict[str, dict[str, float]], columns: tuple[str, ...] = TABLE_METRICS
+) -> Table:
+    table = Table(title=title)
+    table.add_column("system")
+    for c in columns:
+        table.add_column(c, justify="right")
+    for name, row in systems.items():
+        table.add_row(
+            name, *(f"{row[c]:.4f}" if isinstance(row.get(c), float) else "-" for c in columns)
+        )
+    return table

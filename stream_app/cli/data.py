@@ -18,7 +18,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from stream_app.cli.common import cli, console, print_json, settings_from
+from stream_app.cli.common import cli, command_settings, console, json_option, print_json
+from stream_app.cli.options import setting
 from stream_app.datagen.convert import convert_movielens, convert_recbole
 from stream_app.datagen.synthetic import generate_world
 
@@ -31,7 +32,6 @@ out_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Output directory (created if missing).",
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Summary as JSON on stdout.")
 
 
 @contextmanager
@@ -91,24 +91,20 @@ def _run(step: Callable[[ProgressFn], dict[str, Any]], as_json: bool) -> dict[st
 
 @cli.command("generate")
 @out_option
-@click.option("--users", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--items", type=click.IntRange(min=24), default=2000, show_default=True)
-@click.option("--events", type=click.IntRange(min=1), default=100_000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same files.")
-@click.option(
-    "--drift-at",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.5,
-    show_default=True,
-    help="Fraction of the time span at which each user swaps one interest.",
-)
+@setting("datagen.users", "--users")
+@setting("datagen.items", "--items")
+@setting("datagen.events", "--events")
+@setting("datagen.seed", "--seed")
+@setting("datagen.drift_at", "--drift-at")
 @json_option
-def generate(
-    out_dir: Path, users: int, items: int, events: int, seed: int, drift_at: float, as_json: bool
-) -> None:
+@click.pass_context
+def generate(ctx: click.Context, out_dir: Path, as_json: bool, **_: Any) -> None:
     """Generate a synthetic world: items.jsonl, events.jsonl and the ground truth world.json."""
+    g = command_settings(ctx).datagen
     summary = _run(
-        lambda p: generate_world(out_dir, users, items, events, seed, drift_at, progress=p),
+        lambda p: generate_world(
+            out_dir, g.users, g.items, g.events, g.seed, g.drift_at, progress=p
+        ),
         as_json,
     )
     _show(f"synthetic world in {out_dir}", summary, as_json)
@@ -119,12 +115,7 @@ def convert() -> None:
     """Convert a public dataset into items.jsonl + events.jsonl (ratings -> click/purchase)."""
 
 
-threshold_option = click.option(
-    "--rating-threshold",
-    type=float,
-    default=None,
-    help="Ratings >= this also become purchases [STREAMREC_RATING_THRESHOLD, default 4.0].",
-)
+threshold_option = setting("rating_threshold", "--rating-threshold")
 
 
 @convert.command("movielens")
@@ -133,11 +124,9 @@ threshold_option = click.option(
 @threshold_option
 @json_option
 @click.pass_context
-def convert_ml(
-    ctx: click.Context, src: Path, out_dir: Path, rating_threshold: float | None, as_json: bool
-) -> None:
+def convert_ml(ctx: click.Context, src: Path, out_dir: Path, as_json: bool, **_: Any) -> None:
     """SRC: a MovieLens directory (ml-100k, ml-1m or ml-latest[-small]); format detected."""
-    threshold = settings_from(ctx, rating_threshold=rating_threshold).rating_threshold
+    threshold = command_settings(ctx).rating_threshold
     summary = _run(lambda p: convert_movielens(src, out_dir, threshold, progress=p), as_json)
     _show(f"{summary['format']} -> {out_dir}", summary, as_json)
 
@@ -148,10 +137,8 @@ def convert_ml(
 @threshold_option
 @json_option
 @click.pass_context
-def convert_rb(
-    ctx: click.Context, src: Path, out_dir: Path, rating_threshold: float | None, as_json: bool
-) -> None:
+def convert_rb(ctx: click.Context, src: Path, out_dir: Path, as_json: bool, **_: Any) -> None:
     """SRC: a RecBole dataset directory with <name>.inter (and optional <name>.item)."""
-    threshold = settings_from(ctx, rating_threshold=rating_threshold).rating_threshold
+    threshold = command_settings(ctx).rating_threshold
     summary = _run(lambda p: convert_recbole(src, out_dir, threshold, progress=p), as_json)
     _show(f"recbole -> {out_dir}", summary, as_json)

@@ -3,62 +3,44 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from stream_app.cli.common import broker_option, cli, console, settings_from
+from stream_app.cli.common import broker_option, cli, command_settings, console
+from stream_app.cli.options import setting
 
 
 @cli.command()
+@setting("demo.duration", "--duration")
+@setting("demo.rate", "--rate")
+@setting("demo.workdir", "--workdir")
 @click.option(
-    "--duration",
-    type=float,
-    default=60.0,
-    show_default=True,
-    help="Seconds of streaming (Ctrl-C stops earlier).",
+    "--items",
+    "items_path",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Catalogue JSONL [default: a synthetic shop].",
 )
-@click.option("--rate", type=float, default=100.0, show_default=True, help="Events per second.")
 @click.option(
-    "--workdir",
-    type=click.Path(path_type=Path),
-    default=Path("var/demo"),
-    show_default=True,
-    help="Data, registry, worker state and logs of the demo.",
+    "--events",
+    "events_path",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Events JSONL [default: the synthetic shop's].",
 )
-@click.option("--items", "items_file", type=click.Path(exists=True, path_type=Path), default=None)
-@click.option("--events", "events_file", type=click.Path(exists=True, path_type=Path), default=None)
-@click.option("--users", type=int, default=600, show_default=True, help="Synthetic users.")
-@click.option("--epochs", type=int, default=4, show_default=True, help="If a model is trained.")
-@click.option("--web-port", type=int, default=6066, show_default=True)
+@setting("demo.users", "--users")
+@setting("demo.epochs", "--epochs")
+@setting("serving.web_port", "--web-port")
 @broker_option
 @click.pass_context
-def demo(
-    ctx: click.Context,
-    duration: float,
-    rate: float,
-    workdir: Path,
-    items_file: Path | None,
-    events_file: Path | None,
-    users: int,
-    epochs: int,
-    web_port: int,
-    broker: str | None,
-) -> None:
+def demo(ctx: click.Context, items_path: Path | None, events_path: Path | None, **_: Any) -> None:
     """Start what is missing (Kafka, data, model, worker), stream events, show live recs."""
-    from stream_app.demo import DemoOptions, run_demo
+    from stream_app.demo import run_demo
 
-    settings = settings_from(ctx, registry_dir=workdir / "registry", **{"kafka.broker": broker})
-    opts = DemoOptions(
-        workdir=workdir,
-        duration=duration,
-        rate=rate,
-        users=users,
-        epochs=epochs,
-        items_file=items_file,
-        events_file=events_file,
-        web_port=web_port,
-    )
+    settings = command_settings(ctx)
+    settings = settings.with_overrides(registry_dir=str(settings.demo.workdir / "registry"))
     try:
-        run_demo(settings, opts, console)
+        run_demo(settings, console, items_path, events_path)
     except Exception as exc:  # noqa: BLE001 - show the reason, not a traceback
         raise click.ClickException(str(exc)) from exc

@@ -6,11 +6,21 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from stream_app.cli.common import broker_option, cli, console, print_json, settings_from
+from schemas.settings import Settings
+from stream_app.cli.common import (
+    broker_option,
+    cli,
+    command_settings,
+    console,
+    json_option,
+    print_json,
+)
+from stream_app.cli.options import setting
 from stream_app.kafka import local as kafka_local
 
 
@@ -19,35 +29,24 @@ def kafka() -> None:
     """Run a local single-node Apache Kafka (KRaft) from Maven Central jars, no Docker."""
 
 
-def _broker_opts(f):  # type: ignore[no-untyped-def]
-    f = click.option(
-        "--port", default=9092, show_default=True, help="Client port (controller: port+1)."
-    )(f)
-    f = click.option(
-        "--data-dir",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="Broker data dir [default: var/kafka-PORT].",
-    )(f)
-    return f
+def _broker_opts(f: Any) -> Any:
+    f = setting("local_kafka.port", "--port")(f)
+    return setting("local_kafka.data_dir", "--data-dir")(f)
 
 
-def _data_dir(port: int, data_dir: Path | None) -> Path:
-    return data_dir if data_dir is not None else Path("var") / f"kafka-{port}"
+def _data_dir(settings: Settings) -> Path:
+    local = settings.local_kafka
+    return local.data_dir if local.data_dir is not None else Path("var") / f"kafka-{local.port}"
 
 
 @kafka.command("start")
 @_broker_opts
-@click.option(
-    "--partitions", default=None, type=int, help="Default partitions for auto-created topics."
-)
+@setting("topics.partitions", "--partitions")
 @click.pass_context
-def kafka_start(
-    ctx: click.Context, port: int, data_dir: Path | None, partitions: int | None
-) -> None:
+def kafka_start(ctx: click.Context, **_: Any) -> None:
     """Fetch jars (first time), format storage, start the broker, wait until it answers."""
-    settings = settings_from(ctx, **{"topics.partitions": partitions})
-    ddir = _data_dir(port, data_dir)
+    settings = command_settings(ctx)
+    port, ddir = settings.local_kafka.port, _data_dir(settings)
     with console.status(f"starting kafka {settings.kafka_version} on localhost:{port} ..."):
         try:
             st = kafka_local.start(
@@ -62,7 +61,7 @@ def kafka_start(
 @click.pass_context
 def kafka_install(ctx: click.Context) -> None:
     """Fetch the Kafka jars from Maven Central into the cache (no broker started)."""
-    settings = settings_from(ctx)
+    settings = command_settings(ctx)
     with console.status(f"fetching org.apache.kafka:kafka_2.13:{settings.kafka_version} ..."):
         try:
             libs = kafka_local.ensure_jars(settings.kafka_version, settings.cache_dir)
@@ -73,18 +72,21 @@ def kafka_install(ctx: click.Context) -> None:
 
 @kafka.command("stop")
 @_broker_opts
-def kafka_stop(port: int, data_dir: Path | None) -> None:
+@click.pass_context
+def kafka_stop(ctx: click.Context, **_: Any) -> None:
     """Stop the broker started with the same --data-dir (only that process)."""
-    ddir = _data_dir(port, data_dir)
+    ddir = _data_dir(command_settings(ctx))
     stopped = kafka_local.stop(ddir)
     console.print("kafka stopped" if stopped else f"no broker of ours running for {ddir}")
 
 
 @kafka.command("status")
 @_broker_opts
-def kafka_status(port: int, data_dir: Path | None) -> None:
+@click.pass_context
+def kafka_status(ctx: click.Context, **_: Any) -> None:
     """Exit 0 when our broker runs and accepts connections, 1 otherwise."""
-    st = kafka_local.status(port, _data_dir(port, data_dir))
+    settings = command_settings(ctx)
+    st = kafka_local.status(settings.local_kafka.port, _data_dir(settings))
     console.print(st.describe())
     if not (st.running and st.reachable):
         sys.exit(1)
@@ -93,35 +95,21 @@ def kafka_status(port: int, data_dir: Path | None) -> None:
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--topic", required=True, help="Destination topic.")
-@click.option("--rate", type=float, default=None, help="Messages per second [default: max].")
-@click.option(
-    "--key-field", default=None, help="JSON field used as key [default: user_id, else item_id]."
-)
+@setting("produce.rate", "--rate")
+@setting("produce.key_field", "--key-field")
 @broker_option
-@click.option(
-    "--create-topics/--no-create-topics",
-    default=True,
-    show_default=True,
-    help="Create streamrec's topics (partitions, compaction) when missing.",
-)
+@setting("produce.create_topics", "--create-topics/--no-create-topics")
 @click.pass_context
-def produce(
-    ctx: click.Context,
-    file: Path,
-    topic: str,
-    rate: float | None,
-    key_field: str | None,
-    broker: str | None,
-    create_topics: bool,
-) -> None:
+def produce(ctx: click.Context, file: Path, topic: str, **_: Any) -> None:
     """Send each line of a JSONL FILE to a topic (key = user_id / item_id)."""
     from stream_app.kafka import io as kafka_io
 
-    settings = settings_from(ctx, **{"kafka.broker": broker})
+    settings = command_settings(ctx)
+    opts = settings.produce
     lines = kafka_io.read_lines(file)
 
     async def run() -> kafka_io.ProduceResult:
-        if create_topics:
+        if opts.create_topics:
             await kafka_io.ensure_topics(settings)
         with Progress(
             TextColumn("produce"),
@@ -133,7 +121,12 @@ def produce(
         ) as bar:
             task = bar.add_task("produce", total=len(lines))
             return await kafka_io.produce_lines(
-                settings, lines, topic, rate, key_field, lambda n: bar.update(task, completed=n)
+                settings,
+                lines,
+                topic,
+                opts.rate,
+                opts.key_field,
+                lambda n: bar.update(task, completed=n),
             )
 
     res = _run(run(), settings.kafka.broker)
@@ -146,15 +139,9 @@ def produce(
 @cli.command()
 @click.option("--topic", required=True)
 @click.option("--limit", type=int, default=None, help="Stop after N messages.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line on stdout.")
+@json_option
 @click.option("--from-beginning", is_flag=True, help="Start at the earliest offset.")
-@click.option(
-    "--timeout",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="Stop after this many seconds without a new message.",
-)
+@setting("consume.timeout", "--timeout")
 @broker_option
 @click.pass_context
 def consume(
@@ -163,13 +150,13 @@ def consume(
     limit: int | None,
     as_json: bool,
     from_beginning: bool,
-    timeout: float,
-    broker: str | None,
+    **_: Any,
 ) -> None:
     """Print messages of a topic (values, plus DLQ headers when present)."""
     from stream_app.kafka import io as kafka_io
 
-    settings = settings_from(ctx, **{"kafka.broker": broker})
+    settings = command_settings(ctx)
+    timeout = settings.consume.timeout
 
     async def run() -> int:
         n = 0

@@ -6,11 +6,13 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from schemas.settings import Settings
-from stream_app.cli.common import broker_option, cli, console, settings_from
+from stream_app.cli.common import broker_option, cli, command_settings, console, registry_option
+from stream_app.cli.options import setting
 
 BROKER_TIMEOUT_S = 20.0
 
@@ -85,55 +87,16 @@ def check_registry(registry_dir: Path) -> str:
 
 
 @cli.command()
-@click.option(
-    "--registry",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Model registry dir [STREAMREC_REGISTRY_DIR].",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Worker state dir: RocksDB tables, vector cache [STREAMREC_DATA_DIR].",
-)
+@registry_option
+@setting("data_dir", "--data-dir")
 @broker_option
-@click.option(
-    "--web-port",
-    type=int,
-    default=None,
-    help="/health, /metrics, /state/USER [STREAMREC_SERVING__WEB_PORT].",
-)
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default=None,
-    help="ONNX Runtime device [STREAMREC_SERVING__DEVICE].",
-)
-@click.option(
-    "--loglevel",
-    type=click.Choice(["debug", "info", "warn", "error"]),
-    default=None,
-    help="Log level [STREAMREC_LOG_LEVEL].",
-)
+@setting("serving.web_port", "--web-port")
+@setting("serving.device", "--device")
+@setting("log_level", "--loglevel")
 @click.pass_context
-def worker(
-    ctx: click.Context,
-    registry: Path | None,
-    data_dir: Path | None,
-    broker: str | None,
-    web_port: int | None,
-    device: str | None,
-    loglevel: str | None,
-) -> None:
+def worker(ctx: click.Context, **_: Any) -> None:
     """Run the streaming worker: events -> interest state -> top-K recommendations."""
-    settings = settings_from(
-        ctx,
-        registry_dir=registry,
-        data_dir=data_dir,
-        log_level=loglevel,
-        **{"kafka.broker": broker, "serving.web_port": web_port, "serving.device": device},
-    )
+    settings = command_settings(ctx)
     version = check_registry(settings.registry_dir)
     partitions = check_broker(settings)
     console.print(

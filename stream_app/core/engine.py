@@ -9,10 +9,11 @@ retriever always come from the same version.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
+from schemas.settings import ServingSettings
 from stream_app.core.catalogue import ItemStore
 from stream_app.core.diversify import mmr_select_batch, pool_batch, slot_quotas_batch
 from stream_app.core.interests import (
@@ -51,29 +52,6 @@ class Rec:
     p_purchase: float
     interest: int
     because: list[str]
-
-
-@dataclass
-class EngineOptions:
-    top_k: int = 10
-    candidates: int = 200
-    explore: int = 2
-    mmr_lambda: float = 0.8
-    purchase_blend: float = 0.3
-    diversify: bool = True
-    exclude_recent: int = 1  # the newest items (the trigger) are not recommended back
-    new_item_match: float = 0.5  # cold start: seat for an unknown item this close to an interest
-
-    @classmethod
-    def from_settings(cls, s: Any) -> EngineOptions:
-        return cls(
-            top_k=s.top_k,
-            candidates=s.candidates,
-            explore=s.explore,
-            mmr_lambda=s.mmr_lambda,
-            purchase_blend=s.purchase_blend,
-            new_item_match=s.new_item_match,
-        )
 
 
 @dataclass
@@ -149,7 +127,7 @@ class Bundle(Generic[S]):
 
 
 class Recommender(Generic[S]):
-    def __init__(self, bundle: Bundle[S], params: InterestParams, opts: EngineOptions) -> None:
+    def __init__(self, bundle: Bundle[S], params: InterestParams, opts: ServingSettings) -> None:
         if bundle.model.k != params.k:
             msg = (
                 f"interests.k: the model {bundle.model.version} was trained with k="
@@ -230,7 +208,7 @@ class Recommender(Generic[S]):
         new_match = np.where(unknown, match.max(2), -np.inf)
         return Scored(states, cand_rows, score, slot, strengths, rec_rows, out, new_match)
 
-    def select(self, scored: Scored, opts: EngineOptions | None = None) -> list[list[Rec]]:
+    def select(self, scored: Scored, opts: ServingSettings | None = None) -> list[list[Rec]]:
         """Diversified (or plain) top-K from scored candidates; ``opts`` overrides the
         engine's selection options (top_k, mmr_lambda, diversify, explore), so replay can
         re-select at other settings without scoring again."""
@@ -279,7 +257,7 @@ class Recommender(Generic[S]):
         return np.where(ok, rows[top], -1)
 
     @staticmethod
-    def _seat_new_item(scored: Scored, cols: np.ndarray, opts: EngineOptions) -> np.ndarray:
+    def _seat_new_item(scored: Scored, cols: np.ndarray, opts: ServingSettings) -> np.ndarray:
         """Cold start: items the model has never seen have no id embedding and no
         co-visitation, so they rarely outscore known items. When a list has none, its last
         seat goes to the best-scoring unknown item whose text matches one of the user's

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from schemas.items import CatalogItem, decode_item
@@ -29,18 +28,6 @@ class RoundTrainer(Protocol):
     def __call__(
         self, items: list[CatalogItem], events: list[Any], round_id: str, make_current: bool
     ) -> RoundResult: ...
-
-
-@dataclass
-class JobOptions:
-    every_s: float | None = 600.0
-    every_events: int | None = None
-    once: bool = False
-    tolerance: float = 0.01
-    min_events: int = 1000
-    shadow_events: int | None = None  # --shadow N: promote only after the workers' verdict
-    shadow_wait_s: float = 600.0
-    shadow_reports: int = 1  # reports that end the wait early (others get a short grace)
 
 
 async def load_catalog(settings: Settings) -> list[CatalogItem]:
@@ -72,12 +59,14 @@ class FineTuneJob:
         registry: Registry,
         buffer: EventBuffer,
         train_round: RoundTrainer,
-        opts: JobOptions,
         items: list[CatalogItem] | None = None,
         on_round: Callable[[RoundResult], None] | None = None,
     ) -> None:
+        """The job's options are ``settings.finetune``; ``items`` replaces the items topic
+        (offline runs)."""
         self.settings, self.registry, self.buffer = settings, registry, buffer
-        self.train_round, self.opts, self.items = train_round, opts, items
+        self.opts = settings.finetune
+        self.train_round, self.items = train_round, items
         self.on_round = on_round or (lambda r: None)
         self.stop = asyncio.Event()
 
@@ -87,13 +76,14 @@ class FineTuneJob:
             return False
         if self.opts.every_events and added >= self.opts.every_events:
             return True
-        return bool(self.opts.every_s) and time.monotonic() - last_round >= (self.opts.every_s or 0)
+        every = self.opts.every
+        return every is not None and time.monotonic() - last_round >= every
 
     async def round(self) -> RoundResult:
         items = self.items if self.items is not None else await load_catalog(self.settings)
         events = self.buffer.events()
         round_id = self.buffer.watermark()
-        shadow = bool(self.opts.shadow_events) and self.registry.current() is not None
+        shadow = bool(self.opts.shadow) and self.registry.current() is not None
         result = await asyncio.to_thread(self.train_round, items, events, round_id, not shadow)
         if shadow and self._shadow_pending(result):
             result = await self.shadow(result)
@@ -120,7 +110,7 @@ class FineTuneJob:
         of this job mid-verdict: the repeated round resumes the shadow step)."""
         if result.version is None or result.decision == "refused":
             return False
-        status = self.registry.manifest(result.version).get("status")
+        status = self.registry.manifest(result.version).status
         fresh = result.decision == "published" and self.registry.current() != result.version
         return fresh or status == "shadow"
 
@@ -138,10 +128,10 @@ class FineTuneJob:
             self.registry,
             version,
             parent,
-            self.opts.shadow_events or 1,
-            self.opts.shadow_wait_s,
+            self.opts.shadow or 1,
+            self.opts.shadow_wait,
             self.opts.tolerance,
-            self.opts.shadow_reports,
+            self.opts.shadow_workers,
         )
         kept = "" if v.promote else f" ({version} kept with status refused)"
         return result.model_copy(

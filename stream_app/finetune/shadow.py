@@ -21,16 +21,15 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Literal
 
 from pydantic import ValidationError
 
+from schemas.manifest import ShadowRecord
 from schemas.recommendations import ModelUpdate
 from schemas.settings import Settings
+from stream_app.kafka.io import ensure_topics, send_notice, topic_partitions
 from stream_app.registry import CurrentChanged, Registry
-
-if TYPE_CHECKING:
-    from aiokafka import AIOKafkaProducer
 
 log = logging.getLogger("streamrec.finetune")
 GRACE_S = 2.0
@@ -78,14 +77,6 @@ def aggregate(reports: list[ModelUpdate], tolerance: float) -> ShadowVerdict:
     return ShadowVerdict(ok, reason, cur, sha, evaluated, events, workers)
 
 
-async def _send(producer: AIOKafkaProducer, settings: Settings, notice: ModelUpdate) -> None:
-    await producer.send_and_wait(
-        settings.topics.model_updates,
-        notice.model_dump_json().encode(),
-        key=b"model",
-    )
-
-
 async def collect_reports(
     settings: Settings,
     version: str,
@@ -96,9 +87,7 @@ async def collect_reports(
 ) -> list[ModelUpdate]:
     """Send the ``shadow`` notice and gather the workers' ``shadow-report`` notices for
     ``version`` (reading from the topic's end as it was just before the notice)."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
-    from stream_app.kafka.io import ensure_topics, topic_partitions
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
     topic = settings.topics.model_updates
     await ensure_topics(settings)
@@ -106,9 +95,7 @@ async def collect_reports(
     consumer = AIOKafkaConsumer(
         **settings.kafka.client_kwargs(), group_id=None, enable_auto_commit=False
     )
-    producer = AIOKafkaProducer(**settings.kafka.client_kwargs())
     await consumer.start()
-    await producer.start()
     reports: dict[str, ModelUpdate] = {}
     try:
         consumer.assign(tps)
@@ -121,7 +108,7 @@ async def collect_reports(
             events=events,
             published_at=datetime.now(UTC),
         )
-        await _send(producer, settings, notice)
+        await send_notice(settings, notice)
         log.info(
             "shadow %s: asked workers to score %d events; waiting up to %.0f s",
             version,
@@ -143,31 +130,24 @@ async def collect_reports(
                 deadline = min(deadline, time.monotonic() + GRACE_S)
     finally:
         await consumer.stop()
-        await producer.stop()
     return list(reports.values())
 
 
 async def notify(
-    settings: Settings, version: str, parent: str | None, action: str, metrics: dict[str, float]
+    settings: Settings,
+    version: str,
+    parent: str | None,
+    action: Literal["publish", "promote", "rollback"],
+    metrics: dict[str, float],
 ) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(**settings.kafka.client_kwargs())
-    try:  # stopped even when start fails (no broker): no unclosed-producer warnings
-        await producer.start()
-        await _send(
-            producer,
-            settings,
-            ModelUpdate(
-                model_version=version,
-                parent_version=parent,
-                action=action,  # type: ignore[arg-type]
-                published_at=datetime.now(UTC),
-                metrics=metrics,
-            ),
-        )
-    finally:
-        await producer.stop()
+    notice = ModelUpdate(
+        model_version=version,
+        parent_version=parent,
+        action=action,
+        published_at=datetime.now(UTC),
+        metrics=metrics,
+    )
+    await send_notice(settings, notice)
 
 
 async def shadow_promote(
@@ -185,7 +165,7 @@ async def shadow_promote(
     registry.set_status(version, "shadow")
     reports = await collect_reports(settings, version, parent, events, wait_s, min_reports)
     verdict = aggregate(reports, tolerance)
-    record = {k: v for k, v in asdict(verdict).items() if k != "promote"}
+    record = ShadowRecord(**{k: v for k, v in asdict(verdict).items() if k != "promote"})
     if not verdict.promote:
         registry.set_status(version, "refused", refused_reason=verdict.reason, shadow=record)
         return verdict

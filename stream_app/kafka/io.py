@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from schemas.recommendations import ModelUpdate
 from schemas.settings import Settings
 
 
@@ -287,3 +288,24 @@ async def read_compacted(
     finally:
         await consumer.stop()
     return out
+
+
+NOTICE_KEY = b"model"
+
+
+async def send_notice(settings: Settings, notice: ModelUpdate, timeout_s: float = 10.0) -> None:
+    """One ``model-updates`` notice, acked by the broker (a producer of its own, stopped even
+    when it could not start: no unclosed-producer warnings when the broker is down)."""
+    producer = AIOKafkaProducer(
+        **settings.kafka.client_kwargs(), request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        await asyncio.wait_for(producer.start(), timeout_s)
+        await asyncio.wait_for(
+            producer.send_and_wait(
+                settings.topics.model_updates, notice.model_dump_json().encode(), key=NOTICE_KEY
+            ),
+            timeout_s,
+        )
+    finally:
+        await producer.stop()

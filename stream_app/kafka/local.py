@@ -131,6 +131,27 @@ def ensure_jars(version: str, cache_dir: Path) -> Path:
     return libs
 
 
+def free_port(pair: bool = False) -> int:
+    """A port nobody listens on now (``pair``: port + 1 free too, for a broker's controller).
+    The one helper for every port we pick: brokers, worker web ports, tests."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            port = int(s.getsockname()[1])
+        if not pair:
+            return port
+        if port >= 65534:
+            continue
+        with socket.socket() as s2:
+            try:
+                s2.bind(("localhost", port + 1))
+            except OSError:
+                continue
+        return port
+    msg = "no free local port found in 50 tries"
+    raise RuntimeError(msg)
+
+
 def port_open(port: int, host: str = "localhost", timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

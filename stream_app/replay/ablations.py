@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from schemas.manifest import Manifest
 from schemas.settings import Settings
 from stream_app.core.hooks import Hooks
 from stream_app.registry import Registry
@@ -22,19 +23,19 @@ from stream_app.registry import Registry
 TRAINED = ("single-interest", "no-text")
 KNOWN = (*TRAINED, "no-diversity")
 
-_IGNORED = {"data", "threads"}
+_IGNORED = {"threads"}  # settings that do not change the model
 
 
-def _signature(manifest: dict[str, Any]) -> dict[str, Any]:
-    training = manifest.get("training", {})
-    sig = {k: v for k, v in training.items() if k not in _IGNORED}
-    sig["events_sha256"] = training.get("data", {}).get("events_sha256")
-    sig["k"] = manifest.get("config", {}).get("k")
-    sig["space"] = manifest.get("space")
+def _signature(manifest: Manifest) -> dict[str, Any]:
+    """What makes two versions the same experiment: training settings, data, K, encoder."""
+    sig = manifest.training.settings.model_dump(exclude=_IGNORED)
+    sig["events_sha256"] = manifest.training.data.events_sha256
+    sig["k"] = manifest.engine.config.k
+    sig["space"] = manifest.space
     return sig
 
 
-def expected_signature(main: dict[str, Any], kind: str) -> dict[str, Any]:
+def expected_signature(main: Manifest, kind: str) -> dict[str, Any]:
     sig = _signature(main)
     if kind == "single-interest":
         sig["k"] = 1
@@ -46,23 +47,22 @@ def expected_signature(main: dict[str, Any], kind: str) -> dict[str, Any]:
     return sig
 
 
-def kind_problem(manifest: dict[str, Any], kind: str) -> str | None:
+def kind_problem(manifest: Manifest, kind: str) -> str | None:
     """Why ``manifest`` is not a ``kind`` ablation (None when it is)."""
-    cfg = manifest.get("config", {})
-    if kind == "single-interest" and cfg.get("k") != 1:
-        return f"expected a model trained with k=1, got k={cfg.get('k')}"
-    if kind == "no-text" and cfg.get("use_text") is not False:
-        return f"expected a model trained with use_text=false, got use_text={cfg.get('use_text')}"
+    cfg = manifest.engine.config
+    if kind == "single-interest" and cfg.k != 1:
+        return f"expected a model trained with k=1, got k={cfg.k}"
+    if kind == "no-text" and cfg.use_text is not False:
+        return f"expected a model trained with use_text=false, got use_text={cfg.use_text}"
     return None
 
 
-def find_trained(registry: Registry, main: dict[str, Any], kind: str) -> str | None:
+def find_trained(registry: Registry, main: Manifest, kind: str) -> str | None:
     """Newest registry version with status 'ablation' matching ``kind`` of the main model."""
     want = expected_signature(main, kind)
-    for version in reversed(registry.versions()):
-        m = registry.manifest(version)
-        if m.get("status") == "ablation" and _signature(m) == want:
-            return version
+    for m in reversed(list(registry.manifests())):
+        if m.status == "ablation" and _signature(m) == want:
+            return m.version
     return None
 
 
@@ -74,7 +74,7 @@ class AblationTrainer(Protocol):
         self,
         settings: Settings,
         registry_dir: Path,
-        main: dict[str, Any],
+        main: Manifest,
         kind: str,
         items_path: Path,
         events_path: Path,

@@ -18,11 +18,11 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from schemas.items import CatalogItem
+from schemas.manifest import Manifest
 from stream_app.core.catalogue import ItemStore, item_numeric
 from stream_app.core.engine import Bundle
 from stream_app.core.interests import InterestParams
@@ -83,12 +83,8 @@ class Catalogue:
 
 def interest_params(model: ServingModel, fallback: InterestParams) -> InterestParams:
     """The state definition the version was trained with (its manifest), k = the model's k."""
-    saved = model.manifest.get("interest_params")
-    if isinstance(saved, dict):
-        known = {k: v for k, v in saved.items() if k in InterestParams.__dataclass_fields__}
-        params = InterestParams(**known)
-    else:
-        params = fallback
+    saved = model.manifest.engine.interests
+    params = InterestParams(**saved.model_dump()) if saved is not None else fallback
     if params.k != model.k:
         params = InterestParams(**{**params.__dict__, "k": model.k})
     return params
@@ -108,7 +104,7 @@ class LoadedModel:
         return self.model.version
 
     @property
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
         return self.model.manifest
 
     def new_store(self) -> ItemStore:

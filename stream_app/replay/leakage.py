@@ -2,8 +2,9 @@
 evaluate.
 
 - ``loo``: the targets are each user's last interaction. Only a model trained with
-  ``--split loo`` on the SAME events file (``training.data.events_sha256``) held exactly those
-  out; any other model (a ``time`` split, another file) may have trained on them.
+  ``--split loo`` (``training.data.split``) on the SAME events file
+  (``training.data.events_sha256``) held exactly those out; any other model (a ``time``
+  split, another file) may have trained on them.
 - ``stream``: the targets are every event from the first scored one on. The model's last
   training target (``training.data.train_until``) must not be later than that event.
 
@@ -12,44 +13,33 @@ Both refusals say which field was read, what was expected and what was found.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+
+from schemas.manifest import Manifest
 
 
 class LeakageError(ValueError):
     """The model's training data overlaps the evaluation targets."""
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-def check_loo(manifest: dict[str, Any], events_sha256: str) -> None:
+def check_loo(manifest: Manifest, events_sha256: str) -> None:
     """Raise LeakageError unless the model was trained with the LOO split on this events file."""
-    version = manifest.get("version", "?")
-    training = manifest.get("training", {})
-    split = training.get("split")
-    if split != "loo":
+    version, data = manifest.version, manifest.training.data
+    if data.split != "loo":
         msg = (
-            f"refusing model {version} for --protocol loo: its manifest says training.split="
-            f"{split!r}, expected 'loo'. A {split!r}-split model trained on interactions that "
-            "LOO holds out as test targets (each user's last item); train one with "
-            "`streamrec train --split loo` on the same events file"
+            f"refusing model {version} for --protocol loo: its manifest says training.data.split="
+            f"{data.split!r}, expected 'loo'. A {data.split!r}-split model trained on "
+            "interactions that LOO holds out as test targets (each user's last item); train one "
+            "with `streamrec train --split loo` on the same events file"
         )
         raise LeakageError(msg)
-    trained_sha = training.get("data", {}).get("events_sha256")
+    trained_sha = data.events_sha256
     if trained_sha != events_sha256:
-        shown = f"{trained_sha[:12]}…" if isinstance(trained_sha, str) else repr(trained_sha)
+        shown = f"{trained_sha[:12]}…" if trained_sha is not None else repr(trained_sha)
         msg = (
             f"refusing model {version} for --protocol loo: training.data.events_sha256 is "
             f"{shown}, expected {events_sha256[:12]}… (the events file being replayed). A "
@@ -59,11 +49,10 @@ def check_loo(manifest: dict[str, Any], events_sha256: str) -> None:
         raise LeakageError(msg)
 
 
-def check_stream(manifest: dict[str, Any], first_scored_ts: float) -> None:
+def check_stream(manifest: Manifest, first_scored_ts: float) -> None:
     """Raise LeakageError unless the model's training ended at or before the first scored event."""
-    version = manifest.get("version", "?")
-    until = manifest.get("training", {}).get("data", {}).get("train_until")
-    if not isinstance(until, int | float):
+    version, until = manifest.version, manifest.training.data.train_until
+    if until is None:
         msg = (
             f"refusing model {version} for --protocol stream: its manifest has no "
             f"training.data.train_until (got {until!r}), so replay cannot prove the scored "
@@ -80,9 +69,7 @@ def check_stream(manifest: dict[str, Any], first_scored_ts: float) -> None:
         raise LeakageError(msg)
 
 
-def check(
-    manifest: dict[str, Any], protocol: str, *, events_sha256: str, first_scored_ts: float
-) -> None:
+def check(manifest: Manifest, protocol: str, *, events_sha256: str, first_scored_ts: float) -> None:
     if protocol == "loo":
         check_loo(manifest, events_sha256)
     elif protocol == "stream":

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
 import numpy as np
 
+from schemas.settings import ServingSettings
 from stream_app.core import metrics
 from stream_app.core.baselines import CoOccurrence, loo_popularity_ranks, popularity_scores
-from stream_app.core.engine import EngineOptions
 from stream_app.core.interests import PURCHASE, InterestState, lite, update_interests
 from stream_app.core.splits import LooSplit, loo_split
 from stream_app.replay.catalogue import Catalogue, Feed, LoadedModel
@@ -195,7 +195,7 @@ class EngineLoo:
     and list selection cost or add."""
 
     lm: LoadedModel
-    variants: dict[str, EngineOptions]
+    variants: dict[str, ServingSettings]
     sweep_lambdas: tuple[float, ...] = ()
     sweep: dict[float, SystemResults] = field(default_factory=dict)
     ranker_only: str | None = None
@@ -247,7 +247,7 @@ class EngineLoo:
                 chosen = lists if n == names[0] else rec.repick(picks, self.variants[n])
                 self._rank(results[n], data, sl, score, click, buy, chosen, sts)
             for lam, res in self.sweep.items():
-                opts = replace(rec.opts, mmr_lambda=lam, diversify=True)
+                opts = rec.opts.model_copy(update={"mmr_lambda": lam, "diversify": True})
                 self._rank(res, data, sl, score, click, buy, rec.repick(picks, opts), sts)
             if self.ranker_only:
                 self._rank(

@@ -10,6 +10,8 @@ from typing import Any
 
 import matplotlib
 
+from stream_app.replay.results import ReplayResult
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -64,9 +66,9 @@ READING = {
 }
 
 
-def _colors(result: dict[str, Any]) -> dict[str, str]:
+def _colors(result: ReplayResult) -> dict[str, str]:
     """One colour per system, the same in every plot."""
-    return {name: f"C{n}" for n, name in enumerate(result.get("systems") or result["curves"])}
+    return {name: f"C{n}" for n, name in enumerate(result.systems or result.curves)}
 
 
 def _fmt(v: Any) -> str:
@@ -75,12 +77,12 @@ def _fmt(v: Any) -> str:
     return "–" if v is None else str(v)
 
 
-def _columns(result: dict[str, Any]) -> list[str]:
-    k = result["ks"][0]
+def _columns(result: ReplayResult) -> list[str]:
+    k = result.ks[0]
     cols = [c.format(k=k) for c in TABLE]
-    for kk in result["ks"][1:]:
+    for kk in result.ks[1:]:
         cols[2:2] = [f"hr@{kk}", f"ndcg@{kk}"]
-    present = {key for row in result["systems"].values() for key in row}
+    present = {key for row in result.systems.values() for key in row}
     return [c for c in cols if c in present]
 
 
@@ -91,10 +93,10 @@ def markdown_table(systems: dict[str, dict[str, Any]], columns: list[str]) -> st
     return "\n".join(lines)
 
 
-def plot_metric_vs_k(result: dict[str, Any], path: Path) -> None:
+def plot_metric_vs_k(result: ReplayResult, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     color = _colors(result)
-    for name, c in result["curves"].items():
+    for name, c in result.curves.items():
         axes[0].plot(c["k"], c["hr"], marker=".", label=name, color=color.get(name))
         axes[1].plot(c["k"], c["ndcg"], marker=".", label=name, color=color.get(name))
     for ax, title in zip(axes, ("HR@K", "NDCG@K"), strict=True):
@@ -103,15 +105,15 @@ def plot_metric_vs_k(result: dict[str, Any], path: Path) -> None:
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"Accuracy vs list length ({result['protocol']} protocol)")
+    fig.suptitle(f"Accuracy vs list length ({result.protocol} protocol)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_tradeoff(result: dict[str, Any], path: Path) -> None:
-    k = result["ks"][0]
-    rows = result.get("sweep") or []
+def plot_tradeoff(result: ReplayResult, path: Path) -> None:
+    k = result.ks[0]
+    rows = result.sweep
     fig, ax = plt.subplots(figsize=(6.5, 4.6))
     color = _colors(result)
     if rows:
@@ -125,10 +127,10 @@ def plot_tradeoff(result: dict[str, Any], path: Path) -> None:
                 xytext=(4, 6 if n % 2 else -12),
                 fontsize=8,
             )
-    for name, row in result["systems"].items():
-        x, y = row.get(f"ild@{k}"), row.get(f"ndcg@{k}")
-        if isinstance(x, float) and isinstance(y, float) and not (math.isnan(x) or math.isnan(y)):
-            ax.scatter([x], [y], marker="s", s=50, color=color[name], label=name, zorder=3)
+    for name, row in result.systems.items():
+        px, py = row.get(f"ild@{k}"), row.get(f"ndcg@{k}")
+        if isinstance(px, float) and isinstance(py, float) and math.isfinite(px + py):
+            ax.scatter([px], [py], marker="s", s=50, color=color[name], label=name, zorder=3)
     ax.set_xlabel(f"intra-list diversity ILD@{k} (1 - cosine of text vectors)")
     ax.set_ylabel(f"NDCG@{k}")
     ax.set_title("Accuracy–diversity trade-off")
@@ -139,9 +141,9 @@ def plot_tradeoff(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_activity(result: dict[str, Any], path: Path) -> None:
-    k = result["ks"][0]
-    systems = result["systems"]
+def plot_activity(result: ReplayResult, path: Path) -> None:
+    k = result.ks[0]
+    systems = result.systems
     buckets = list(next(iter(systems.values()))["by_activity"]) if systems else []
     fig, ax = plt.subplots(figsize=(8, 4.4))
     width = 0.8 / max(len(systems), 1)
@@ -174,10 +176,10 @@ def plot_latency(latency: dict[str, list[float]], path: Path) -> None:
     plt.close(fig)
 
 
-def comparisons(result: dict[str, Any]) -> list[str]:
+def comparisons(result: ReplayResult) -> list[str]:
     """One line per question the ablations answer, read off the table."""
-    k = result["ks"][0]
-    sy = result["systems"]
+    k = result.ks[0]
+    sy = result.systems
     nd, ild = f"ndcg@{k}", f"ild@{k}"
     lines = []
 
@@ -193,7 +195,7 @@ def comparisons(result: dict[str, Any]) -> list[str]:
     if "single-interest" in sy:
         true = f"true_interest_coverage@{k}"
         line = (
-            f"- several interests vs one (K={result['model']['k']} vs K=1, both as served): "
+            f"- several interests vs one (K={result.model.k} vs K=1, both as served): "
             f"{delta('streamrec', 'single-interest', nd)}, "
             f"{delta('streamrec', 'single-interest', ild)}"
         )
@@ -218,30 +220,30 @@ def comparisons(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
-    k = result["ks"][0]
-    proto = result["protocol"]
-    warm = result.get("options", {}).get("warmup_frac", 0.8)
-    m, d = result["model"], result["data"]
+def _markdown(result: ReplayResult, plots: dict[str, str]) -> str:
+    k = result.ks[0]
+    proto = result.protocol
+    warm = result.options.get("warmup_frac", 0.8)
+    m, d = result.model, result.data
     out = [f"# Replay report ({proto} protocol)", ""]
     out += [
         "## What was run",
         "",
-        f"- events: `{d['events']}` ({d['n_events']} events, sha256 `{d['events_sha256'][:12]}…`)",
-        f"- items: `{d['items']}` (catalogue of {d['n_items']} items)",
-        f"- model: `{m['version']}` from `{m['registry']}` (K={m['k']} interest slots, "
-        f"trained with the `{m['split']}` split)",
+        f"- events: `{d.events}` ({d.n_events} events, sha256 `{d.events_sha256[:12]}…`)",
+        f"- items: `{d.items}` (catalogue of {d.n_items} items)",
+        f"- model: `{m.version}` from `{m.registry}` (K={m.k} interest slots, "
+        f"trained with the `{m.split}` split)",
     ]
-    for kind, v in m.get("ablation_versions", {}).items():
+    for kind, v in m.ablation_versions.items():
         out.append(f"- {kind} ablation: version `{v}`")
-    if result.get("via_kafka"):
+    if result.kafka is not None:
         out.append(
             "- through Kafka: events produced to the events topic, the running worker's "
             "recommendations consumed from the recommendations topic"
         )
     out += [
-        "- counts: " + ", ".join(f"{a} {b}" for a, b in result.get("counts", {}).items()),
-        f"- took {result.get('seconds', '?')} s",
+        "- counts: " + ", ".join(f"{a} {b}" for a, b in result.counts.items()),
+        f"- took {result.seconds} s",
         "",
         "## Protocol",
         "",
@@ -255,8 +257,8 @@ def _markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
         ),
         "",
     ]
-    out += ["## Results", "", markdown_table(result["systems"], _columns(result)), ""]
-    if "streamrec" in result["systems"]:
+    out += ["## Results", "", markdown_table(result.systems, _columns(result)), ""]
+    if "streamrec" in result.systems:
         out += ["### What the comparisons say", "", *comparisons(result), ""]
     if proto == "stream":
         out += ["### By event type", ""]
@@ -264,11 +266,11 @@ def _markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
         for kind in ("click", "purchase"):
             rows = {
                 n: r["by_event_type"][kind]
-                for n, r in result["systems"].items()
+                for n, r in result.systems.items()
                 if "by_event_type" in r
             }
             out += [f"**{kind} events**", "", markdown_table(rows, cols), ""]
-    repeats = result.get("counts", {}).get("scored_purchases_of_the_previous_item", "0/0")
+    repeats = result.counts.get("scored_purchases_of_the_previous_item", "0/0")
     n_rep, n_buy = (int(x) for x in str(repeats).split("/"))
     if proto == "stream" and n_buy and n_rep / n_buy > 0.5:
         out += [
@@ -279,11 +281,11 @@ def _markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
             "item get a higher p_purchase than a click's).",
             "",
         ]
-    if result.get("missing"):
+    if result.missing:
         out += ["### Not run", ""]
-        out += [f"- **{n}**: {why}" for n, why in result["missing"].items()] + [""]
+        out += [f"- **{n}**: {why}" for n, why in result.missing.items()] + [""]
     out += ["## Systems", ""]
-    out += [f"- **{n}**: {desc}" for n, desc in result.get("descriptions", {}).items()] + [""]
+    out += [f"- **{n}**: {desc}" for n, desc in result.descriptions.items()] + [""]
     out += ["## How to read the metrics", ""]
     out += [f"- **{n}**: {desc}" for n, desc in READING.items()] + [""]
     out += ["## Plots", ""]
@@ -301,33 +303,30 @@ def _markdown(result: dict[str, Any], plots: dict[str, str]) -> str:
     }
     for key, file in plots.items():
         out += [f"### {key}", "", explain.get(key, ""), "", f"![{key}]({file})", ""]
-    if result.get("kafka"):
-        out += ["## Through Kafka", "", "```", json.dumps(result["kafka"], indent=1), "```", ""]
+    if result.kafka is not None:
+        kafka = json.dumps(result.kafka.model_dump(mode="json"), indent=1)
+        out += ["## Through Kafka", "", "```", kafka, "```", ""]
     return "\n".join(out)
 
 
-def write(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+def write(result: ReplayResult, out_dir: Path) -> dict[str, Path]:
     """Write the report; returns the written files by name."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plots: dict[str, str] = {}
-    if result.get("curves"):
+    if result.curves:
         plot_metric_vs_k(result, out_dir / "metric_vs_k.png")
         plots["metric_vs_k"] = "metric_vs_k.png"
-    if result.get("systems"):
+    if result.systems:
         plot_tradeoff(result, out_dir / "tradeoff.png")
         plots["tradeoff"] = "tradeoff.png"
         plot_activity(result, out_dir / "activity.png")
         plots["activity"] = "activity.png"
-    latency = result.get("kafka", {}).get("latency_samples")
+    latency = result.kafka.latency_samples if result.kafka is not None else {}
     if latency:
         plot_latency(latency, out_dir / "latency.png")
         plots["latency"] = "latency.png"
-    slim = {
-        **result,
-        "kafka": {k: v for k, v in result.get("kafka", {}).items() if k != "latency_samples"},
-    }
-    (out_dir / "metrics.json").write_text(json.dumps(slim, indent=1, default=str) + "\n")
-    (out_dir / "report.md").write_text(_markdown(slim, plots) + "\n")
+    (out_dir / "metrics.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
+    (out_dir / "report.md").write_text(_markdown(result, plots) + "\n")
     files = {"report.md": out_dir / "report.md", "metrics.json": out_dir / "metrics.json"}
     files.update({k: out_dir / v for k, v in plots.items()})
     return files

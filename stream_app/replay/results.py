@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from stream_app.core import metrics
 
@@ -182,3 +183,92 @@ def curves(res: SystemResults, max_k: int) -> dict[str, list[Any]]:
         "hr": [metrics.hit_rate(ranks, k)[f"hr@{k}"] for k in ks],
         "ndcg": [metrics.ndcg(ranks, k)[f"ndcg@{k}"] for k in ks],
     }
+
+
+SystemRow = dict[str, Any]  # metric -> value, plus the by_event_type / by_activity blocks
+_RESULT = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
+
+
+class ReplayData(BaseModel):
+    model_config = _RESULT
+
+    items: str
+    events: str
+    events_sha256: str
+    n_events: int
+    n_items: int
+    has_categories: bool
+
+
+class ReplayModel(BaseModel):
+    """The evaluated version (and the ablation versions beside it)."""
+
+    model_config = _RESULT
+
+    registry: str
+    version: str
+    ablation_versions: dict[str, str]
+    k: int
+    split: str
+    train_until: float | None
+
+
+class KafkaRun(BaseModel):
+    """``--via-kafka``: delivery, throughput and latency through the real topics."""
+
+    model_config = _RESULT
+
+    events_produced: int
+    recommendations: int
+    events_without_recommendation: int
+    scored_without_list: int
+    other_model_version: int
+    throughput_events_per_s: float
+    worker_latency_ms: dict[str, float]
+    end_to_end_ms: dict[str, float]
+    produce_s: float = 0.0
+    wall_s: float = 0.0
+    rate: float | None = None
+    topics: dict[str, Any] = Field(default_factory=dict)
+    started_worker: bool = False
+    # every latency measured (ms), for the report's plot; left out of the JSON
+    latency_samples: dict[str, list[float]] = Field(default_factory=dict, exclude=True)
+
+
+@dataclass(frozen=True)
+class ReplayContext:
+    """What the run built that a caller scoring more systems on the same events needs
+    (``--via-kafka``); in memory only."""
+
+    cat: Any  # replay.catalogue.Catalogue
+    metrics: MetricContext
+    world: Any  # groundtruth.World or None
+    cut: int | None = None  # stream: index of the first scored event
+    chosen: set[str] | None = None  # stream: users scored (None: all)
+
+
+class ReplayResult(BaseModel):
+    """``streamrec replay``: per system its metrics (``systems``), the curves and the MMR
+    sweep behind the plots, the data, the evaluated versions and the run's counts and times."""
+
+    model_config = ConfigDict(**_RESULT, arbitrary_types_allowed=True)
+
+    protocol: Literal["stream", "loo"]
+    ks: list[int]
+    systems: dict[str, SystemRow]
+    curves: dict[str, dict[str, list[Any]]]
+    sweep: list[dict[str, float]] = Field(default_factory=list)
+    counts: dict[str, Any] = Field(default_factory=dict)
+    timing: dict[str, float] = Field(default_factory=dict)
+    data: ReplayData
+    model: ReplayModel
+    options: dict[str, Any] = Field(default_factory=dict)
+    descriptions: dict[str, str] = Field(default_factory=dict)
+    missing: dict[str, str] = Field(default_factory=dict, description="Ablations not run: why.")
+    seconds: float = 0.0
+    pop_equals_loo_popularity_eval: bool | None = None
+    kafka: KafkaRun | None = None
+    context: ReplayContext | None = Field(None, exclude=True, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

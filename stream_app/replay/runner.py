@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from schemas.settings import Settings
-from stream_app.core.engine import EngineOptions
+from schemas.manifest import Manifest
+from schemas.settings import ReplaySettings, ServingSettings, Settings
 from stream_app.core.hooks import Hooks
 from stream_app.core.interests import InterestParams
 from stream_app.datagen.jsonl import load_events, load_items
-from stream_app.registry import Registry, RegistryError
+from stream_app.registry import Registry, RegistryError, sha256_file
 from stream_app.replay import ablations, groundtruth, leakage, loo, results
 from stream_app.replay.ablations import AblationTrainer
 from stream_app.replay.baselines import CoocStream, PopStream
 from stream_app.replay.catalogue import Catalogue, Feed, LoadedModel, load_model
+from stream_app.replay.results import ReplayContext, ReplayData, ReplayModel, ReplayResult
 from stream_app.replay.stream import (
     StreamConfig,
     replay_events,
@@ -46,37 +46,13 @@ DESCRIPTIONS = {
     "pop": "popularity (stream: time-decayed, updated as events arrive; loo: train counts)",
     "cooc": "item co-occurrence (item-kNN over the last items of the user's history)",
 }
-DEFAULT_LAMBDAS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0)
 
 
 class ReplayError(ValueError):
     """A replay that cannot run as asked (no model, bad options); the message says why."""
 
 
-@dataclass
-class ReplayOptions:
-    protocol: str = "stream"
-    ks: tuple[int, ...] = (10, 20)
-    baselines: tuple[str, ...] = BASELINES
-    ablations: tuple[str, ...] = ablations.KNOWN
-    ablation_versions: dict[str, str] = field(default_factory=dict)
-    # trains missing ablation versions (``--train-ablations``: the torch side's trainer)
-    train_ablation: AblationTrainer | None = None
-    warmup_frac: float = 0.8
-    max_users: int | None = None
-    chunk: int = 256
-    sweep_lambdas: tuple[float, ...] = ()
-    device: str = "auto"
-    threads: int = 0
-
-
-def _check_options(opts: ReplayOptions) -> None:
-    if opts.protocol not in ("stream", "loo"):
-        msg = f"--protocol: expected 'stream' or 'loo', got {opts.protocol!r}"
-        raise ReplayError(msg)
-    if not opts.ks or min(opts.ks) < 1:
-        msg = f"--k: expected positive cutoffs, got {list(opts.ks)}"
-        raise ReplayError(msg)
+def _check_options(opts: ReplaySettings) -> None:
     for b in opts.baselines:
         if b not in BASELINES:
             msg = f"--baselines: expected some of {BASELINES}, got {b!r}"
@@ -89,21 +65,22 @@ def _check_options(opts: ReplayOptions) -> None:
 
 def _resolve_versions(
     registry: Registry,
-    main: dict[str, Any],
-    opts: ReplayOptions,
+    main: Manifest,
     settings: Settings,
     items_path: Path,
     events_path: Path,
     hooks: Hooks,
+    train_ablation: AblationTrainer | None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Version per trained ablation, and the reason for each one that is missing."""
+    opts = settings.replay
     found, missing = {}, {}
     wanted = dict.fromkeys([*opts.ablations, *opts.ablation_versions])
     for kind in (a for a in wanted if a in ablations.TRAINED):
         version = opts.ablation_versions.get(kind) or ablations.find_trained(registry, main, kind)
-        if version is None and opts.train_ablation is not None:
+        if version is None and train_ablation is not None:
             hooks.stage(f"training the {kind} ablation (same options, data and split)")
-            version = opts.train_ablation(
+            version = train_ablation(
                 settings, registry.root, main, kind, items_path, events_path, hooks
             )
         if version is not None and kind in opts.ablation_versions:
@@ -127,20 +104,22 @@ def run_replay(
     settings: Settings,
     items_path: Path,
     events_path: Path,
-    registry_dir: Path,
-    version: str | None,
-    opts: ReplayOptions,
     hooks: Hooks | None = None,
-    extras: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The replay result (JSON-able). ``extras``, when given, receives the catalogue, the
-    metric context and (stream) the warm-up cut, for callers that score more systems."""
+    train_ablation: AblationTrainer | None = None,
+    sweep_lambdas: tuple[float, ...] = (),
+) -> ReplayResult:
+    """Replay with ``settings.replay`` against ``settings.registry_dir``; the result's
+    ``context`` (catalogue, metric context, warm-up cut) serves callers that score more
+    systems on the same events. ``train_ablation`` trains missing ablation versions
+    (``--train-ablations``); ``sweep_lambdas`` re-selects the main model's lists at other
+    MMR lambdas (the report's trade-off plot)."""
     hooks = hooks or Hooks()
-    extras = {} if extras is None else extras
+    opts = settings.replay
     _check_options(opts)
     t_start = time.perf_counter()
+    registry_dir = settings.registry_dir
     registry = Registry(registry_dir)
-    version = version or registry.current()
+    version = opts.version or registry.current()
     if version is None:
         msg = f"registry {registry_dir}: no CURRENT version; pass --model VERSION"
         raise ReplayError(msg)
@@ -153,7 +132,7 @@ def run_replay(
     if not events:
         msg = f"{events_path}: expected events, got none"
         raise ReplayError(msg)
-    sha = leakage.file_sha256(events_path)
+    sha = sha256_file(events_path)
     n_list = max(opts.ks)
     if opts.protocol == "loo":
         data = loo.prepare(events, items, opts.max_users)
@@ -168,7 +147,7 @@ def run_replay(
         first_scored = evs[cut].lite.ts
     leakage.check(main, opts.protocol, events_sha256=sha, first_scored_ts=first_scored)
     versions, missing = _resolve_versions(
-        registry, main, opts, settings, items_path, events_path, hooks
+        registry, main, settings, items_path, events_path, hooks, train_ablation
     )
     for v in versions.values():
         leakage.check(
@@ -179,29 +158,31 @@ def run_replay(
     models = {}
     for kind, v in {MAIN: version, **versions}.items():
         try:
-            models[kind] = load_model(registry, v, cat, fallback, opts.device, opts.threads)
+            models[kind] = load_model(
+                registry, v, cat, fallback, settings.serving.device, settings.serving.ort_threads
+            )
         except ModelLoadError as exc:
             msg = f"cannot replay {kind} version {v}: {exc}"
             raise ReplayError(msg) from None
     cat.text = models[MAIN].text
-    base_opts = replace(EngineOptions.from_settings(settings.serving), top_k=n_list)
+    base_opts = settings.serving.model_copy(update={"top_k": n_list})
     variants = {MAIN: base_opts}
     if "no-diversity" in opts.ablations:
         variants["no-diversity"] = variant_options(base_opts, "no-diversity")
-    groups: list[tuple[LoadedModel, dict[str, EngineOptions]]] = [(models[MAIN], variants)]
+    groups: list[tuple[LoadedModel, dict[str, ServingSettings]]] = [(models[MAIN], variants)]
     for kind in versions:
         group = {kind: base_opts}
         if kind == "single-interest" and "no-diversity" in variants:
             group[SINGLE_PLAIN] = variants["no-diversity"]  # K=1 vs K=4 with selection off
         groups.append((models[kind], group))
+    world = groundtruth.load(events_path, cat.ids)
     if opts.protocol == "loo":
-        extras["world"] = groundtruth.load(events_path, cat.ids)
-        out = _run_loo(data, groups, opts, n_list, hooks, extras)
+        out, ctx = _run_loo(data, groups, opts, sweep_lambdas, n_list, hooks, world)
+        context = ReplayContext(cat, ctx, world)
     else:
-        extras["world"] = groundtruth.load(events_path, cat.ids)
-        out = _run_stream(evs, cat, groups, opts, n_list, hooks, extras)
-        extras.update(cut=cut, chosen=selected_users(evs, cut, opts.max_users))
-    extras["cat"] = cat
+        out, ctx = _run_stream(evs, cat, groups, opts, sweep_lambdas, n_list, hooks, world)
+        chosen = selected_users(evs, cut, opts.max_users)
+        context = ReplayContext(cat, ctx, world, cut, chosen)
     order = [
         MAIN,
         "no-diversity",
@@ -212,35 +193,36 @@ def run_replay(
         *BASELINES,
     ]
     out["systems"] = {k: out["systems"][k] for k in order if k in out["systems"]}
-    out.update(
+    return ReplayResult(
+        **out,
         protocol=opts.protocol,
         ks=list(opts.ks),
-        data={
-            "items": str(items_path),
-            "events": str(events_path),
-            "events_sha256": sha,
-            "n_events": len(events),
-            "n_items": len(cat),
-            "has_categories": cat.has_categories,
-        },
-        model={
-            "registry": str(registry_dir),
-            "version": version,
-            "ablation_versions": versions,
-            "k": models[MAIN].model.k,
-            "split": main.get("training", {}).get("split"),
-            "train_until": main.get("training", {}).get("data", {}).get("train_until"),
-        },
+        data=ReplayData(
+            items=str(items_path),
+            events=str(events_path),
+            events_sha256=sha,
+            n_events=len(events),
+            n_items=len(cat),
+            has_categories=cat.has_categories,
+        ),
+        model=ReplayModel(
+            registry=str(registry_dir),
+            version=version,
+            ablation_versions=versions,
+            k=models[MAIN].model.k,
+            split=main.training.data.split,
+            train_until=main.training.data.train_until,
+        ),
         options={
             "warmup_frac": opts.warmup_frac,
             "max_users": opts.max_users,
-            "engine": base_opts.__dict__,
+            "engine": base_opts.model_dump(),
         },
         descriptions={k: DESCRIPTIONS[k] for k in out["systems"]},
         missing=missing,
         seconds=round(time.perf_counter() - t_start, 1),
+        context=context,
     )
-    return out
 
 
 def _metrics(
@@ -275,11 +257,12 @@ def _run_stream(
     evs: list[Any],
     cat: Catalogue,
     groups: list[Any],
-    opts: ReplayOptions,
+    opts: ReplaySettings,
+    sweep_lambdas: tuple[float, ...],
     n_list: int,
     hooks: Hooks,
-    extras: dict[str, Any],
-) -> dict[str, Any]:
+    world: Any,
+) -> tuple[dict[str, Any], results.MetricContext]:
     systems: list[Any] = [EngineStream(Feed(lm, cat), cat, variants) for lm, variants in groups]
     if "pop" in opts.baselines:
         systems.append(PopStream(cat, n_list))
@@ -289,9 +272,9 @@ def _run_stream(
     cfg = StreamConfig(
         ks=opts.ks,
         warmup_frac=opts.warmup_frac,
-        chunk=opts.chunk,
+        chunk=opts.batch,
         max_users=opts.max_users,
-        sweep_lambdas=opts.sweep_lambdas,
+        sweep_lambdas=sweep_lambdas,
     )
     hooks.stage(f"replaying {len(evs)} events in time order ({len(systems)} engines/baselines)")
     run = run_stream(evs, cat, systems, cfg, lambda d, t: hooks.progress("replay", d, t))
@@ -301,28 +284,29 @@ def _run_stream(
         cat.categories if cat.has_categories else None,
         results.smoothed_popularity(run.warm_counts),
         len(cat),
-        extras.get("world"),
+        world,
     )
-    extras["ctx"] = ctx
     hooks.stage("computing metrics")
     table, curves = _metrics(run.results, ctx, True, n_list)
-    return {
+    out = {
         "systems": table,
         "curves": curves,
         "sweep": _sweep_table(run.sweep, ctx),
         "counts": run.counts,
         "timing": run.timing,
     }
+    return out, ctx
 
 
 def _run_loo(
     data: loo.LooData,
     groups: list[Any],
-    opts: ReplayOptions,
+    opts: ReplaySettings,
+    sweep_lambdas: tuple[float, ...],
     n_list: int,
     hooks: Hooks,
-    extras: dict[str, Any],
-) -> dict[str, Any]:
+    world: Any,
+) -> tuple[dict[str, Any], results.MetricContext]:
     res: dict[str, results.SystemResults] = {}
     t0 = time.perf_counter()
     hooks.stage(
@@ -338,7 +322,7 @@ def _run_loo(
         engine = loo.EngineLoo(
             lm,
             variants,
-            opts.sweep_lambdas if n == 0 else (),
+            sweep_lambdas if n == 0 else (),
             ranker_only=RANKER_ONLY if n == 0 else None,
         )
         res.update(engine.run(data, n_list, on_progress=hooks.progress, label=next(iter(variants))))
@@ -350,9 +334,8 @@ def _run_loo(
         data.cat.categories if data.cat.has_categories else None,
         results.smoothed_popularity(data.train_pop),
         len(data.cat),
-        extras.get("world"),
+        world,
     )
-    extras["ctx"] = ctx
     hooks.stage("computing metrics")
     table, curves = _metrics(res, ctx, False, n_list)
     reference = None
@@ -364,7 +347,7 @@ def _run_loo(
         "catalogue": len(data.cat),
         "events": len(data.events),
     }
-    return {
+    out = {
         "systems": table,
         "curves": curves,
         "sweep": _sweep_table(sweep, ctx),
@@ -372,3 +355,4 @@ def _run_loo(
         "pop_equals_loo_popularity_eval": reference,
         "timing": {"seconds": round(time.perf_counter() - t0, 2)},
     }
+    return out, ctx

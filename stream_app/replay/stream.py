@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -229,7 +229,7 @@ def _sweep_chunk(
     sub = [picks[j] for j in take]
     index = system.cat.index
     for lam, res in sweep.items():
-        opts = replace(system.rec.opts, mmr_lambda=lam, diversify=True)
+        opts = system.rec.opts.model_copy(update={"mmr_lambda": lam, "diversify": True})
         for j, recs in zip(take, system.rec.repick(sub, opts), strict=True):
             ev = chunk[live[j]]
             items = np.fromiter((index[r.item_id] for r in recs), np.int64, len(recs))

@@ -17,12 +17,13 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from stream_app.core.engine import Bundle, EngineOptions, Rec, Recommender, Scored, UnknownItem
+from schemas.settings import ServingSettings
+from stream_app.core.engine import Bundle, Rec, Recommender, Scored, UnknownItem
 from stream_app.core.interests import EventLite, InterestState
 from stream_app.core.scorer import RankerOut
 from stream_app.replay.catalogue import Catalogue, Feed
@@ -125,7 +126,7 @@ class CapturingRecommender(Recommender):
         scored = self.score_batch(states, now)
         return self.select(scored), [Pick(scored, i) for i in range(len(states))]
 
-    def repick(self, picks: list[Pick], opts: EngineOptions) -> list[list[Rec]]:
+    def repick(self, picks: list[Pick], opts: ServingSettings) -> list[list[Rec]]:
         """Lists the engine would select with ``opts`` from the same candidates and scores."""
         out: list[list[Rec]] = [[] for _ in picks]
         groups: dict[int, list[int]] = {}
@@ -154,9 +155,9 @@ def popularity_as_of(store: Any, saved: tuple[np.ndarray, float]) -> Iterator[No
         store.pop, store.pop_ref = current
 
 
-def variant_options(base: EngineOptions, name: str) -> EngineOptions:
+def variant_options(base: ServingSettings, name: str) -> ServingSettings:
     if name == "no-diversity":
-        return replace(base, diversify=False)
+        return base.model_copy(update={"diversify": False})
     return base
 
 
@@ -168,7 +169,7 @@ class EngineStream:
         self,
         feed: Feed,
         cat: Catalogue,
-        variants: dict[str, EngineOptions],
+        variants: dict[str, ServingSettings],
         score_targets: bool = True,
     ) -> None:
         """``score_targets=False`` skips the extra ranker call that scores each event's item

@@ -21,15 +21,10 @@ import asyncio
 import contextlib
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,29 +35,22 @@ from schemas.events import encode_event
 from schemas.items import encode_item
 from schemas.settings import Settings
 from stream_app.core.hooks import Hooks
+from stream_app.kafka.local import free_port
 from stream_app.replay import results
-from stream_app.replay.runner import ReplayError, ReplayOptions, run_replay
+from stream_app.replay.results import KafkaRun, ReplayResult
+from stream_app.replay.runner import ReplayError, run_replay
+from stream_app.worker.process import WorkerExited, WorkerProcess
 
 SYSTEM = "streamrec-kafka"
 
 
-@dataclass
-class KafkaOptions:
-    rate: float | None = None
-    start_worker: bool = False
-    worker_start_timeout_s: float = 180.0
-    idle_timeout_s: float = 30.0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return int(s.getsockname()[1])
+WORKER_START_TIMEOUT_S = 180.0
+IDLE_TIMEOUT_S = 30.0  # no new recommendation for this long after the last event: done
 
 
 def isolated_settings(settings: Settings, top_k: int) -> Settings:
+    """A worker of its own for the run: fresh, uniquely named topics and app id, a fresh state
+    directory, a free web port, the replay's list length."""
     tag = uuid.uuid4().hex[:8]
     topics = {
         n: f"replay-{n}-{tag}"
@@ -72,70 +60,9 @@ def isolated_settings(settings: Settings, top_k: int) -> Settings:
         **{f"topics.{k}": v for k, v in topics.items()},
         app_id=f"streamrec-replay-{tag}",
         data_dir=tempfile.mkdtemp(prefix="streamrec-replay-"),
-        **{"serving.top_k": top_k, "serving.web_port": _free_port()},
+        log_level="warn",
+        **{"serving.top_k": top_k, "serving.web_port": free_port()},
     )
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    t = settings.topics
-    env.update(
-        {
-            "STREAMREC_APP_ID": settings.app_id,
-            "STREAMREC_DATA_DIR": str(settings.data_dir),
-            "STREAMREC_REGISTRY_DIR": str(settings.registry_dir),
-            "STREAMREC_KAFKA__BROKER": settings.kafka.broker,
-            "STREAMREC_TOPICS__EVENTS": t.events,
-            "STREAMREC_TOPICS__ITEMS": t.items,
-            "STREAMREC_TOPICS__RECOMMENDATIONS": t.recommendations,
-            "STREAMREC_TOPICS__DLQ": t.dlq,
-            "STREAMREC_TOPICS__MODEL_UPDATES": t.model_updates,
-            "STREAMREC_SERVING__TOP_K": str(settings.serving.top_k),
-            "STREAMREC_SERVING__WEB_PORT": str(settings.serving.web_port),
-            "STREAMREC_SERVING__DEVICE": settings.serving.device,
-            "STREAMREC_LOG_LEVEL": "warn",
-        }
-    )
-    return env
-
-
-@contextlib.contextmanager
-def worker_process(settings: Settings, timeout_s: float, log_path: Path) -> Iterator[None]:
-    """A ``streamrec worker`` subprocess for ``settings``, stopped (SIGTERM, then SIGKILL)."""
-    code = "import sys; from stream_app.cli import main; sys.exit(main(sys.argv[1:]))"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code, "worker"],
-            env=_env(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_healthy(proc, settings.serving.web_port, timeout_s, log_path)
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], port: int, timeout_s: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:]
-            msg = f"the worker exited with code {proc.returncode} before it was ready:\n{tail}"
-            raise ReplayError(msg)
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://localhost:{port}/health", timeout=2) as r:
-                if json.loads(r.read()).get("status") == "ok":
-                    return
-        time.sleep(0.5)
-    msg = f"the worker was not healthy on :{port}/health within {timeout_s:.0f} s (log: {log})"
-    raise ReplayError(msg)
 
 
 @dataclass
@@ -152,7 +79,7 @@ async def _stream(
     settings: Settings,
     timeline: list[tuple[str, bytes, bytes, str | None]],
     expected: int,
-    kopts: KafkaOptions,
+    rate: float | None,
     hooks: Hooks,
 ) -> tuple[dict[str, float], dict[str, Received], float]:
     """Produce the timeline, consume recommendations; (produce time per event id, received
@@ -205,7 +132,7 @@ async def _stream(
                 if batch:
                     last = time.monotonic()
                     hooks.progress("recommendations", len(got), expected)
-                elif done.is_set() and time.monotonic() - last > kopts.idle_timeout_s:
+                elif done.is_set() and time.monotonic() - last > IDLE_TIMEOUT_S:
                     return
 
         task = asyncio.create_task(consume())
@@ -217,8 +144,8 @@ async def _stream(
             if event_id is not None:
                 sent[event_id] = time.time()
                 n_events += 1
-                if kopts.rate:
-                    ahead = n_events / kopts.rate - (time.perf_counter() - start)
+                if rate:
+                    ahead = n_events / rate - (time.perf_counter() - start)
                     if ahead > 0:
                         await asyncio.sleep(ahead)
             pending.append(fut)
@@ -267,88 +194,83 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def run_via_kafka(
-    settings: Settings,
-    items_path: Path,
-    events_path: Path,
-    registry_dir: Path,
-    version: str | None,
-    opts: ReplayOptions,
-    kopts: KafkaOptions,
-    hooks: Hooks | Any = None,
-) -> dict[str, Any]:
+    settings: Settings, items_path: Path, events_path: Path, hooks: Hooks | None = None
+) -> ReplayResult:
+    """The offline replay (``settings.replay``, protocol stream) plus the running worker
+    through Kafka as one more system (``streamrec-kafka``), with delivery and latency."""
     from stream_app.datagen.jsonl import load_events, load_items
     from stream_app.registry import Registry
 
     hooks = hooks or Hooks()
+    opts = settings.replay
     if opts.protocol != "stream":
         msg = "--via-kafka: expected --protocol stream (LOO ranks the whole catalogue offline)"
         raise ReplayError(msg)
-    current = Registry(registry_dir).current()
+    current = Registry(settings.registry_dir).current()
     if current is None:
-        msg = f"registry {registry_dir}: no CURRENT version for the worker to serve"
+        msg = f"registry {settings.registry_dir}: no CURRENT version for the worker to serve"
         raise ReplayError(msg)
-    if version is not None and version != current:
+    if opts.version is not None and opts.version != current:
         msg = (
             f"--via-kafka evaluates what the worker serves: CURRENT is {current}, got --model "
-            f"{version}; promote it first (`streamrec model promote {version}`)"
+            f"{opts.version}; promote it first (`streamrec model promote {opts.version}`)"
         )
         raise ReplayError(msg)
-    extras: dict[str, Any] = {}
-    result = run_replay(
-        settings, items_path, events_path, registry_dir, current, opts, hooks, extras=extras
-    )
+    settings = settings.with_overrides(**{"replay.version": current})
+    result = run_replay(settings, items_path, events_path, hooks)
+    context = result.context
+    if context is None or context.cut is None:
+        msg = "--via-kafka: the offline replay left no stream context"
+        raise ReplayError(msg)
     n_list = max(opts.ks)
-    run_settings = (
-        isolated_settings(settings.with_overrides(registry_dir=str(registry_dir)), n_list)
-        if kopts.start_worker
-        else settings
-    )
+    run_settings = isolated_settings(settings, n_list) if opts.start_worker else settings
     items, events = load_items(items_path), load_events(events_path)
     timeline, order = _timeline(run_settings, items, events)
     hooks.stage(
         f"producing {len(events)} events (+{len(timeline) - len(events)} items) to "
-        f"{run_settings.topics.events} at {kopts.rate or 'max'} ev/s"
+        f"{run_settings.topics.events} at {opts.rate or 'max'} ev/s"
     )
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        if kopts.start_worker:
-            log = Path(run_settings.data_dir) / "worker.log"
-            hooks.stage(f"starting a worker on {run_settings.kafka.broker} (log {log})")
-            stack.enter_context(worker_process(run_settings, kopts.worker_start_timeout_s, log))
+        if opts.start_worker:
+            worker = WorkerProcess(run_settings, run_settings.data_dir)
+            hooks.stage(f"starting a worker on {run_settings.kafka.broker} (log {worker.log_dir})")
+            stack.enter_context(worker.start())
+            try:
+                worker.wait_healthy(WORKER_START_TIMEOUT_S)
+            except WorkerExited as exc:
+                raise ReplayError(str(exc)) from None
         sent, got, produced_s = asyncio.run(
-            _stream(run_settings, timeline, len(events), kopts, hooks)
+            _stream(run_settings, timeline, len(events), opts.rate, hooks)
         )
     wall = time.perf_counter() - t0
-    if kopts.start_worker:  # the run's own state dir (kept, with the worker log, on failure)
+    if opts.start_worker:  # the run's own state dir (kept, with the worker log, on failure)
         shutil.rmtree(run_settings.data_dir, ignore_errors=True)
     res, kafka = match_recommendations(
-        extras["cat"],
-        extras["cut"],
-        extras.get("chosen"),
-        events,
-        order,
-        sent,
-        got,
-        current,
-        n_list,
+        context.cat, context.cut, context.chosen, events, order, sent, got, current, n_list
     )
-    kafka.update(
-        produce_s=round(produced_s, 2),
-        wall_s=round(wall, 2),
-        rate=kopts.rate,
-        topics=run_settings.topics.model_dump(),
-        started_worker=kopts.start_worker,
+    kafka = kafka.model_copy(
+        update={
+            "produce_s": round(produced_s, 2),
+            "wall_s": round(wall, 2),
+            "rate": opts.rate,
+            "topics": run_settings.topics.model_dump(),
+            "started_worker": opts.start_worker,
+        }
     )
-    ctx = extras["ctx"]
-    result["systems"][SYSTEM] = results.system_metrics(res, ctx, by_type=True)
-    result["curves"][SYSTEM] = results.curves(res, n_list)
-    result["descriptions"][SYSTEM] = (
-        "the running worker through Kafka: lists consumed from "
-        "the recommendations topic, matched to the next event"
+    ctx = context.metrics
+    return result.model_copy(
+        update={
+            "systems": {**result.systems, SYSTEM: results.system_metrics(res, ctx, by_type=True)},
+            "curves": {**result.curves, SYSTEM: results.curves(res, n_list)},
+            "descriptions": {
+                **result.descriptions,
+                SYSTEM: "the running worker through Kafka: lists consumed from "
+                "the recommendations topic, matched to the next event",
+            },
+            "kafka": kafka,
+        }
     )
-    result["kafka"] = kafka
-    result["via_kafka"] = True
-    return result
 
 
 def match_recommendations(
@@ -361,7 +283,7 @@ def match_recommendations(
     got: dict[str, Received],
     version: str,
     n_list: int,
-) -> tuple[results.SystemResults, dict[str, Any]]:
+) -> tuple[results.SystemResults, KafkaRun]:
     """Score each event after the cut (``order`` = time order) against the list of the
     recommendation triggered by its user's previous event that got one (a dead-lettered event
     leaves the list before it current); plus delivery, throughput and latency figures."""
@@ -399,15 +321,15 @@ def match_recommendations(
     e2e = [(r.consumed_at - sent[t]) * 1000.0 for t, r in got.items() if t in sent]
     first = min(sent.values(), default=0.0)
     last = max((r.consumed_at for r in got.values()), default=first)
-    kafka = {
-        "events_produced": len(sent),
-        "recommendations": len(got),
-        "events_without_recommendation": len(sent) - sum(1 for t in got if t in sent),
-        "scored_without_list": missing,
-        "other_model_version": wrong_version,
-        "throughput_events_per_s": round(len(got) / max(last - first, 1e-9), 1),
-        "worker_latency_ms": _percentiles(latency),
-        "end_to_end_ms": _percentiles(e2e),
-        "latency_samples": {"worker latency_ms": latency, "end-to-end": e2e},
-    }
+    kafka = KafkaRun(
+        events_produced=len(sent),
+        recommendations=len(got),
+        events_without_recommendation=len(sent) - sum(1 for t in got if t in sent),
+        scored_without_list=missing,
+        other_model_version=wrong_version,
+        throughput_events_per_s=round(len(got) / max(last - first, 1e-9), 1),
+        worker_latency_ms=_percentiles(latency),
+        end_to_end_ms=_percentiles(e2e),
+        latency_samples={"worker latency_ms": latency, "end-to-end": e2e},
+    )
     return res, kafka

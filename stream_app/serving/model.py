@@ -9,15 +9,15 @@ once).
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+from schemas.manifest import Manifest
 from schemas.onnx_spec import ENCODER, ITEM_TOWER, RANKER, feat_slices
 from stream_app.core.covisit import CoVisit
 from stream_app.core.scorer import RankerOut
-from stream_app.registry import Registry
+from stream_app.registry import Registry, RegistryError
 from stream_app.serving.encoding import encode_texts, load_tokenizer
 from stream_app.serving.sessions import ModelLoadError, open_session
 
@@ -37,19 +37,22 @@ class ServingModel:
             raise ModelLoadError(msg)
         self.version = version
         self.dir = registry.path(version)
-        self.manifest: dict[str, Any] = registry.manifest(version)
-        if self.manifest.get("status") not in allow_status:
-            msg = f"refusing model {version}: status {self.manifest.get('status')!r}"
+        try:
+            self.manifest: Manifest = registry.manifest(version)
+        except RegistryError as exc:
+            raise ModelLoadError(str(exc)) from None
+        if self.manifest.status not in allow_status:
+            msg = f"refusing model {version}: status {self.manifest.status!r}"
             raise ModelLoadError(msg)
-        self.config: dict[str, Any] = self.manifest["config"]
-        self.space: str = self.manifest["space"]
-        self.k = int(self.config["k"])
-        self.recent_len = int(self.config["recent_len"])
-        self.d = int(self.config["d"])
-        self.text_dim = int(self.config["text_dim"])
-        self.feat_dim = int(self.config["feat_dim"])
+        self.config = self.manifest.engine.config
+        self.space = self.manifest.space
+        self.k = self.config.k
+        self.recent_len = self.config.recent_len
+        self.d = self.config.d
+        self.text_dim = self.config.text_dim
+        self.feat_dim = self.config.feat_dim
         self.encoder = open_session(self.dir / ENCODER.file, ENCODER, device, threads)
-        content = self.manifest.get("encoder", {}).get("content_encoder", ENCODER.file)
+        content = self.manifest.encoder.content_encoder
         self.content_encoder = (
             self.encoder
             if content == ENCODER.file
@@ -65,7 +68,7 @@ class ServingModel:
             self.slot_w = z["slot_w"].astype(np.float32)
             self.slot_b = z["slot_b"].astype(np.float32)
             self.content_w = z["content_w"].astype(np.float32) if "content_w" in z else None
-        self.slices = feat_slices(self.d, int(self.config["hidden"]))
+        self.slices = feat_slices(self.d, self.config.hidden)
         cv = self.dir / "covisit.npz"
         self.covisit = CoVisit.load(cv) if cv.exists() else None
 

@@ -29,11 +29,7 @@ def broker_credentials(kafka: KafkaSettings) -> Any:
     """faust credentials for the Kafka security settings (None for PLAINTEXT)."""
     if kafka.security_protocol == "PLAINTEXT":
         return None
-    ssl_context = None
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        ssl_context = create_ssl_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
+    ssl_context = kafka.ssl_context() if kafka.security_protocol in ("SSL", "SASL_SSL") else None
     if kafka.security_protocol == "SSL":
         return faust.SSLCredentials(ssl_context)
     password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else None

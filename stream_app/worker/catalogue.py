@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from schemas.items import CatalogItem
+from schemas.onnx_spec import ENCODER
 from stream_app.core.catalogue import ItemStore, item_numeric
 from stream_app.core.vectors import VECTORS_FILE, load_vectors, text_sha
 from stream_app.serving.model import ServingModel
@@ -58,10 +59,11 @@ class ItemRecord:
 
 def encoder_key(model: ServingModel) -> str:
     """Identity of the (text vector, content vector) pair a model computes for a text."""
-    content = model.manifest.get("encoder", {}).get("content_encoder", "encoder.onnx")
-    if content == "encoder.onnx":
+    content = model.manifest.encoder.content_encoder
+    if content == ENCODER.file:
         return model.space
-    sha = model.manifest.get("files", {}).get(content, {}).get("sha256", content)
+    entry = model.manifest.files.get(content)
+    sha = entry.sha256 if entry is not None else content
     return f"{model.space}+{sha[:16]}"
 
 

@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from stream_app.core.engine import Bundle, EngineOptions, Recommender
+from schemas.settings import ServingSettings
+from stream_app.core.engine import Bundle, Recommender
 from stream_app.core.interests import CLICK, EventLite, InterestParams
 from stream_app.registry import Registry
 from stream_app.serving.model import ServingModel
@@ -80,7 +81,7 @@ class ServingHolder:
         self,
         registry: Registry,
         params: InterestParams,
-        opts: EngineOptions,
+        opts: ServingSettings,
         device: str,
         threads: int,
         cache: cat.VectorCache | None,

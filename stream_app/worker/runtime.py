@@ -17,7 +17,6 @@ from typing import Any
 from mode import Service
 
 from schemas.settings import Settings
-from stream_app.core.engine import EngineOptions
 from stream_app.core.interests import InterestParams
 from stream_app.registry import Registry
 from stream_app.worker.catalogue import VectorCache
@@ -55,7 +54,7 @@ class WorkerRuntime(Service):
         self.holder = ServingHolder(
             self.registry,
             InterestParams.from_settings(settings.interests),
-            EngineOptions.from_settings(s),
+            s,
             s.device,
             s.ort_threads,
             None,

@@ -12,11 +12,7 @@ from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return int(s.getsockname()[1])
+from stream_app.kafka.local import free_port
 
 
 def metric(out: str, name: str) -> str:
@@ -28,7 +24,7 @@ def metric(out: str, name: str) -> str:
 @pytest.mark.slow
 @pytest.mark.model
 def test_demo_runs_everything_and_accounts_for_every_event(tmp_path: Path):
-    port = free_port()
+    port = free_port(pair=True)  # the demo starts its broker here (controller: port + 1)
     proc = subprocess.run(
         [
             *(sys.executable, "-m", "stream_app.cli", "demo"),

@@ -98,7 +98,7 @@ def test_kill_9_mid_round_then_restart(tiny_world: Path, tiny_registry: Path, tm
     new = rounds[0]["version"]
     assert registry.versions() == [*before, new] and registry.current() == new
     assert registry.verify(new) == []  # every file matches its manifest's sha256
-    assert registry.manifest(new)["parent"] == before[-1]
+    assert registry.manifest(new).parent == before[-1]
     assert buffer_count(buf) == n_events
 
     # and again: the same data is not a new round, so no second version appears

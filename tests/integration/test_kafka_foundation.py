@@ -121,9 +121,7 @@ def test_unreachable_broker_gives_a_clear_error():
 
 @pytest.mark.slow
 def test_start_stop_leaves_no_broker_process(tmp_path: Path):
-    from tests.conftest import _free_port_pair
-
-    port = _free_port_pair()
+    port = kafka_local.free_port(pair=True)
     data = tmp_path / "k"
     p = run_cli("kafka", "start", "--port", str(port), "--data-dir", str(data))
     assert p.returncode == 0, p.stderr

@@ -12,15 +12,16 @@ from pathlib import Path
 import pytest
 from worker_harness import (
     TopicReader,
-    WorkerProc,
     event_records,
     produce,
     rec_values,
     setup_topics_and_items,
+    worker_process,
 )
 
 from schemas import Settings
 from stream_app.kafka.io import read_lines
+from stream_app.worker.process import WorkerProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -29,7 +30,7 @@ def _events(world: Path, n: int) -> list[bytes]:
     return read_lines(world / "events.jsonl")[:n]
 
 
-def _states(worker: WorkerProc, users: set[str]) -> dict[str, dict]:
+def _states(worker: WorkerProcess, users: set[str]) -> dict[str, dict]:
     out = {}
     for u in sorted(users):
         s = worker.state(u)
@@ -44,7 +45,7 @@ async def test_state_survives_restart_and_a_lost_data_dir(
     await setup_topics_and_items(kafka_settings, tiny_world / "items.jsonl")
     events = _events(tiny_world, 500)
     users = {json.loads(x)["user_id"] for x in events}
-    worker = WorkerProc(kafka_settings, tiny_registry, tmp_path / "logs")
+    worker = worker_process(kafka_settings, tiny_registry, tmp_path / "logs")
     async with TopicReader(kafka_settings, kafka_settings.topics.recommendations) as recs:
         worker.start()
         try:
@@ -64,7 +65,7 @@ async def test_state_survives_restart_and_a_lost_data_dir(
             assert worker.stop() == 0
 
         # a replacement node: empty data dir, the table is rebuilt from the changelog topic
-        worker.settings = kafka_settings.with_overrides(data_dir=str(tmp_path / "fresh-data"))
+        worker.settings = worker.settings.with_overrides(data_dir=str(tmp_path / "fresh-data"))
         worker.start()
         try:
             await worker.wait_ready()
@@ -104,7 +105,7 @@ async def test_kill_9_mid_stream_loses_nothing_and_counts_nothing_twice(
         e = json.loads(x)
         ids_by_user[e["user_id"]].append(e["event_id"])
     all_ids = {i for ids in ids_by_user.values() for i in ids}
-    worker = WorkerProc(kafka_settings, tiny_registry, tmp_path / "logs")
+    worker = worker_process(kafka_settings, tiny_registry, tmp_path / "logs")
     async with (
         TopicReader(kafka_settings, kafka_settings.topics.recommendations) as recs,
         TopicReader(kafka_settings, kafka_settings.topics.dlq) as dlq,

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from worker_harness import (
     TopicReader,
-    WorkerProc,
     copy_registry,
     event_records,
     invert_ranker,
@@ -21,6 +20,7 @@ from worker_harness import (
     run_cli,
     setup_topics_and_items,
     switches,
+    worker_process,
 )
 
 from schemas import ModelUpdate, Settings
@@ -42,7 +42,7 @@ async def test_manual_rollback_switches_workers_back(
     assert v1 is not None
     await setup_topics_and_items(kafka_settings, tiny_world / "items.jsonl")
     events = read_lines(tiny_world / "events.jsonl")[:1200]
-    worker = WorkerProc(kafka_settings, reg_dir, tmp_path / "logs").start()
+    worker = worker_process(kafka_settings, reg_dir, tmp_path / "logs").start()
     try:
         await worker.wait_ready()
         async with (
@@ -91,12 +91,8 @@ async def test_worker_rolls_back_a_bad_version_by_itself(
     window = 150
     await setup_topics_and_items(kafka_settings, tiny_world / "items.jsonl")
     events = read_lines(tiny_world / "events.jsonl")[:2000]
-    worker = WorkerProc(
-        kafka_settings,
-        reg_dir,
-        tmp_path / "logs",
-        env={"STREAMREC_SERVING__ROLLBACK_WINDOW": str(window)},
-    ).start()
+    worker = worker_process(kafka_settings, reg_dir, tmp_path / "logs", rollback_window=window)
+    worker.start()
 
     def evaluated(version: str) -> float:
         return worker.metrics().get(f'streamrec_online_evaluated_total{{version="{version}"}}', 0)

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from worker_harness import (
     TopicReader,
-    WorkerProc,
     copy_registry,
     event_records,
     invert_ranker,
@@ -21,6 +20,7 @@ from worker_harness import (
     publish_copy,
     run_cli,
     setup_topics_and_items,
+    worker_process,
 )
 
 from schemas import ModelUpdate, Settings
@@ -61,7 +61,7 @@ async def test_finetune_shadow_promotes_after_the_workers_report(
     assert v1 is not None
     await setup_topics_and_items(kafka_settings, tiny_world / "items.jsonl")
     lines = read_lines(tiny_world / "events.jsonl")
-    worker = WorkerProc(kafka_settings, reg_dir, tmp_path / "logs").start()
+    worker = worker_process(kafka_settings, reg_dir, tmp_path / "logs").start()
     try:
         await worker.wait_ready()
         async with (
@@ -97,8 +97,9 @@ async def test_finetune_shadow_promotes_after_the_workers_report(
     assert "shadow: online hit rate" in result["reason"]
     assert reg.current() == v2 and reg.history() == [v1, v2]
     manifest = reg.manifest(v2)
-    assert manifest["status"] == "published" and manifest["parent"] == v1
-    assert manifest["shadow"]["evaluated"] > 0 and manifest["shadow"]["workers"]
+    assert manifest.status == "published" and manifest.parent == v1
+    assert manifest.shadow is not None
+    assert manifest.shadow.evaluated > 0 and manifest.shadow.workers
     actions = [(n.action, n.model_version) for n in sent]
     assert actions == [("shadow", v2), ("shadow-report", v2), ("promote", v2)], actions
     shadow, report, promote = sent
@@ -129,7 +130,7 @@ async def test_a_shadow_that_scores_worse_is_refused_and_never_served(
     bad = publish_copy(reg_dir, v1, False, "published", invert_ranker)  # passed no real gate
     await setup_topics_and_items(kafka_settings, tiny_world / "items.jsonl")
     lines = read_lines(tiny_world / "events.jsonl")
-    worker = WorkerProc(kafka_settings, reg_dir, tmp_path / "logs").start()
+    worker = worker_process(kafka_settings, reg_dir, tmp_path / "logs").start()
     try:
         await worker.wait_ready()
         async with (
@@ -156,8 +157,9 @@ async def test_a_shadow_that_scores_worse_is_refused_and_never_served(
     assert verdict.evaluated > 0 and len(verdict.workers) == 1
     assert reg.current() == v1 and reg.history() == [v1]
     manifest = reg.manifest(bad)
-    assert manifest["status"] == "refused" and manifest["refused_reason"] == verdict.reason
-    assert manifest["shadow"]["shadow_hit_rate"] == verdict.shadow_hit_rate
+    assert manifest.status == "refused" and manifest.refused_reason == verdict.reason
+    assert manifest.shadow is not None
+    assert manifest.shadow.shadow_hit_rate == verdict.shadow_hit_rate
     assert versions == {v1}  # the shadow's lists never reached the recommendations topic
     assert [n.action for n in sent] == ["shadow", "shadow-report"]
     assert health is not None and health["shadow"] is None and health["model_version"] == v1

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from worker_harness import (
     TopicReader,
-    WorkerProc,
     copy_registry,
     event_records,
     produce,
     rec_values,
     setup_topics_and_items,
+    worker_process,
 )
 
 from schemas import Recommendation, Settings
@@ -49,7 +49,7 @@ async def test_one_recommendation_per_good_event(
     items = await setup_topics_and_items(kafka_settings, tiny_world / "items.jsonl")
     item_ids = {json.loads(x)["item_id"] for x in items}
     events = _users_events(tiny_world, 25, 400)
-    worker = WorkerProc(kafka_settings, tiny_registry, tmp_path / "logs").start()
+    worker = worker_process(kafka_settings, tiny_registry, tmp_path / "logs").start()
     try:
         await worker.wait_ready()
         async with TopicReader(kafka_settings, kafka_settings.topics.recommendations) as recs:
@@ -133,7 +133,7 @@ async def test_bad_input_goes_to_the_dlq_and_the_worker_keeps_going(
             expected_reason[len(records)] = reason
             records.append((key, value))
     assert not bad
-    worker = WorkerProc(kafka_settings, tiny_registry, tmp_path / "logs").start()
+    worker = worker_process(kafka_settings, tiny_registry, tmp_path / "logs").start()
     try:
         h0 = await worker.wait_ready()
         async with (
@@ -208,7 +208,7 @@ async def test_new_catalogue_item_is_recommended_without_retraining(
         }
         for j in range(3)
     }
-    worker = WorkerProc(kafka_settings, tiny_registry, tmp_path / "logs").start()
+    worker = worker_process(kafka_settings, tiny_registry, tmp_path / "logs").start()
     try:
         await worker.wait_ready()
         async with TopicReader(kafka_settings, kafka_settings.topics.recommendations) as recs:
@@ -259,7 +259,7 @@ async def test_model_hot_swap_and_corrupt_version_refused(
     assert v1 is not None
     await setup_topics_and_items(kafka_settings, tiny_world / "items.jsonl")
     events = _users_events(tiny_world, 40, 900)
-    worker = WorkerProc(kafka_settings, reg_dir, tmp_path / "logs").start()
+    worker = worker_process(kafka_settings, reg_dir, tmp_path / "logs").start()
 
     def publish_copy(make_current: bool) -> tuple[str, Path]:
         version, staging = reg.staging()
@@ -269,13 +269,8 @@ async def test_model_hot_swap_and_corrupt_version_refused(
                 dst = staging / f.relative_to(src)
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 dst.write_bytes(f.read_bytes())
-        manifest = {
-            k: v
-            for k, v in reg.manifest(v1).items()
-            if k not in ("files", "version", "status", "created_at")
-        }
-        manifest["parent"] = v1
-        return reg.publish(staging, manifest, make_current=make_current), reg.path(version)
+        draft = reg.manifest(v1).draft(parent=v1)
+        return reg.publish(staging, draft, make_current=make_current), reg.path(version)
 
     async def notice(version: str) -> None:
         from datetime import UTC, datetime

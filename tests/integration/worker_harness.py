@@ -1,6 +1,6 @@
-"""Helpers for the worker's integration tests (no tests here): run ``streamrec worker`` as a
-subprocess against the test broker, produce with aiokafka, read topics back, query the
-worker's web port."""
+"""Helpers for the worker's integration tests (no tests here): a ``streamrec worker``
+subprocess against the test broker (``WorkerProcess`` with a test's settings), producing with
+aiokafka, reading topics back."""
 
 from __future__ import annotations
 
@@ -8,21 +8,19 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from schemas.settings import Settings
+from schemas.settings import PREFIX, Settings
 from stream_app.kafka.io import ensure_topics, read_lines
+from stream_app.kafka.local import free_port
+from stream_app.worker.process import WorkerProcess
 from tests.model_versions import invert_ranker, publish_copy
 
 __all__ = ["invert_ranker", "publish_copy"]  # re-exported for the tests that import from here
@@ -30,137 +28,24 @@ __all__ = ["invert_ranker", "publish_copy"]  # re-exported for the tests that im
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return int(s.getsockname()[1])
-
-
-def worker_env(settings: Settings, registry: Path, web_port: int) -> dict[str, str]:
-    t = settings.topics
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
-    env.update(
-        {
-            "STREAMREC_KAFKA__BROKER": settings.kafka.broker,
-            "STREAMREC_APP_ID": settings.app_id,
-            "STREAMREC_DATA_DIR": str(settings.data_dir),
-            "STREAMREC_REGISTRY_DIR": str(registry),
-            "STREAMREC_TOPICS__EVENTS": t.events,
-            "STREAMREC_TOPICS__ITEMS": t.items,
-            "STREAMREC_TOPICS__RECOMMENDATIONS": t.recommendations,
-            "STREAMREC_TOPICS__DLQ": t.dlq,
-            "STREAMREC_TOPICS__MODEL_UPDATES": t.model_updates,
-            "STREAMREC_TOPICS__PARTITIONS": str(t.partitions),
-            "STREAMREC_SERVING__WEB_PORT": str(web_port),
-            "STREAMREC_SERVING__DEVICE": "cpu",
-            "STREAMREC_SERVING__ORT_THREADS": "1",
-        }
+def worker_settings(settings: Settings, registry: Path, **serving: Any) -> Settings:
+    """A test worker's settings: ``settings`` with the registry, a free web port, CPU, one ORT
+    thread, log level info, and ``serving`` overrides (``rollback_window=150``)."""
+    return settings.with_overrides(
+        registry_dir=str(registry),
+        log_level="info",
+        **{"serving.web_port": free_port(), "serving.device": "cpu", "serving.ort_threads": 1},
+        **{f"serving.{k}": v for k, v in serving.items()},
     )
-    return env
 
 
-def streamrec_exe() -> list[str]:
-    exe = Path(sys.executable).parent / "streamrec"
-    if exe.exists():
-        return [str(exe)]
-    return [sys.executable, "-c", "import sys; from stream_app.cli import main; sys.exit(main())"]
-
-
-@dataclass
-class WorkerProc:
-    settings: Settings
-    registry: Path
-    log_dir: Path
-    web_port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-    env: dict[str, str] = field(default_factory=dict)  # extra settings, e.g. STREAMREC_SERVING__*
-    name: str = "worker"
-
-    @property
-    def log_path(self) -> Path:
-        return self.log_dir / f"{self.name}-{self.starts}.log"
-
-    def start(self) -> WorkerProc:
-        self.starts += 1
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_path, "wb")  # noqa: SIM115 - closed by the child on exit
-        self.proc = subprocess.Popen(
-            [*streamrec_exe(), "worker", "--loglevel", "info"],
-            env={**worker_env(self.settings, self.registry, self.web_port), **self.env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-        out.close()
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-        url = f"http://localhost:{self.web_port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-    def health(self) -> dict[str, Any] | None:
-        try:
-            status, body = self.get("/health")
-        except OSError:
-            return None
-        return {"http": status, **json.loads(body)}
-
-    def metrics(self) -> dict[str, float]:
-        from stream_app.worker.metrics import parse_counters
-
-        return parse_counters(self.get("/metrics")[1].decode())
-
-    def state(self, user_id: str) -> dict[str, Any] | None:
-        status, body = self.get(f"/state/{user_id}")
-        return json.loads(body) if status == 200 else None
-
-    async def wait_ready(self, timeout: float = 90.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                msg = (
-                    f"worker exited with {self.proc.returncode if self.proc else '?'}:\n"
-                    + self.log()[-4000:]
-                )
-                raise AssertionError(msg)
-            h = self.health()
-            if h is not None and h.get("status") == "ok":
-                return h
-            await asyncio.sleep(0.3)
-        msg = f"worker not ready after {timeout}s:\n{self.log()[-4000:]}"
-        raise AssertionError(msg)
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            return self.proc.wait(10)
+def worker_process(
+    settings: Settings, registry: Path, log_dir: Path, name: str = "worker", **serving: Any
+) -> WorkerProcess:
+    """A ``streamrec worker`` subprocess with ``worker_settings``."""
+    return WorkerProcess(
+        worker_settings(settings, registry, **serving), log_dir, name=name, cwd=ROOT
+    )
 
 
 @dataclass(frozen=True)
@@ -280,10 +165,12 @@ def rec_values(records: list[Any]) -> list[dict[str, Any]]:
 def run_cli(
     settings: Settings, registry: Path, *args: str, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """``streamrec ARGS`` with the worker's environment (topics, broker, registry)."""
+    """``streamrec ARGS`` in a subprocess with a test worker's settings (topics, broker,
+    registry) as its whole ``STREAMREC_*`` environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
     return subprocess.run(
-        [*streamrec_exe(), *args],
-        env=worker_env(settings, registry, free_port()),
+        [sys.executable, "-m", "stream_app.cli", *args],
+        env={**env, **worker_settings(settings, registry).to_env()},
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -57,18 +57,15 @@ def versions(tiny_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> V
     tampered = copy()
     ranker = Registry(root).path(tampered) / "ranker.onnx"
     ranker.write_bytes(ranker.read_bytes()[:-64] + b"\0" * 64)
-    space = Registry(root).manifest(v1)["space"]
+    encoder = Registry(root).manifest(v1).encoder
     return Versions(
         root,
         v1,
         same=copy(),
-        space2=copy(space=f"{space}-other"),
+        space2=copy(encoder=encoder.model_copy(update={"space": f"{encoder.space}-other"})),
         tuned=copy(
             edit=content_encoder,
-            encoder={
-                **Registry(root).manifest(v1)["encoder"],
-                "content_encoder": "content_encoder.onnx",
-            },  # fmt: skip
+            encoder=encoder.model_copy(update={"content_encoder": "content_encoder.onnx"}),
         ),
         nan=copy(edit=nan_ranker),
         inverted=copy(edit=invert_ranker),

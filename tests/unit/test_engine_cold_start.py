@@ -4,12 +4,11 @@ matches an interest the user is building; with the feature off they are not."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from schemas.items import validate_item
 from schemas.settings import Settings
-from stream_app.core.engine import Bundle, EngineOptions, Recommender
+from stream_app.core.engine import Bundle, Recommender
 from stream_app.core.interests import CLICK, EventLite, InterestParams
 from stream_app.worker import catalogue as cat
 
@@ -26,7 +25,7 @@ def lists_for(versions, items: list[dict[str, Any]], clicks: list[str], match: f
     recs = [cat.ItemRecord.from_item(validate_item(x), 0.0) for x in items]
     store = cat.build_store(model, recs, cat.VectorResolver(model, None).resolve(recs))
     s = Settings()
-    opts = dataclasses.replace(EngineOptions.from_settings(s.serving), new_item_match=match)
+    opts = s.serving.model_copy(update={"new_item_match": match})
     rec = Recommender(Bundle(model, store), InterestParams.from_settings(s.interests), opts)
     state, out = None, []
     for n, item_id in enumerate(clicks):

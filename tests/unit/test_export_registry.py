@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from stream_app.registry import Registry, RegistryError
+from tests.manifests import draft
 
 torch = pytest.importorskip("torch")
 
@@ -87,7 +88,7 @@ def publish_dummy(reg: Registry, payload: str = "x", **kw) -> str:
     (staging / "ranker.onnx").write_text(payload)
     (staging / "sub").mkdir()
     (staging / "sub" / "tok.json").write_text("{}")
-    return reg.publish(staging, {"metrics": {"ndcg@10": 0.1}}, **kw)
+    return reg.publish(staging, draft(metrics={"streamrec.ndcg@10": 0.1}), **kw)
 
 
 def test_publish_twice_rollback_and_promote(tmp_path: Path):
@@ -97,10 +98,8 @@ def test_publish_twice_rollback_and_promote(tmp_path: Path):
     assert (v1, v2) == ("v0001", "v0002") and reg.current() == v2
     assert reg.versions() == [v1, v2] and reg.verify(v2) == []
     m = reg.manifest(v2)
-    assert m["files"]["ranker.onnx"]["bytes"] == 1 and set(m["files"]) == {
-        "ranker.onnx",
-        "sub/tok.json",
-    }
+    assert m.files["ranker.onnx"].bytes == 1 and set(m.files) == {"ranker.onnx", "sub/tok.json"}
+    assert m.metric("streamrec", "ndcg@10") == 0.1 and m.parent is None
     assert reg.rollback() == (v2, v1) and reg.current() == v1
     with pytest.raises(RegistryError, match="nothing to roll back"):
         reg.rollback()
@@ -142,13 +141,14 @@ WRITER = """
 import sys, time
 from pathlib import Path
 from stream_app.registry import Registry
+from tests.manifests import draft
 reg = Registry(Path(sys.argv[1]))
 version, staging = reg.staging()
 for i in range(100):
     (staging / f"part{i}.bin").write_bytes(b"x" * 1000)
     print(i, flush=True)
     time.sleep(0.05)
-reg.publish(staging, {})
+reg.publish(staging, draft())
 """
 
 

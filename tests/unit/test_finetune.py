@@ -53,8 +53,7 @@ def test_gate_tolerates_small_drops_and_refuses_real_ones():
 @pytest.fixture(scope="module")
 def drift_world(tmp_path_factory: pytest.TempPathFactory):
     """Interests drift halfway; v1 is trained on the first half only."""
-    from model_export.pipeline import TrainOptions, run_training
-    from model_export.train import TrainConfig
+    from model_export.pipeline import run_training
     from schemas.settings import Settings
     from stream_app.datagen.synthetic import generate_world
 
@@ -64,15 +63,14 @@ def drift_world(tmp_path_factory: pytest.TempPathFactory):
     (root / "first.jsonl").write_text("\n".join(lines[: len(lines) // 2]) + "\n")
     (root / "second.jsonl").write_text("\n".join(lines[len(lines) // 2 :]) + "\n")
     reg = root / "registry"
-    opts = TrainOptions(d=32, hidden=32, train=TrainConfig(epochs=4, negatives=32, seed=1))
-    run_training(Settings(), root / "items.jsonl", root / "first.jsonl", opts, registry_dir=reg)
+    training = {"d": 32, "hidden": 32, "epochs": 4, "negatives": 32, "seed": 1}
+    settings = Settings().with_overrides(**{f"training.{k}": v for k, v in training.items()})
+    run_training(settings, root / "items.jsonl", root / "first.jsonl", registry_dir=reg)
     return root, reg
 
 
 def _round(root, reg, tmp, corrupt=False, tolerance=0.01, keep=1.0):
     from model_export.finetune.rounds import run_round
-    from model_export.pipeline import TrainOptions
-    from model_export.train import TrainConfig
     from schemas.settings import Settings
     from stream_app.datagen.jsonl import load_items
     from stream_app.registry import Registry
@@ -82,13 +80,13 @@ def _round(root, reg, tmp, corrupt=False, tolerance=0.01, keep=1.0):
     lines = (root / "second.jsonl").read_bytes().splitlines()
     buf.add(lines[: int(len(lines) * keep)])
     # the architecture (d, hidden, ...) comes from CURRENT: run_round warm-starts from it
-    opts = TrainOptions(train=TrainConfig(epochs=4, negatives=32, seed=2))
+    training = {"epochs": 4, "negatives": 32, "seed": 2}
+    settings = Settings().with_overrides(**{f"training.{k}": v for k, v in training.items()})
     result = run_round(
-        Settings(),
+        settings,
         registry,
         load_items(root / "items.jsonl"),
         buf.events(),
-        opts,
         tolerance,
         buf.watermark(),
         corrupt_labels=corrupt,
@@ -103,11 +101,12 @@ def test_round_on_drifted_data_beats_the_frozen_model_and_publishes(drift_world,
     assert result.decision == "published", result.reason
     assert result.candidate["ndcg@10"] > result.current["ndcg@10"]
     assert registry.current() == result.version and result.parent == "v0001"
-    assert registry.manifest(result.version)["parent"] == "v0001"
+    assert registry.manifest(result.version).parent == "v0001"
     # the same buffer again: recognised as the same round, nothing new published
     from model_export.finetune.rounds import run_round
+    from schemas.settings import Settings
 
-    again = run_round(None, registry, [], [], None, 0.01, buf.watermark())  # type: ignore[arg-type]
+    again = run_round(Settings(), registry, [], [], 0.01, buf.watermark())
     assert again.decision == "skipped" and again.version == result.version
     assert registry.versions() == ["v0001", result.version]
     registry.rollback()  # leave v0001 current for the next test
@@ -121,7 +120,7 @@ def test_shuffled_labels_are_refused_and_never_served(drift_world, tmp_path):
     assert result.decision == "refused" and "ndcg@10" in result.reason
     assert registry.current() == "v0001"
     manifest = registry.manifest(result.version)
-    assert manifest["status"] == "refused" and "ndcg@10" in manifest["refused_reason"]
+    assert manifest.status == "refused" and "ndcg@10" in (manifest.refused_reason or "")
     from stream_app.registry import RegistryError
 
     with pytest.raises(RegistryError):
@@ -164,5 +163,5 @@ def test_a_candidate_failing_onnx_parity_is_kept_refused_and_never_served(
     assert result.decision == "refused" and "ONNX parity" in result.reason
     assert registry.current() == "v0001"
     manifest = registry.manifest(result.version)
-    assert manifest["status"] == "refused" and "parity" in manifest["refused_reason"]
+    assert manifest.status == "refused" and "parity" in (manifest.refused_reason or "")
     assert (registry.path(result.version) / "manifest.json").exists()

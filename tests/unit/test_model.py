@@ -19,8 +19,9 @@ from model_export.encoder import (  # noqa: E402
     set_trainable,
 )
 from model_export.modeling import MultiTaskRanker, RankerConfig  # noqa: E402
-from model_export.train import TrainConfig, train_ranker  # noqa: E402
+from model_export.train import train_ranker  # noqa: E402
 from model_export.transfer import tune_encoder  # noqa: E402
+from schemas.settings import TrainingSettings  # noqa: E402
 
 CFG = RankerConfig(
     text_dim=16, d=8, hidden=8, k=3, recent_len=4, n_items=30, dropout=0.0, id_dropout=0.0
@@ -130,7 +131,7 @@ def test_training_improves_and_early_stopping_stops():
     _, valid = toy_examples(100, 1)
     res = train_ranker(
         CFG,
-        TrainConfig(epochs=8, batch_size=64, negatives=8, patience=2, lr=5e-3),
+        TrainingSettings(epochs=8, batch_size=64, negatives=8, patience=2, lr=5e-3),
         space,
         train,
         valid,
@@ -140,7 +141,7 @@ def test_training_improves_and_early_stopping_stops():
     # lr = 0: validation can never improve after epoch 1 -> stops after 1 + patience epochs
     frozen = train_ranker(
         CFG,
-        TrainConfig(epochs=10, batch_size=64, negatives=8, patience=2, lr=0.0),
+        TrainingSettings(epochs=10, batch_size=64, negatives=8, patience=2, lr=0.0),
         space,
         train,
         valid,

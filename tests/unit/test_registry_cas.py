@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from schemas.manifest import ShadowRecord
 from stream_app.registry import CurrentChanged, Registry
+from tests.manifests import draft
 
 
 def publish(reg: Registry, payload: str, **kw) -> str:
     version, staging = reg.staging()
     (staging / "ranker.onnx").write_text(payload)
-    return reg.publish(staging, {}, **kw)
+    return reg.publish(staging, draft(), **kw)
 
 
 def three(tmp_path: Path) -> tuple[Registry, str, str, str]:
@@ -70,10 +72,13 @@ def test_promote_with_expected_current(tmp_path: Path):
 def test_set_status_rewrites_the_manifest_only(tmp_path: Path):
     reg, _, _, _ = three(tmp_path)
     shadow = publish(reg, "d", make_current=False, status="shadow")
-    files = reg.manifest(shadow)["files"]
-    reg.set_status(shadow, "published", shadow={"verdict": "promote"})
+    files = reg.manifest(shadow).files
+    record = ShadowRecord(
+        reason="promote", current_hit_rate=0.1, shadow_hit_rate=0.2, evaluated=5, events=9
+    )
+    reg.set_status(shadow, "published", shadow=record)
     m = reg.manifest(shadow)
-    assert m["status"] == "published" and m["shadow"] == {"verdict": "promote"}
-    assert m["files"] == files and reg.verify(shadow) == []
+    assert m.status == "published" and m.shadow == record
+    assert m.files == files and reg.verify(shadow) == []
     reg.promote(shadow)
     assert reg.current() == shadow

@@ -11,28 +11,38 @@ import pytest
 
 from schemas.events import ClickEvent
 from schemas.items import CatalogItem
-from schemas.settings import Settings
+from schemas.manifest import Manifest
+from schemas.settings import ServingSettings
 from stream_app.core.catalogue import ItemStore
 from stream_app.datagen.jsonl import load_events, load_items
 from stream_app.replay import leakage
 from stream_app.replay.baselines import PopStream
 from stream_app.replay.catalogue import Catalogue
-from stream_app.replay.runner import ReplayOptions, run_replay
+from stream_app.replay.runner import run_replay
 from stream_app.replay.stream import StreamConfig, replay_events, run_stream, warmup_cut
+from tests.manifests import draft
+from tests.settings import replay_settings
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 # -- manifest refusals ------------------------------------------------------------------
-def _manifest(split: str, sha: str = "a" * 64, until: float | None = 100.0) -> dict:
-    return {
-        "version": "v0009",
-        "training": {"split": split, "data": {"events_sha256": sha, "train_until": until}},
-    }
+def _manifest(split: str, sha: str = "a" * 64, until: float | None = 100.0) -> Manifest:
+    d = draft()
+    data = d.training.data.model_copy(
+        update={"split": split, "events_sha256": sha, "train_until": until}
+    )
+    return Manifest(
+        **dict(d.model_copy(update={"training": d.training.model_copy(update={"data": data})})),
+        version="v0009",
+        created_at=T0,
+        status="published",
+        files={},
+    )
 
 
 def test_loo_refuses_a_time_split_model_saying_why() -> None:
-    with pytest.raises(leakage.LeakageError, match=r"training.split='time', expected 'loo'"):
+    with pytest.raises(leakage.LeakageError, match=r"training.data.split='time', expected 'loo'"):
         leakage.check_loo(_manifest("time"), "a" * 64)
 
 
@@ -53,14 +63,11 @@ def test_stream_refuses_a_model_trained_past_the_first_scored_event() -> None:
 def test_replay_refuses_the_time_split_model_under_loo(
     tiny_world: Path, tiny_registry: Path
 ) -> None:
-    with pytest.raises(leakage.LeakageError, match="--protocol loo.*training.split='time'"):
+    with pytest.raises(leakage.LeakageError, match="--protocol loo.*training.data.split='time'"):
         run_replay(
-            Settings(),
+            replay_settings(tiny_registry, protocol="loo"),
             tiny_world / "items.jsonl",
             tiny_world / "events.jsonl",
-            tiny_registry,
-            None,
-            ReplayOptions(protocol="loo"),
         )
 
 
@@ -70,12 +77,9 @@ def test_replay_refuses_a_warm_up_shorter_than_the_training_window(
     # the model trained on the first ~80 % of the log: scoring from 30 % would score its targets
     with pytest.raises(leakage.LeakageError, match="train_until .* after the first scored event"):
         run_replay(
-            Settings(),
+            replay_settings(tiny_registry, warmup_frac=0.3),
             tiny_world / "items.jsonl",
             tiny_world / "events.jsonl",
-            tiny_registry,
-            None,
-            ReplayOptions(warmup_frac=0.3),
         )
 
 
@@ -97,7 +101,7 @@ def test_lists_are_computed_from_strictly_earlier_events_only(
     reg = Registry(tiny_registry)
     lm = load_model(reg, reg.require_current(), cat, InterestParams(), device="cpu")
     cat.text = lm.text
-    engine = systems.EngineStream(Feed(lm, cat), cat, {"streamrec": systems.EngineOptions()})
+    engine = systems.EngineStream(Feed(lm, cat), cat, {"streamrec": ServingSettings()})
     evs = replay_events(events, cat)
     position = {e.lite.event_id: n for n, e in enumerate(evs)}
     checked = {"states": 0, "chunks": 0}

@@ -16,7 +16,8 @@ from stream_app.core import metrics
 from stream_app.core.baselines import CoOccurrence
 from stream_app.datagen.jsonl import load_events, load_items
 from stream_app.replay import loo
-from stream_app.replay.runner import ReplayOptions, run_replay
+from stream_app.replay.runner import run_replay
+from tests.settings import replay_settings
 
 
 def _naive_mostpop(events: list, ks: tuple[int, ...]) -> dict[str, float]:
@@ -88,15 +89,13 @@ def test_loo_cooc_ranks_the_history_scores_with_the_history_masked(tiny_world: P
 @pytest.fixture(scope="module")
 def loo_registry(tmp_path_factory: pytest.TempPathFactory, tiny_world: Path) -> Path:
     pytest.importorskip("torch")
-    from model_export.pipeline import TrainOptions, run_training
-    from model_export.train import TrainConfig
+    from model_export.pipeline import run_training
 
     reg = tmp_path_factory.mktemp("loo-registry")
-    opts = TrainOptions(
-        split="loo", d=32, hidden=32, train=TrainConfig(epochs=2, negatives=32, seed=1)
-    )
+    training = {"split": "loo", "d": 32, "hidden": 32, "epochs": 2, "negatives": 32, "seed": 1}
+    settings = Settings().with_overrides(**{f"training.{k}": v for k, v in training.items()})
     run_training(
-        Settings(), tiny_world / "items.jsonl", tiny_world / "events.jsonl", opts, registry_dir=reg
+        settings, tiny_world / "items.jsonl", tiny_world / "events.jsonl", registry_dir=reg
     )
     return reg
 
@@ -122,7 +121,7 @@ def test_replayed_model_reproduces_the_pipelines_held_out_numbers(
         feed, loo.user_states(lm, data), feed.store.rows_for(data.cat.ids)
     )
     got = metrics.ranking_metrics(metrics.ranks_of_targets(click, data.targets, data.masks))
-    trained = reg.manifest(version)["metrics"]
+    trained = reg.manifest(version).metrics
     # p_click = sigmoid(logit) in float32 saturates near 1, so a top-ranked pair can tie where
     # torch's logits do not: allow one user's rank to move, no more
     one_user = 1.0 / len(data.users)
@@ -134,17 +133,15 @@ def test_loo_replay_runs_every_system_on_the_same_users(
     tiny_world: Path, loo_registry: Path
 ) -> None:
     out = run_replay(
-        Settings(),
+        replay_settings(loo_registry, protocol="loo"),
         tiny_world / "items.jsonl",
         tiny_world / "events.jsonl",
-        loo_registry,
-        None,
-        ReplayOptions(protocol="loo", sweep_lambdas=(0.5, 1.0)),
+        sweep_lambdas=(0.5, 1.0),
     )
-    assert out["pop_equals_loo_popularity_eval"] is True
-    systems = out["systems"]
+    assert out.pop_equals_loo_popularity_eval is True
+    systems = out.systems
     assert list(systems) == ["streamrec", "no-diversity", "ranker-only", "pop", "cooc"]
-    n = out["counts"]["users_scored"]
+    n = out.counts["users_scored"]
     assert all(row["examples"] == n for row in systems.values())
     for row in systems.values():
         assert 0 <= row["ndcg@10"] <= row["hr@10"] <= row["hr@20"] <= 1
@@ -163,12 +160,9 @@ def test_the_loo_model_is_refused_for_the_stream_protocol(
 
     with pytest.raises(LeakageError, match="--protocol stream: training.data.train_until"):
         run_replay(
-            Settings(),
+            replay_settings(loo_registry, protocol="stream"),
             tiny_world / "items.jsonl",
             tiny_world / "events.jsonl",
-            loo_registry,
-            None,
-            ReplayOptions(protocol="stream"),
         )
 
 

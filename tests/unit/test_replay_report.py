@@ -90,7 +90,7 @@ def test_cli_refusal_is_a_clear_error(
         ]
     )
     assert code == 1
-    assert "training.split='time', expected 'loo'" in capsys.readouterr().err
+    assert "training.data.split='time', expected 'loo'" in capsys.readouterr().err
 
 
 def test_latency_plot(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ import pytest
 
 from schemas.events import ClickEvent, PurchaseEvent
 from schemas.items import CatalogItem
-from schemas.settings import Settings
+from schemas.settings import ServingSettings
 from stream_app.replay.baselines import CoocStream, PopStream
 from stream_app.replay.catalogue import Catalogue
-from stream_app.replay.runner import ReplayError, ReplayOptions, run_replay
+from stream_app.replay.runner import ReplayError, run_replay
 from stream_app.replay.stream import (
     StreamConfig,
     chunk_bounds,
@@ -23,6 +23,7 @@ from stream_app.replay.stream import (
     run_stream,
     warmup_cut,
 )
+from tests.settings import replay_settings
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -94,17 +95,15 @@ def test_pop_and_cooc_lists_by_hand() -> None:
 
 def test_stream_replay_end_to_end(tiny_world: Path, tiny_registry: Path) -> None:
     out = run_replay(
-        Settings(),
+        replay_settings(tiny_registry, ks=(5, 10)),
         tiny_world / "items.jsonl",
         tiny_world / "events.jsonl",
-        tiny_registry,
-        None,
-        ReplayOptions(ks=(5, 10), sweep_lambdas=(0.3, 1.0)),
+        sweep_lambdas=(0.3, 1.0),
     )
-    systems = out["systems"]
+    systems = out.systems
     assert list(systems) == ["streamrec", "no-diversity", "pop", "cooc"]
-    assert set(out["missing"]) == {"single-interest", "no-text"}
-    c = out["counts"]
+    assert set(out.missing) == {"single-interest", "no-text"}
+    c = out.counts
     assert c["warmup_events"] + c["scored_events"] + c["unscored_first_events"] == c["events"]
     for name, row in systems.items():
         assert row["examples"] == c["scored_events"], name
@@ -121,14 +120,14 @@ def test_stream_replay_end_to_end(tiny_world: Path, tiny_registry: Path) -> None
     assert all(0.0 < row["true_interest_coverage@10"] <= 1.0 for row in systems.values())
     # diversification (quotas + MMR) raises intra-list diversity on the same scores
     assert systems["streamrec"]["ild@10"] > systems["no-diversity"]["ild@10"]
-    sweep = {r["lambda"]: r for r in out["sweep"]}
+    sweep = {r["lambda"]: r for r in out.sweep}
     assert sweep[0.3]["ild@5"] > sweep[1.0]["ild@5"]
-    assert out["curves"]["pop"]["k"] == list(range(1, 11))
+    assert out.curves["pop"]["k"] == list(range(1, 11))
 
 
 def test_replay_scores_equal_the_engines(tiny_world: Path, tiny_registry: Path) -> None:
     """user_inputs/score_rows (target scores, LOO) reproduce the engine's own p_click."""
-    from stream_app.core.engine import EngineOptions
+
     from stream_app.core.interests import InterestParams
     from stream_app.datagen.jsonl import load_events, load_items
     from stream_app.registry import Registry
@@ -140,7 +139,7 @@ def test_replay_scores_equal_the_engines(tiny_world: Path, tiny_registry: Path) 
     cat = Catalogue.build(items, [e.item_id for e in events])
     reg = Registry(tiny_registry)
     lm = load_model(reg, reg.require_current(), cat, InterestParams(), device="cpu")
-    engine = EngineStream(Feed(lm, cat), cat, {"streamrec": EngineOptions(top_k=10)})
+    engine = EngineStream(Feed(lm, cat), cat, {"streamrec": ServingSettings(top_k=10)})
     evs = replay_events(events, cat)
     engine.warm(evs[:3000])
     states = [engine.states[u] for u in list(engine.states)[:16]]
@@ -160,12 +159,9 @@ def test_an_ablation_version_of_the_wrong_kind_is_refused(
     v = Registry(tiny_registry).require_current()
     with pytest.raises(ReplayError, match="single-interest=.*expected a model trained with k=1"):
         run_replay(
-            Settings(),
+            replay_settings(tiny_registry, ablation_versions={"single-interest": v}, max_users=5),
             tiny_world / "items.jsonl",
             tiny_world / "events.jsonl",
-            tiny_registry,
-            None,
-            ReplayOptions(ablation_versions={"single-interest": v}, max_users=5),
         )
 
 

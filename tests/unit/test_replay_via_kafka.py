@@ -51,10 +51,10 @@ def test_each_event_is_scored_against_the_list_after_the_previous_one() -> None:
     res, kafka = match_recommendations(cat, 2, None, events, list(range(7)), sent, got, "v0001", 10)
     # scored: e2 (u1), e3 (u2), e4 (u1), e6 (u2, against e3's list); e5 has an unknown item
     assert res.ranks == [0, 1, -1, 0]
-    assert kafka["events_without_recommendation"] == 2  # e4 (not consumed) and e5
-    assert kafka["other_model_version"] == 1 and kafka["scored_without_list"] == 0
-    assert kafka["worker_latency_ms"]["p50"] == 3.0
-    assert abs(kafka["end_to_end_ms"]["p50"] - 100.0) < 1e-6
+    assert kafka.events_without_recommendation == 2  # e4 (not consumed) and e5
+    assert kafka.other_model_version == 1 and kafka.scored_without_list == 0
+    assert kafka.worker_latency_ms["p50"] == 3.0
+    assert abs(kafka.end_to_end_ms["p50"] - 100.0) < 1e-6
 
 
 def test_a_missing_recommendation_is_counted_not_skipped() -> None:
@@ -65,7 +65,7 @@ def test_a_missing_recommendation_is_counted_not_skipped() -> None:
         cat, 2, None, events, list(range(7)), {e.event_id: 0.0 for e in events}, got, "v0001", 10
     )
     assert res.ranks == [0, -1]  # e3 (c) and e6 (a) both against e1's list [c]
-    assert kafka["scored_without_list"] == 2  # e2 and e4: u1 never got a list
+    assert kafka.scored_without_list == 2  # e2 and e4: u1 never got a list
 
 
 def test_items_are_produced_before_the_first_event_at_or_after_their_time() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from schemas import ModelUpdate
 from schemas.items import validate_item
-from stream_app.core.engine import EngineOptions
+from schemas.settings import ServingSettings
 from stream_app.core.interests import InterestParams, state_to_bytes
 from stream_app.finetune.shadow import aggregate
 from stream_app.registry import Registry
@@ -68,7 +68,7 @@ async def test_worker_scores_a_shadow_on_the_next_n_events_and_reports_once(
     shadow is served, one report after exactly N events, the worse model measured worse."""
     metrics, sent = Metrics(), []
     holder = ServingHolder(
-        Registry(versions.root), InterestParams(k=4), EngineOptions(), "cpu", 1, None, metrics
+        Registry(versions.root), InterestParams(k=4), ServingSettings(), "cpu", 1, None, metrics
     )
     await holder.load_initial(versions.v1)
     items = [cat.ItemRecord.from_item(validate_item(it), 0.0) for it in world_items]

@@ -3,28 +3,23 @@ and the metrics page parser used by tests and the demo."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from stream_app.cli import main
+from stream_app.registry import Registry
 from stream_app.worker.metrics import Metrics, parse_counters
+from tests.manifests import draft
 
 
 def _registry(root: Path, tamper: bool = False) -> Path:
-    v = root / "v0001"
-    v.mkdir(parents=True)
-    (v / "ranker.onnx").write_bytes(b"weights")
-    import hashlib
-
-    digest = hashlib.sha256(b"weights").hexdigest()
-    (v / "manifest.json").write_text(
-        json.dumps({"files": {"ranker.onnx": {"sha256": digest, "bytes": 7}}})
-    )
+    reg = Registry(root)
+    _, staging = reg.staging()
+    (staging / "ranker.onnx").write_bytes(b"weights")
+    version = reg.publish(staging, draft())
     if tamper:
-        (v / "ranker.onnx").write_bytes(b"WEIGHTS")
-    (root / "CURRENT").write_text("v0001\n")
+        (reg.path(version) / "ranker.onnx").write_bytes(b"WEIGHTS")
     return root
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from schemas.items import validate_item
-from stream_app.core.engine import Bundle, EngineOptions, Recommender
+from schemas.settings import ServingSettings
+from stream_app.core.engine import Bundle, Recommender
 from stream_app.core.interests import InterestParams
 from stream_app.registry import Registry
 from stream_app.worker import catalogue as cat
@@ -112,7 +113,7 @@ def holder(versions, metrics: Metrics | None = None) -> ServingHolder:
     return ServingHolder(
         Registry(versions.root),
         InterestParams(k=4),
-        EngineOptions(top_k=5),
+        ServingSettings(top_k=5),
         "cpu",
         1,
         None,
@@ -225,7 +226,7 @@ def test_warm_up_refuses_non_finite_scores(versions, world_items):
     for name, ok in (("v1", True), ("nan", False)):
         model = versions.model(name)
         store = cat.build_store(model, recs, cat.VectorResolver(model, None).resolve(recs))
-        rec = Recommender(Bundle(model, store), InterestParams(k=4), EngineOptions())
+        rec = Recommender(Bundle(model, store), InterestParams(k=4), ServingSettings())
         if ok:
             warm_up(rec)
             assert store.pop.sum() == 0  # warm-up events leave no popularity behind

@@ -14,7 +14,7 @@ from schemas import Recommendation
 from schemas.dlq import headers_dict
 from schemas.items import validate_item
 from schemas.settings import Settings
-from stream_app.core.engine import Bundle, EngineOptions, Rec, Recommender
+from stream_app.core.engine import Bundle, Rec, Recommender
 from stream_app.core.interests import InterestParams, state_from_bytes, state_to_bytes
 from stream_app.worker import catalogue as cat
 from stream_app.worker import processing as proc
@@ -32,7 +32,7 @@ def build(model: Any, items: list[dict[str, Any]]) -> Recommender:
     return Recommender(
         Bundle(model, store),
         InterestParams.from_settings(s.interests),
-        EngineOptions.from_settings(s.serving),
+        s.serving,
     )
 
 
