@@ -68,20 +68,42 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_registry(tmp_path_factory: pytest.TempPathFactory, tiny_world: Path) -> Path:
-    """A registry with one small but really trained version (CURRENT)."""
-    pytest.importorskip("torch")
-    from model_export.pipeline import run_training
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny random BERT (2 layers, hidden 32; the transformers ``BertModelTester`` size)
+    with the real MiniLM tokenizer files: a BERT-family encoder directory like any other,
+    ~4 MB instead of 87 MB, for tests of the code around the encoder."""
+    torch = pytest.importorskip("torch")
+    import shutil
 
-    reg = tmp_path_factory.mktemp("registry")
-    settings = Settings().with_overrides(
-        **{"training.d": 32, "training.hidden": 32, "training.epochs": 2},
-        **{"training.negatives": 32, "training.seed": 1},
+    from transformers import BertConfig, BertModel
+
+    from model_export.encoder import default_model_path
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
     )
-    run_training(
-        settings, tiny_world / "items.jsonl", tiny_world / "events.jsonl", registry_dir=reg
-    )
-    return reg
+    BertModel(cfg).save_pretrained(out)
+    src = Path(default_model_path())
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(src / name, out / name)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_registry(tmp_path_factory: pytest.TempPathFactory, tiny_world: Path) -> Path:
+    """A registry with one small but really trained version (CURRENT) on the real pretrained
+    encoder (integration and end-to-end tests; the unit tier overrides it with ``tiny_bert``)."""
+    pytest.importorskip("torch")
+    from tests.model_versions import train_registry
+
+    return train_registry(tmp_path_factory.mktemp("registry"), tiny_world)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from schemas.manifest import Status
+from schemas.settings import Settings
 from stream_app.registry import Registry
 
 
@@ -70,3 +71,17 @@ def drop_text_hashes(version_dir: Path) -> None:
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files if k != "text_sha"}
     np.savez(path, **arrays)
+
+
+def train_registry(
+    root: Path, world: Path, model_path: str | None = None, **training: object
+) -> Path:
+    """Train one small version of the real model into a registry at ``root`` (CURRENT)."""
+    from model_export.pipeline import run_training
+
+    base = {"d": 32, "hidden": 32, "epochs": 2, "negatives": 32, "seed": 1, **training}
+    settings = Settings().with_overrides(
+        model_path=model_path, **{f"training.{k}": v for k, v in base.items()}
+    )
+    run_training(settings, world / "items.jsonl", world / "events.jsonl", registry_dir=root)
+    return root

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from schemas.items import CatalogItem
-from schemas.manifest import Manifest
 from stream_app.core.catalogue import ItemStore, item_numeric
 from stream_app.core.engine import Bundle
 from stream_app.core.interests import InterestParams
+from stream_app.core.scorer import Scorer
 from stream_app.core.vectors import load_vectors, text_sha
 from stream_app.registry import Registry
 from stream_app.serving.model import ServingModel
@@ -92,9 +92,10 @@ def interest_params(model: ServingModel, fallback: InterestParams) -> InterestPa
 
 @dataclass
 class LoadedModel:
-    """One registry version with its item vectors and features over the replay catalogue."""
+    """One model version with its item vectors and features over the replay catalogue
+    (``load_model``: a registry version served by ONNX Runtime)."""
 
-    model: ServingModel
+    model: Scorer
     params: InterestParams
     text: np.ndarray  # [N, Dt] pretrained text vectors (the interest space)
     feats: np.ndarray  # [N, F] item-tower features
@@ -102,10 +103,6 @@ class LoadedModel:
     @property
     def version(self) -> str:
         return self.model.version
-
-    @property
-    def manifest(self) -> Manifest:
-        return self.model.manifest
 
     def new_store(self) -> ItemStore:
         return ItemStore(self.model.text_dim, self.model.feat_dim, capacity=max(16, self.n))

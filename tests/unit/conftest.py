@@ -1,6 +1,8 @@
-"""Fixtures for the worker's unit tests: the real tiny trained model (``tiny_registry``), a few
-real versions made from it, and its catalogue. No mocks of the model: every score comes from
-the exported ONNX graphs."""
+"""Fixtures of the unit tier: ``tiny_registry`` here is a small version of the real model
+trained on a tiny random BERT (``tiny_bert``: 2 layers, hidden 32, the MiniLM tokenizer), so
+the contract tests exercise real exported ONNX graphs without the 87 MB encoder; a few real
+versions made from it; and its catalogue. The engine, batch processing and replay logic are
+tested against the numpy ``tests.fakes.FakeScorer`` instead (no model files at all)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,17 @@ from tests.model_versions import (
     invert_ranker,
     nan_ranker,
     publish_copy,
+    train_registry,
 )
+
+
+@pytest.fixture(scope="session")
+def tiny_registry(
+    tmp_path_factory: pytest.TempPathFactory, tiny_world: Path, tiny_bert: str
+) -> Path:
+    """A registry with one small but really trained and exported version (CURRENT), its
+    encoder the tiny random BERT."""
+    return train_registry(tmp_path_factory.mktemp("registry"), tiny_world, model_path=tiny_bert)
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,8 @@ def test_gate_tolerates_small_drops_and_refuses_real_ones():
 
 
 @pytest.fixture(scope="module")
-def drift_world(tmp_path_factory: pytest.TempPathFactory):
-    """Interests drift halfway; v1 is trained on the first half only."""
+def drift_world(tmp_path_factory: pytest.TempPathFactory, tiny_bert: str):
+    """Interests drift halfway; v1 is trained on the first half only (the tiny BERT encoder)."""
     from model_export.pipeline import run_training
     from schemas.settings import Settings
     from stream_app.datagen.synthetic import generate_world
@@ -64,12 +64,14 @@ def drift_world(tmp_path_factory: pytest.TempPathFactory):
     (root / "second.jsonl").write_text("\n".join(lines[len(lines) // 2 :]) + "\n")
     reg = root / "registry"
     training = {"d": 32, "hidden": 32, "epochs": 4, "negatives": 32, "seed": 1}
-    settings = Settings().with_overrides(**{f"training.{k}": v for k, v in training.items()})
+    settings = Settings().with_overrides(
+        model_path=tiny_bert, **{f"training.{k}": v for k, v in training.items()}
+    )
     run_training(settings, root / "items.jsonl", root / "first.jsonl", registry_dir=reg)
-    return root, reg
+    return root, reg, tiny_bert
 
 
-def _round(root, reg, tmp, corrupt=False, tolerance=0.01, keep=1.0):
+def _round(root, reg, encoder, tmp, corrupt=False, tolerance=0.01, keep=1.0):
     from model_export.finetune.rounds import run_round
     from schemas.settings import Settings
     from stream_app.datagen.jsonl import load_items
@@ -81,7 +83,9 @@ def _round(root, reg, tmp, corrupt=False, tolerance=0.01, keep=1.0):
     buf.add(lines[: int(len(lines) * keep)])
     # the architecture (d, hidden, ...) comes from CURRENT: run_round warm-starts from it
     training = {"epochs": 4, "negatives": 32, "seed": 2}
-    settings = Settings().with_overrides(**{f"training.{k}": v for k, v in training.items()})
+    settings = Settings().with_overrides(
+        model_path=encoder, **{f"training.{k}": v for k, v in training.items()}
+    )
     result = run_round(
         settings,
         registry,
@@ -96,8 +100,8 @@ def _round(root, reg, tmp, corrupt=False, tolerance=0.01, keep=1.0):
 
 @pytest.mark.slow
 def test_round_on_drifted_data_beats_the_frozen_model_and_publishes(drift_world, tmp_path):
-    root, reg = drift_world
-    registry, buf, result = _round(root, reg, tmp_path / "b")
+    root, reg, encoder = drift_world
+    registry, buf, result = _round(root, reg, encoder, tmp_path / "b")
     assert result.decision == "published", result.reason
     assert result.candidate["ndcg@10"] > result.current["ndcg@10"]
     assert registry.current() == result.version and result.parent == "v0001"
@@ -114,9 +118,9 @@ def test_round_on_drifted_data_beats_the_frozen_model_and_publishes(drift_world,
 
 @pytest.mark.slow
 def test_shuffled_labels_are_refused_and_never_served(drift_world, tmp_path):
-    root, reg = drift_world
+    root, reg, encoder = drift_world
     # other data than the published round (the same buffer would be skipped as a repeat)
-    registry, _, result = _round(root, reg, tmp_path / "b", corrupt=True, keep=0.9)
+    registry, _, result = _round(root, reg, encoder, tmp_path / "b", corrupt=True, keep=0.9)
     assert result.decision == "refused" and "ndcg@10" in result.reason
     assert registry.current() == "v0001"
     manifest = registry.manifest(result.version)
@@ -158,8 +162,8 @@ def test_a_candidate_failing_onnx_parity_is_kept_refused_and_never_served(
         raise ParityError(msg)
 
     monkeypatch.setattr(rounds, "publish_version", parity_fails)
-    root, reg = drift_world
-    registry, _, result = _round(root, reg, tmp_path / "b", keep=0.8)
+    root, reg, encoder = drift_world
+    registry, _, result = _round(root, reg, encoder, tmp_path / "b", keep=0.8)
     assert result.decision == "refused" and "ONNX parity" in result.reason
     assert registry.current() == "v0001"
     manifest = registry.manifest(result.version)

@@ -1,7 +1,6 @@
 """Model unit tests with a tiny random-init BERT (2 layers, hidden 32), plus the real MiniLM."""
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ torch = pytest.importorskip("torch")
 
 from model_export.data import Examples, ItemSpace  # noqa: E402
 from model_export.encoder import (  # noqa: E402
-    default_model_path,
     encode_texts,
     load_encoder,
     parse_mode,
@@ -26,27 +24,6 @@ from schemas.settings import TrainingSettings  # noqa: E402
 CFG = RankerConfig(
     text_dim=16, d=8, hidden=8, k=3, recent_len=4, n_items=30, dropout=0.0, id_dropout=0.0
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from transformers import BertConfig, BertModel
-
-    out = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(cfg).save_pretrained(out)
-    src = Path(default_model_path())
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(src / name, out / name)
-    return str(out)
 
 
 def inputs(b=2, n=5, seed=0):

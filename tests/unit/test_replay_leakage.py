@@ -85,21 +85,20 @@ def test_replay_refuses_a_warm_up_shorter_than_the_training_window(
 
 # -- the stream protocol never shows an event (or the future) to its own list ----------------
 def test_lists_are_computed_from_strictly_earlier_events_only(
-    tiny_world: Path, tiny_registry: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_world: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Instrument the engine: at every recommend call, each state must hold only events that
     precede the event it is scored on; the store must hold only items that already appeared,
-    and its popularity must equal the popularity of the events before the chunk."""
-    from stream_app.core.interests import InterestParams
-    from stream_app.registry import Registry
+    and its popularity must equal the popularity of the events before the chunk. (The
+    replay logic, with the deterministic fake model: no model files needed.)"""
     from stream_app.replay import systems
-    from stream_app.replay.catalogue import Feed, load_model
+    from stream_app.replay.catalogue import Feed
+    from tests.fakes import fake_loaded_model
 
     items = load_items(tiny_world / "items.jsonl")
     events = load_events(tiny_world / "events.jsonl")
     cat = Catalogue.build(items, [e.item_id for e in events])
-    reg = Registry(tiny_registry)
-    lm = load_model(reg, reg.require_current(), cat, InterestParams(), device="cpu")
+    lm = fake_loaded_model(cat)
     cat.text = lm.text
     engine = systems.EngineStream(Feed(lm, cat), cat, {"streamrec": ServingSettings()})
     evs = replay_events(events, cat)

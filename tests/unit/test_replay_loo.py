@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from schemas.settings import Settings
 from stream_app.core import metrics
 from stream_app.core.baselines import CoOccurrence
 from stream_app.datagen.jsonl import load_events, load_items
@@ -87,17 +86,13 @@ def test_loo_cooc_ranks_the_history_scores_with_the_history_masked(tiny_world: P
 
 
 @pytest.fixture(scope="module")
-def loo_registry(tmp_path_factory: pytest.TempPathFactory, tiny_world: Path) -> Path:
-    pytest.importorskip("torch")
-    from model_export.pipeline import run_training
+def loo_registry(
+    tmp_path_factory: pytest.TempPathFactory, tiny_world: Path, tiny_bert: str
+) -> Path:
+    from tests.model_versions import train_registry
 
     reg = tmp_path_factory.mktemp("loo-registry")
-    training = {"split": "loo", "d": 32, "hidden": 32, "epochs": 2, "negatives": 32, "seed": 1}
-    settings = Settings().with_overrides(**{f"training.{k}": v for k, v in training.items()})
-    run_training(
-        settings, tiny_world / "items.jsonl", tiny_world / "events.jsonl", registry_dir=reg
-    )
-    return reg
+    return train_registry(reg, tiny_world, model_path=tiny_bert, split="loo")
 
 
 def test_replayed_model_reproduces_the_pipelines_held_out_numbers(

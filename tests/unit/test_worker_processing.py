@@ -1,45 +1,44 @@
-"""The worker's per-batch logic with the real tiny trained model (no broker): decode -> apply in
-order -> recommend, dead letters, duplicates, the Recommendation JSON and the DLQ record."""
+"""The worker's per-batch logic (no broker, no model files): decode -> apply in order ->
+recommend, dead letters, duplicates, the Recommendation JSON and the DLQ record. Scores come
+from the deterministic ``FakeScorer`` (the real graphs' contract is tested on exported models
+in test_worker_models and test_export_registry)."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import pytest
 
 from schemas import Recommendation
 from schemas.dlq import headers_dict
-from schemas.items import validate_item
 from schemas.settings import Settings
 from stream_app.core.engine import Bundle, Rec, Recommender
 from stream_app.core.interests import InterestParams, state_from_bytes, state_to_bytes
-from stream_app.worker import catalogue as cat
 from stream_app.worker import processing as proc
 from stream_app.worker.dlq import Where, dead_letter
+from tests.fakes import FakeScorer, catalogue, fake_store
 
-# item ids of the tiny world used below: three items, then two far apart in the catalogue
-I0, I1, I2, J0, K0 = "i000000", "i000001", "i000002", "i000100", "i000200"
+CATS = ("shoes", "books", "games")
+ITEMS = catalogue(CATS, 8)
+# three items of one category, then one of each other category
+I0, I1, I2, J0, K0 = "shoes-0", "shoes-1", "shoes-2", "books-0", "games-0"
 
 
-def build(model: Any, items: list[dict[str, Any]]) -> Recommender:
-    records = [cat.ItemRecord.from_item(validate_item(it), 0.0) for it in items]
-    vecs = cat.VectorResolver(model, None).resolve(records)
-    store = cat.build_store(model, records, vecs)
+def build(model: FakeScorer) -> Recommender[FakeScorer]:
     s = Settings().with_overrides(**{"serving.top_k": 5})
     return Recommender(
-        Bundle(model, store),
+        Bundle(model, fake_store(model, ITEMS, CATS)),
         InterestParams.from_settings(s.interests),
         s.serving,
     )
 
 
 @pytest.fixture
-def rec(v1_model: Any, world_items: list[dict[str, Any]]) -> Recommender:
-    """A fresh recommender (own store and popularity) over the shared real model."""
-    return build(v1_model, world_items)
+def rec() -> Recommender[FakeScorer]:
+    """A fresh recommender (own store and popularity) over the fake model."""
+    return build(FakeScorer(known=[it.item_id for it in ITEMS]))
 
 
 def ev(eid: str, user: str, item: str, minute: int, kind: str = "click") -> bytes:
@@ -139,10 +138,10 @@ def test_unknown_item_is_dead_lettered_and_the_rest_of_the_batch_proceeds(rec):
     assert result.final["ua"][0].n_events == 1
 
 
-def test_a_state_from_another_vector_space_is_rebuilt_before_the_event(rec, versions, world_items):
+def test_a_state_from_another_vector_space_is_rebuilt_before_the_event(rec):
     first, _ = run([ev("a1", "ua", I0, 0), ev("a2", "ua", K0, 1)], rec)
     stored = {"ua": state_to_bytes(first.final["ua"][0])}
-    rec_b = build(versions.model("space2"), world_items)
+    rec_b = build(FakeScorer(known=[it.item_id for it in ITEMS], space="another-encoder"))
     result, _ = run([ev("a3", "ua", I1, 2)], rec_b, stored)
     state = result.final["ua"][0]
     assert state.space == rec_b.bundle.model.space != first.final["ua"][0].space
@@ -150,19 +149,21 @@ def test_a_state_from_another_vector_space_is_rebuilt_before_the_event(rec, vers
     assert state.recent_items == [I0, K0, I1]
 
 
-def test_scoring_failure_of_the_batch_falls_back_to_one_event_at_a_time(versions, world_items):
-    model = versions.model("v1")  # its own instance: the fault is injected around its scorer
-    real = model.score
+class BatchTooBig(FakeScorer):
+    """Fails every batch of more than one user (as a device out of memory would)."""
 
-    def flaky(slots, *args):  # type: ignore[no-untyped-def]
+    def score(self, slots, *args, **kwargs):  # type: ignore[no-untyped-def, override]
         if slots.shape[0] > 1:
             msg = "batch too big for the device"
             raise RuntimeError(msg)
-        return real(slots, *args)
+        return super().score(slots, *args, **kwargs)
 
-    model.score = flaky
-    result, _ = run([ev("a1", "ua", I0, 0), ev("b1", "ub", J0, 1)], build(model, world_items))
+
+def test_scoring_failure_of_the_batch_falls_back_to_one_event_at_a_time():
+    model = BatchTooBig(known=[it.item_id for it in ITEMS])
+    result, _ = run([ev("a1", "ua", I0, 0), ev("b1", "ub", J0, 1)], build(model))
     assert set(result.recs) == {0, 1} and not result.dead
+    assert model.calls[-2:] == [1, 1]  # retried one event at a time
 
 
 def test_recommendation_json_follows_the_contract():
