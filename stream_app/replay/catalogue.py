@@ -18,6 +18,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from stream_app.registry import Registry
 from stream_app.serving.model import ServingModel
 
 REPLAY_STATUSES = ("published", "ablation")
+S = TypeVar("S", bound=Scorer)
 
 
 @dataclass
@@ -91,11 +93,11 @@ def interest_params(model: ServingModel, fallback: InterestParams) -> InterestPa
 
 
 @dataclass
-class LoadedModel:
+class LoadedModel(Generic[S]):
     """One model version with its item vectors and features over the replay catalogue
     (``load_model``: a registry version served by ONNX Runtime)."""
 
-    model: Scorer
+    model: S
     params: InterestParams
     text: np.ndarray  # [N, Dt] pretrained text vectors (the interest space)
     feats: np.ndarray  # [N, F] item-tower features
@@ -143,7 +145,7 @@ def load_model(
     fallback: InterestParams,
     device: str = "auto",
     threads: int = 0,
-) -> LoadedModel:
+) -> LoadedModel[ServingModel]:
     model = ServingModel(
         registry, version, device=device, threads=threads, allow_status=REPLAY_STATUSES
     )
