@@ -26,15 +26,17 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import prepare_registry  # noqa: E402
-from schemas.settings import Settings  # noqa: E402
-from stream_app.core.engine import ServingSettings  # noqa: E402
-from stream_app.datagen.jsonl import load_events, load_items  # noqa: E402
-from stream_app.registry import Registry  # noqa: E402
-from stream_app.replay.baselines import CoocStream, PopStream  # noqa: E402
-from stream_app.replay.catalogue import Catalogue, Feed, load_model  # noqa: E402
-from stream_app.replay.stream import StreamConfig, replay_events, run_stream  # noqa: E402
-from stream_app.replay.systems import EngineStream, variant_options  # noqa: E402
+from bench.harness import prepare_registry
+from schemas.settings import (
+    ServingSettings,
+    Settings,
+)
+from stream_app.datagen.jsonl import load_events, load_items
+from stream_app.registry import Registry
+from stream_app.replay.baselines import CoocStream, PopStream
+from stream_app.replay.catalogue import Catalogue, Feed, load_model
+from stream_app.replay.stream import StreamConfig, replay_events, run_stream
+from stream_app.replay.systems import EngineStream, variant_options
 
 console = Console()
 STAGES = {  # (file suffix, function) -> stage, for the profile summary

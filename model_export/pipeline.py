@@ -36,7 +36,7 @@ from model_export.train import (
     train_ranker,
 )
 from model_export.transfer import next_item_pairs, tune_encoder
-from schemas.items import CatalogItem
+from schemas.items import CatalogueItem
 from schemas.manifest import Metrics, Status
 from schemas.reports import TrainingReport, TrainSummary, TransferStats
 from schemas.settings import Settings, TrainingSettings
@@ -48,7 +48,7 @@ from stream_app.registry import Registry
 
 
 def load_space(
-    settings: Settings, items: list[CatalogItem], hooks: Hooks
+    settings: Settings, items: list[CatalogueItem], hooks: Hooks
 ) -> tuple[ItemSpace, Any, Any]:
     """Encode the live catalogue with the pretrained encoder (cached on disk by text)."""
     items = [it for it in items if not it.deleted]
@@ -114,7 +114,7 @@ class Prepared:
 
 def prepare(
     settings: Settings,
-    items: list[CatalogItem],
+    items: list[CatalogueItem],
     events: list[Any],
     hooks: Hooks,
     **source: str,

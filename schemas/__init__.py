@@ -10,13 +10,13 @@ from schemas.events import (
     encode_event,
     validate_event,
 )
-from schemas.items import CatalogItem, decode_item, encode_item, validate_item
+from schemas.items import CatalogueItem, decode_item, encode_item, validate_item
 from schemas.recommendations import ModelUpdate, Recommendation, RecommendedItem
 from schemas.settings import Settings
 
 __all__ = [
     "BadInput",
-    "CatalogItem",
+    "CatalogueItem",
     "ClickEvent",
     "Event",
     "ModelUpdate",

@@ -18,7 +18,7 @@ from schemas.errors import BadInput, format_validation_error
 from schemas.events import SCHEMA_VERSION, Id, Timestamp
 
 
-class CatalogItem(BaseModel):
+class CatalogueItem(BaseModel):
     """One catalogue item. A message with ``deleted: true`` (or a null Kafka value) removes it."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -35,7 +35,7 @@ class CatalogItem(BaseModel):
     deleted: bool = False
 
     @model_validator(mode="after")
-    def _title_unless_deleted(self) -> CatalogItem:
+    def _title_unless_deleted(self) -> CatalogueItem:
         if not self.deleted and self.title is None:
             msg = "expected a title of 1..2000 characters (required unless deleted)"
             raise PydanticCustomError("missing_title", msg, {"field": "title"})  # noqa: EM101
@@ -51,10 +51,10 @@ class CatalogItem(BaseModel):
         return ". ".join(p for p in parts if p)
 
 
-ITEM_ADAPTER: TypeAdapter[CatalogItem] = TypeAdapter(CatalogItem)
+ITEM_ADAPTER: TypeAdapter[CatalogueItem] = TypeAdapter(CatalogueItem)
 
 
-def decode_item(raw: bytes | str, max_bytes: int | None = None) -> CatalogItem:
+def decode_item(raw: bytes | str, max_bytes: int | None = None) -> CatalogueItem:
     size = len(raw)
     if max_bytes is not None and size > max_bytes:
         msg = f"item: expected at most {max_bytes} bytes, got {size} bytes"
@@ -65,12 +65,12 @@ def decode_item(raw: bytes | str, max_bytes: int | None = None) -> CatalogItem:
         raise format_validation_error(exc, "item") from None
 
 
-def validate_item(obj: dict[str, Any]) -> CatalogItem:
+def validate_item(obj: dict[str, Any]) -> CatalogueItem:
     try:
         return ITEM_ADAPTER.validate_python(obj)
     except ValidationError as exc:
         raise format_validation_error(exc, "item") from None
 
 
-def encode_item(item: CatalogItem) -> bytes:
+def encode_item(item: CatalogueItem) -> bytes:
     return item.model_dump_json(exclude_none=True).encode()

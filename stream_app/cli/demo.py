@@ -42,5 +42,5 @@ def demo(ctx: click.Context, items_path: Path | None, events_path: Path | None, 
     settings = settings.with_overrides(registry_dir=str(settings.demo.workdir / "registry"))
     try:
         run_demo(settings, console, items_path, events_path)
-    except Exception as exc:  # noqa: BLE001 - show the reason, not a traceback
+    except Exception as exc:  # show the reason, not a traceback
         raise click.ClickException(str(exc)) from exc

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from schemas.items import CatalogItem
+from schemas.items import CatalogueItem
 from schemas.reports import RoundResult
 from stream_app.cli.common import (
     broker_option,
@@ -116,7 +116,7 @@ def finetune(
     with TrainProgress(console) as progress:
 
         def train_round(
-            items: list[CatalogItem], events: list[Any], round_id: str, make_current: bool
+            items: list[CatalogueItem], events: list[Any], round_id: str, make_current: bool
         ) -> RoundResult:
             return run_round(
                 round_settings,

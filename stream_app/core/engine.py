@@ -104,6 +104,15 @@ class Bundle(Generic[S]):
     def index_maps(self) -> tuple[np.ndarray, np.ndarray]:
         """(store row -> model item index, model item index -> store row or -1), rebuilt only
         when the catalogue changed; items unknown to the model map to index 0."""
+        maps = self._current_maps()
+        return maps[1], maps[2]
+
+    def unknown_rows(self) -> np.ndarray:
+        """Store rows of the newest live items the model has never seen (at most
+        ``NEW_ITEM_POOL``): the cold-start pool searched by content."""
+        return self._current_maps()[3]
+
+    def _current_maps(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         if self._maps is None or self._maps[0] != self.store.version:
             ids = self.store.ids
             get = self.model.id_index.get
@@ -116,14 +125,7 @@ class Bundle(Generic[S]):
             unknown = np.flatnonzero((row_index == 0) & self.store.alive[: len(ids)])
             newest = np.argsort(-self.store.added_ts[unknown], kind="stable")[:NEW_ITEM_POOL]
             self._maps = (self.store.version, row_index, index_row, unknown[newest])
-        return self._maps[1], self._maps[2]
-
-    def unknown_rows(self) -> np.ndarray:
-        """Store rows of the newest live items the model has never seen (at most
-        ``NEW_ITEM_POOL``): the cold-start pool searched by content."""
-        self.index_maps()
-        assert self._maps is not None
-        return self._maps[3]
+        return self._maps
 
 
 class Recommender(Generic[S]):

@@ -42,21 +42,3 @@ class ExactRetriever:
         top[~np.isfinite(top_scores)] = -1
         out[rows, :m] = top
         return out
-
-
-def union_candidates(
-    per_query: np.ndarray, limit: int, exclude: set[int], extra: np.ndarray | None = None
-) -> np.ndarray:
-    """Round-robin union over queries (best first), then ``extra`` rows, minus ``exclude``."""
-    seen: set[int] = set()
-    out: list[int] = []
-    cols = per_query.T.reshape(-1) if per_query.size else per_query.reshape(-1)
-    pool = cols if extra is None else np.concatenate([cols, extra])
-    for r in pool.tolist():
-        if r < 0 or r in seen or r in exclude:
-            continue
-        seen.add(r)
-        out.append(r)
-        if len(out) >= limit:
-            break
-    return np.array(out, np.int64)

@@ -5,6 +5,7 @@ Arrays: ``item_ids`` [M], ``text`` [M, D] (pretrained encoder: the interest spac
 ``content`` [M, D] (the item tower's input: == text unless the version tuned its own encoder),
 ``num`` [M, 2] and, since versions carry it, ``text_sha`` [M]: sha256 of the item text the
 vectors were computed from, so a reader can reuse a vector only for an unchanged text.
+(The file name predates the "catalogue" spelling; it stays so published versions still load.)
 """
 
 from __future__ import annotations

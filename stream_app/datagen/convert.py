@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from schemas.events import MAX_EPOCH_MS, ClickEvent, PurchaseEvent
-from schemas.items import CatalogItem
+from schemas.items import CatalogueItem
 from stream_app.datagen.jsonl import write_jsonl
 
 Progress = Callable[[str, int, int | None], None]
@@ -45,7 +45,7 @@ class _Log:
         self.buy: list[bool] = []
         self.ids: list[str] = []
         self.seen_ids: set[str] = set()
-        self.catalog: dict[str, dict[str, Any]] = {}
+        self.catalogue: dict[str, dict[str, Any]] = {}
         self.lines: dict[str, int] = {}
         self.skipped = 0
         self.examples: list[str] = []
@@ -65,10 +65,10 @@ class _Log:
     def item(self, file: Path, line_no: int, item_id: str, **fields: Any) -> None:
         if not item_id or len(item_id) > 256:
             self.skip(file, line_no, f"item_id: expected 1..256 characters, got {item_id!r}")
-        elif item_id in self.catalog:
+        elif item_id in self.catalogue:
             self.skip(file, line_no, f"item_id: expected unique ids, got {item_id!r} again")
         else:
-            self.catalog[item_id] = fields
+            self.catalogue[item_id] = fields
 
     def rating(self, file: Path, line_no: int, fields: list[str], ts_scale: float | None) -> None:
         """``fields`` = user, item, rating ('' = none), timestamp ('' = use line_no as ms)."""
@@ -107,14 +107,14 @@ class _Log:
 
     def write(self, out_dir: str | Path, src: Path, started: float) -> dict[str, Any]:
         out = Path(out_dir)
-        missing = [i for i in dict.fromkeys(self.items) if i not in self.catalog]
+        missing = [i for i in dict.fromkeys(self.items) if i not in self.catalogue]
         for item_id in missing:
-            self.catalog[item_id] = {"title": f"item {item_id}"}
+            self.catalogue[item_id] = {"title": f"item {item_id}"}
         if missing:
             self.warn("missing_items", len(missing))
             self.warnings["missing_item_examples"] = missing[:MAX_EXAMPLES]
         paths = {"items": out / "items.jsonl", "events": out / "events.jsonl"}
-        n_items = write_jsonl(paths["items"], self._catalog_models())
+        n_items = write_jsonl(paths["items"], self._catalogue_models())
         order = np.argsort(np.asarray(self.ts, dtype=np.int64), kind="stable").tolist()
         n_events = write_jsonl(paths["events"], self._event_models(order))
         purchases = sum(self.buy)
@@ -135,12 +135,12 @@ class _Log:
             "paths": {k: str(v) for k, v in paths.items()},
         }
 
-    def _catalog_models(self) -> Iterator[CatalogItem]:
-        for item_id, fields in self.catalog.items():
+    def _catalogue_models(self) -> Iterator[CatalogueItem]:
+        for item_id, fields in self.catalogue.items():
             title = (fields.get("title") or "").strip()[:2000] or f"item {item_id}"
             cats = [c.strip()[:200] for c in fields.get("categories", []) if c.strip()]
             desc = (fields.get("description") or "")[:20000] or None
-            yield CatalogItem(
+            yield CatalogueItem(
                 item_id=item_id,
                 title=title,
                 categories=list(dict.fromkeys(cats))[:100],

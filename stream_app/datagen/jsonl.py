@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas.events import ClickEvent, PurchaseEvent, validate_event
-from schemas.items import CatalogItem, validate_item
+from schemas.items import CatalogueItem, validate_item
 
 OnError = Callable[[int, str], None]
 
@@ -70,9 +70,9 @@ def write_jsonl(path: str | Path, models: Iterable[BaseModel]) -> int:
     return count
 
 
-def load_items(path: str | Path) -> list[CatalogItem]:
+def load_items(path: str | Path) -> list[CatalogueItem]:
     """All catalogue items of ``items.jsonl``; a bad line raises ``ValueError`` (file:line)."""
-    items: list[CatalogItem] = []
+    items: list[CatalogueItem] = []
     for line_no, obj in iter_jsonl(path):
         try:
             items.append(validate_item(obj))

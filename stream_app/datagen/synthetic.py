@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from schemas.events import ClickEvent, PurchaseEvent
-from schemas.items import CatalogItem
+from schemas.items import CatalogueItem
 from stream_app.datagen.jsonl import write_jsonl
 
 Progress = Callable[[str, int, int | None], None]
@@ -187,8 +187,8 @@ TOPICS = _parse_vocab(_VOCAB)
 
 
 @dataclass
-class _Catalog:
-    items: list[CatalogItem]
+class _Catalogue:
+    items: list[CatalogueItem]
     ids: list[str]
     topics: list[list[int]]  # main topic first, then the mixed-in topic if any
     bundle: list[int]
@@ -201,7 +201,7 @@ def _width(n: int, minimum: int) -> int:
     return max(minimum, len(str(n)))
 
 
-def _make_catalog(rng: np.random.Generator, n_items: int, span_ms: int) -> _Catalog:
+def _make_catalogue(rng: np.random.Generator, n_items: int, span_ms: int) -> _Catalogue:
     n_topics = len(TOPICS)
     main = rng.permutation(np.arange(n_items) % n_topics)
     mixed = rng.random(n_items) < MIXED_SHARE
@@ -245,7 +245,7 @@ def _make_catalog(rng: np.random.Generator, n_items: int, span_ms: int) -> _Cata
         ids.append(item_id)
         topics.append([int(main[i]), int(other[i])] if mixed[i] else [int(main[i])])
         items.append(
-            CatalogItem(
+            CatalogueItem(
                 item_id=item_id,
                 title=f"{adj} {brand} {noun} {code}",
                 description=desc,
@@ -254,11 +254,13 @@ def _make_catalog(rng: np.random.Generator, n_items: int, span_ms: int) -> _Cata
                 ts=ts,
             )
         )
-    return _Catalog(items, ids, topics, bundle.tolist(), bundles, prices.tolist(), appear.tolist())
+    return _Catalogue(
+        items, ids, topics, bundle.tolist(), bundles, prices.tolist(), appear.tolist()
+    )
 
 
 def _topic_pools(
-    rng: np.random.Generator, cat: _Catalog
+    rng: np.random.Generator, cat: _Catalogue
 ) -> list[tuple[list[int], list[int], list[float]]]:
     """Per topic: (item indices sorted by appearance, appearance ms, cumulative popularity).
 
@@ -331,7 +333,7 @@ def _user_times(rng: np.random.Generator, n: int, span_ms: int) -> tuple[list[in
 
 def _simulate(
     rng: np.random.Generator,
-    cat: _Catalog,
+    cat: _Catalogue,
     users: list[dict[str, Any]],
     n_events: int,
     span_ms: int,
@@ -452,7 +454,7 @@ def generate_world(
     rng = np.random.default_rng(seed)
     span_ms = SPAN_DAYS * 86_400_000
     drift_ms = int(round(drift_at * span_ms))
-    cat = _make_catalog(rng, items, span_ms)
+    cat = _make_catalogue(rng, items, span_ms)
     people = _make_users(rng, users)
     ts, who, what, buy = _simulate(rng, cat, people, events, span_ms, drift_ms, progress)
     order = np.argsort(np.asarray(ts, dtype=np.int64), kind="stable").tolist()

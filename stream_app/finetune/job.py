@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from schemas.items import CatalogItem, decode_item
+from schemas.items import CatalogueItem, decode_item
 from schemas.reports import RoundResult
 from schemas.settings import Settings
 from stream_app.finetune.buffer import EventBuffer
@@ -26,11 +26,11 @@ class RoundTrainer(Protocol):
     with the settings, registry and training options bound by the CLI)."""
 
     def __call__(
-        self, items: list[CatalogItem], events: list[Any], round_id: str, make_current: bool
+        self, items: list[CatalogueItem], events: list[Any], round_id: str, make_current: bool
     ) -> RoundResult: ...
 
 
-async def load_catalog(settings: Settings) -> list[CatalogItem]:
+async def load_catalogue(settings: Settings) -> list[CatalogueItem]:
     from stream_app.kafka.io import read_compacted
 
     latest = await read_compacted(settings, settings.topics.items)
@@ -59,7 +59,7 @@ class FineTuneJob:
         registry: Registry,
         buffer: EventBuffer,
         train_round: RoundTrainer,
-        items: list[CatalogItem] | None = None,
+        items: list[CatalogueItem] | None = None,
         on_round: Callable[[RoundResult], None] | None = None,
     ) -> None:
         """The job's options are ``settings.finetune``; ``items`` replaces the items topic
@@ -80,7 +80,7 @@ class FineTuneJob:
         return every is not None and time.monotonic() - last_round >= every
 
     async def round(self) -> RoundResult:
-        items = self.items if self.items is not None else await load_catalog(self.settings)
+        items = self.items if self.items is not None else await load_catalogue(self.settings)
         events = self.buffer.events()
         round_id = self.buffer.watermark()
         shadow = bool(self.opts.shadow) and self.registry.current() is not None

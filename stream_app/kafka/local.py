@@ -264,7 +264,7 @@ def start(
     cmd.insert(1, f"-Dlog4j2.configurationFile={log4j}")
     cmd.insert(1, f"-Dstreamrec.data={data_dir}")
     with open(data_dir / "stdout.log", "ab") as out:
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=data_dir
         )
     _pid_file(data_dir).write_text(str(proc.pid))

@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from schemas.items import CatalogItem
+from schemas.items import CatalogueItem
 from stream_app.core.catalogue import ItemStore, item_numeric
 from stream_app.core.engine import Bundle
 from stream_app.core.interests import InterestParams
@@ -39,13 +39,16 @@ S = TypeVar("S", bound=Scorer)
 class Catalogue:
     ids: list[str]
     index: dict[str, int]
-    items: list[CatalogItem | None]  # None: an id seen only in events (no catalogue entry)
+    items: list[CatalogueItem | None]  # None: an id seen only in events (no catalogue entry)
     added_ts: np.ndarray  # [N] epoch seconds the item appears (-inf: from the start)
     text: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     @classmethod
     def build(
-        cls, items: Sequence[CatalogItem], event_item_ids: Sequence[str], events_only: bool = False
+        cls,
+        items: Sequence[CatalogueItem],
+        event_item_ids: Sequence[str],
+        events_only: bool = False,
     ) -> Catalogue:
         """Catalogue over the item ids of the events (``events_only``, the LOO convention) or
         over every live item of the file plus any id seen in the events."""

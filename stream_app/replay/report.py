@@ -1,5 +1,6 @@
 """``--report DIR``: ``report.md`` (what was run and how to read it), ``metrics.json`` (the
-whole result) and PNG plots drawn with matplotlib's Agg backend (no display needed)."""
+whole result) and PNG plots drawn with matplotlib's object API (``Figure``: no pyplot state,
+no display, no backend switched at import)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from stream_app.replay.results import ReplayResult
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 TABLE = (
     "hr@{k}",
@@ -94,7 +92,8 @@ def markdown_table(systems: dict[str, dict[str, Any]], columns: list[str]) -> st
 
 
 def plot_metric_vs_k(result: ReplayResult, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
     color = _colors(result)
     for name, c in result.curves.items():
         axes[0].plot(c["k"], c["hr"], marker=".", label=name, color=color.get(name))
@@ -108,13 +107,13 @@ def plot_metric_vs_k(result: ReplayResult, path: Path) -> None:
     fig.suptitle(f"Accuracy vs list length ({result.protocol} protocol)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_tradeoff(result: ReplayResult, path: Path) -> None:
     k = result.ks[0]
     rows = result.sweep
-    fig, ax = plt.subplots(figsize=(6.5, 4.6))
+    fig = Figure(figsize=(6.5, 4.6))
+    ax = fig.subplots()
     color = _colors(result)
     if rows:
         xs, ys = [r[f"ild@{k}"] for r in rows], [r[f"ndcg@{k}"] for r in rows]
@@ -138,14 +137,14 @@ def plot_tradeoff(result: ReplayResult, path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_activity(result: ReplayResult, path: Path) -> None:
     k = result.ks[0]
     systems = result.systems
     buckets = list(next(iter(systems.values()))["by_activity"]) if systems else []
-    fig, ax = plt.subplots(figsize=(8, 4.4))
+    fig = Figure(figsize=(8, 4.4))
+    ax = fig.subplots()
     width = 0.8 / max(len(systems), 1)
     for n, (name, row) in enumerate(systems.items()):
         vals = [row["by_activity"].get(b, {}).get(f"ndcg@{k}", math.nan) for b in buckets]
@@ -158,11 +157,11 @@ def plot_activity(result: ReplayResult, path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_latency(latency: dict[str, list[float]], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     for name, values in latency.items():
         if values:
             ax.hist(values, bins=60, alpha=0.55, label=f"{name} (n={len(values)})")
@@ -173,7 +172,6 @@ def plot_latency(latency: dict[str, list[float]], path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def comparisons(result: ReplayResult) -> list[str]:

@@ -217,10 +217,9 @@ class EngineStream:
         if not live:
             self.last_picks, self.last_live = [], []
             return out
-        states = [before[i] for i in live]
-        assert all(s is not None for s in states)  # noqa: S101 - narrowed for the type checker
+        states = [s for i in live if (s := before[i]) is not None]  # live: all have a state
         with popularity_as_of(store, saved):
-            lists, picks = self.rec.recommend_with_picks(states, now)  # type: ignore[arg-type]
+            lists, picks = self.rec.recommend_with_picks(states, now)
         self.last_picks, self.last_live = picks, live
         per_name = {self.names[0]: lists}
         for name in self.names[1:]:

@@ -35,7 +35,7 @@ def choose_providers(device: str) -> list[str]:
     if "CUDAExecutionProvider" in available and hasattr(ort, "preload_dlls"):
         try:  # CUDA/cuDNN from the nvidia-* pip packages (torch's), when installed
             ort.preload_dlls()
-        except Exception:  # noqa: BLE001 - system CUDA may still work
+        except Exception:  # system CUDA may still work
             log.debug("onnxruntime.preload_dlls failed", exc_info=True)
     if "CUDAExecutionProvider" not in available:
         if device == "cuda":
@@ -57,7 +57,7 @@ def open_session(
     providers = choose_providers(device)
     try:
         sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    except Exception as exc:  # noqa: BLE001 - any ORT load failure refuses the version
+    except Exception as exc:  # any ORT load failure refuses the version
         msg = f"{path.name}: onnxruntime could not load it: {exc}"
         raise ModelLoadError(msg) from exc
     if providers[0] == "CUDAExecutionProvider" and sess.get_providers()[0] != providers[0]:

@@ -97,7 +97,7 @@ async def handle_batch(rt: WorkerRuntime, events: list[Any]) -> None:
     rt.metrics.batch_size.observe(len(batch))
     try:
         result = await _compute(rt, batch)
-    except Exception as exc:  # noqa: BLE001 - never lose a batch: dead-letter it instead
+    except Exception as exc:  # never lose a batch: dead-letter it instead
         log.exception("batch of %d events failed in processing; dead-lettering it", len(batch))
         result = proc.BatchResult(
             dead={
@@ -107,7 +107,7 @@ async def handle_batch(rt: WorkerRuntime, events: list[Any]) -> None:
         )
     try:
         await _publish(rt, batch, result)
-    except Exception as exc:  # noqa: BLE001 - unpublished events must not be committed
+    except Exception as exc:  # unpublished events must not be committed
         log.exception("publishing a batch of %d events failed", len(batch))
         _die(f"publishing failed: {exc!r}")
     _after_publish(rt, result)
@@ -122,18 +122,16 @@ def _after_publish(rt: WorkerRuntime, result: proc.BatchResult) -> None:
             rt.watcher.verdict(verdict)
         if rt.shadow.run is not None:
             rt.shadow.score(result)
-    except Exception:  # noqa: BLE001 - monitoring never stops the stream
+    except Exception:  # monitoring never stops the stream
         log.exception("live hit rate / shadow scoring failed for a batch")
 
 
 async def _compute(rt: WorkerRuntime, batch: list[proc.Incoming]) -> proc.BatchResult:
     events, dead = proc.decode_all(batch, rt.settings.max_message_bytes)
-    rec = rt.holder.recommender
-    assert rec is not None
+    rec, _ = rt.holder.serving()
     if events and proc.unknown_items(events, rec):
         await rt.feed.wait_caught_up(UNKNOWN_ITEM_WAIT_S)
-        rec = rt.holder.recommender  # a swap may have happened while we waited
-        assert rec is not None
+        rec, _ = rt.holder.serving()  # a swap may have happened while we waited
     table = rt.table
 
     def load(user_id: str, index: int) -> bytes | None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from schemas.items import CatalogItem
+from schemas.items import CatalogueItem
 from schemas.onnx_spec import ENCODER
 from stream_app.core.catalogue import ItemStore, item_numeric
 from stream_app.core.vectors import VECTORS_FILE, load_vectors, text_sha
@@ -45,7 +45,7 @@ class ItemRecord:
     added_ts: float
 
     @classmethod
-    def from_item(cls, item: CatalogItem, arrival_ts: float) -> ItemRecord:
+    def from_item(cls, item: CatalogueItem, arrival_ts: float) -> ItemRecord:
         text = item.text()
         return cls(
             item.item_id,
@@ -168,7 +168,10 @@ class VectorResolver:
             if on_progress is not None:
                 on_progress(len(chunk))
         done = [v for v in out if v is not None]
-        assert len(done) == len(out)
+        if len(done) != len(out):  # every missing record went through the encoder above
+            lost = [records[i].item_id for i, v in enumerate(out) if v is None]
+            msg = f"vectors: no vector resolved for items {lost[:5]}"
+            raise RuntimeError(msg)
         if fresh and self.cache is not None:
             self.cache.put_many(
                 self.key, [records[i].text_sha for i in fresh], [done[i] for i in fresh]

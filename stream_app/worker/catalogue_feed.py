@@ -31,11 +31,11 @@ from stream_app.worker.dlq import Where
 from stream_app.worker.metrics import Metrics
 from stream_app.worker.models import ServingHolder
 
-log = logging.getLogger("streamrec.catalog")
+log = logging.getLogger("streamrec.catalogue")
 FETCH_RECORDS = 2000
 
 
-class CatalogFeed(Service):
+class CatalogueFeed(Service):
     def __init__(
         self,
         settings: Settings,
@@ -94,17 +94,20 @@ class CatalogFeed(Service):
             await self.consumer.stop()
 
     async def _run(self) -> None:
-        assert self.consumer is not None
+        consumer = self.consumer
+        if consumer is None:
+            msg = "catalogue feed: not started (no consumer for the items topic)"
+            raise RuntimeError(msg)
         await self.model_ready.wait()
-        targets = await self.consumer.end_offsets(self.partitions)
+        targets = await consumer.end_offsets(self.partitions)
         t0 = time.perf_counter()
         while not self.should_stop:
             try:
-                batch = await self.consumer.getmany(timeout_ms=200, max_records=FETCH_RECORDS)
-                positions = {tp: await self.consumer.position(tp) for tp in self.partitions}
+                batch = await consumer.getmany(timeout_ms=200, max_records=FETCH_RECORDS)
+                positions = {tp: await consumer.position(tp) for tp in self.partitions}
                 if batch:
                     await self._apply(batch)
-            except Exception:  # noqa: BLE001 - the feed must outlive a broker hiccup
+            except Exception:  # the feed must outlive a broker hiccup
                 log.exception("catalogue feed: fetch failed; retrying")
                 await self.sleep(1.0)
                 continue
@@ -138,15 +141,15 @@ class CatalogFeed(Service):
                 try:
                     item = decode_item(m.value, self.settings.max_message_bytes)
                 except BadInput as exc:
-                    self.metrics.catalog_bad.inc()
+                    self.metrics.catalogue_bad.inc()
                     log.warning("%s item %s: bad item message: %s", where, key, exc)
                     continue
                 latest[item.item_id] = None if item.deleted else ItemRecord.from_item(item, now)
         records = [r for r in latest.values() if r is not None]
         deletes = [i for i, r in latest.items() if r is None]
         encoded = await self._apply_records(records, deletes) if latest else 0
-        self.metrics.catalog_updates.inc(len(latest))
-        self.metrics.catalog_encoded.inc(encoded)
+        self.metrics.catalogue_updates.inc(len(latest))
+        self.metrics.catalogue_encoded.inc(encoded)
         if encoded:
             log.info(
                 "catalogue: %d items applied, %d texts encoded, %d deleted",
@@ -159,14 +162,14 @@ class CatalogFeed(Service):
     async def _apply_records(self, records: list[ItemRecord], deletes: list[str]) -> int:
         try:
             return await self.holder.apply_items(records, deletes)
-        except Exception:  # noqa: BLE001 - one bad item must not stop the feed
+        except Exception:  # one bad item must not stop the feed
             log.exception("catalogue batch of %d items failed; applying one by one", len(records))
         encoded = 0
         for rec in records:
             try:
                 encoded += await self.holder.apply_items([rec], [])
             except Exception as exc:  # noqa: BLE001
-                self.metrics.catalog_bad.inc()
+                self.metrics.catalogue_bad.inc()
                 log.error("item %s could not be applied: %r", rec.item_id, exc)
         await self.holder.apply_items([], deletes)
         return encoded

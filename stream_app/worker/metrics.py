@@ -63,17 +63,19 @@ class Metrics:
             "Model versions refused (bad files, load failure, non-finite).",
             registry=r,
         )
-        self.catalog_size = Gauge(
-            "streamrec_catalog_items", "Live items in the catalogue.", registry=r
+        self.catalogue_size = Gauge(
+            "streamrec_catalogue_items", "Live items in the catalogue.", registry=r
         )
-        self.catalog_updates = Counter(
-            "streamrec_catalog_updates", "Item messages applied (upserts and deletes).", registry=r
+        self.catalogue_updates = Counter(
+            "streamrec_catalogue_updates",
+            "Item messages applied (upserts and deletes).",
+            registry=r,
         )
-        self.catalog_encoded = Counter(
-            "streamrec_catalog_encoded", "Item texts run through the encoder.", registry=r
+        self.catalogue_encoded = Counter(
+            "streamrec_catalogue_encoded", "Item texts run through the encoder.", registry=r
         )
-        self.catalog_bad = Counter(
-            "streamrec_catalog_bad", "Item messages that failed validation.", registry=r
+        self.catalogue_bad = Counter(
+            "streamrec_catalogue_bad", "Item messages that failed validation.", registry=r
         )
         self.online_evaluated = Counter(
             "streamrec_online_evaluated",

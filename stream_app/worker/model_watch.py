@@ -83,7 +83,9 @@ class ModelWatcher(Service):
 
     async def send(self, notice: ModelUpdate) -> None:
         """Publish one of this worker's notices on ``model-updates`` (acked)."""
-        assert self.producer is not None
+        if self.producer is None:
+            msg = "model watcher: not started (no producer for model-updates)"
+            raise RuntimeError(msg)
         await asyncio.wait_for(
             self.producer.send_and_wait(
                 self.settings.topics.model_updates, notice.model_dump_json().encode(), key=b"model"
@@ -115,7 +117,7 @@ class ModelWatcher(Service):
             except CurrentChanged as exc:
                 self.metrics.auto_rollbacks.labels("skipped").inc()
                 log.warning("AUTO-ROLLBACK of %s not needed: %s", bad, exc)
-            except Exception:  # noqa: BLE001 - e.g. nothing to roll back to
+            except Exception:  # e.g. nothing to roll back to
                 self.metrics.auto_rollbacks.labels("failed").inc()
                 log.exception("AUTO-ROLLBACK of %s failed; it keeps serving", bad)
                 return
@@ -138,7 +140,7 @@ class ModelWatcher(Service):
                 )
                 try:
                     await self.send(notice)
-                except Exception:  # noqa: BLE001 - other workers poll CURRENT anyway
+                except Exception:  # other workers poll CURRENT anyway
                     log.exception("rollback notice not sent; other workers will see CURRENT")
         await self.check()
 
@@ -155,16 +157,19 @@ class ModelWatcher(Service):
         while not self.should_stop:
             try:
                 await self.check()
-            except Exception:  # noqa: BLE001 - the watcher must survive anything
+            except Exception:  # the watcher must survive anything
                 log.exception("model watch: registry check failed")
             await self.sleep(self.poll_s)
 
     async def _notices(self) -> None:
-        assert self.consumer is not None
+        consumer = self.consumer
+        if consumer is None:
+            msg = "model watcher: not started (no consumer for model-updates)"
+            raise RuntimeError(msg)
         while not self.should_stop:
             try:
-                batch = await self.consumer.getmany(timeout_ms=500, max_records=50)
-            except Exception:  # noqa: BLE001 - the registry poll still runs meanwhile
+                batch = await consumer.getmany(timeout_ms=500, max_records=50)
+            except Exception:  # the registry poll still runs meanwhile
                 log.exception("model-updates: fetch failed; retrying")
                 await self.sleep(1.0)
                 continue
@@ -189,5 +194,5 @@ class ModelWatcher(Service):
             return
         try:
             await self.check(notice.model_version)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("model watch: swap after notice failed")

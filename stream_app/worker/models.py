@@ -51,6 +51,10 @@ class SwapRefused(RuntimeError):
     pass
 
 
+class NotServing(RuntimeError):
+    """Nothing is served yet: the first version is not loaded (``load_initial``)."""
+
+
 @dataclass
 class SwapResult:
     version: str
@@ -104,6 +108,13 @@ class ServingHolder:
     def version(self) -> str | None:
         return self.recommender.bundle.model.version if self.recommender else None
 
+    def serving(self) -> tuple[Recommender[ServingModel], cat.VectorResolver]:
+        """The served recommender and the vector resolver of its encoder."""
+        if self.recommender is None or self.resolver is None:
+            msg = "no model version is served yet (the worker is still starting)"
+            raise NotServing(msg)
+        return self.recommender, self.resolver
+
     # -- start -------------------------------------------------------------------------
     async def load_initial(self, version: str) -> None:
         """First model, empty store (the catalogue feed fills it). Raises ModelLoadError."""
@@ -132,8 +143,7 @@ class ServingHolder:
         """Encode (off-loop) and insert/replace items, remove deleted ones. Returns how many
         texts went through the encoder."""
         async with self.lock:
-            rec, resolver = self.recommender, self.resolver
-            assert rec is not None and resolver is not None
+            rec, resolver = self.serving()
             before = resolver.encoded
             vecs = await asyncio.to_thread(resolver.resolve, records, self.catalogue.vectors)
             store = rec.bundle.store
@@ -150,7 +160,7 @@ class ServingHolder:
             for item_id in deletes:
                 store.delete(item_id)
             self.catalogue.apply(zip(records, vecs, strict=True), deletes)
-            self.metrics.catalog_size.set(len(store))
+            self.metrics.catalogue_size.set(len(store))
             if self.shadow is not None:
                 await self._apply_shadow(records, vecs, deletes)
             return resolver.encoded - before
@@ -159,7 +169,8 @@ class ServingHolder:
         self, records: list[cat.ItemRecord], vecs: list[cat.Vec], deletes: list[str]
     ) -> None:
         shadow, resolver = self.shadow, self.shadow_resolver
-        assert shadow is not None and resolver is not None
+        if shadow is None or resolver is None:  # dropped while this batch was encoded
+            return
         if records:
             if resolver.key != self.catalogue.key:
                 vecs = await asyncio.to_thread(resolver.resolve, records, None)
@@ -209,8 +220,7 @@ class ServingHolder:
     def _catch_up(self, b: _Built) -> tuple[list[cat.ItemRecord], list[cat.Vec]]:
         """Under the lock: apply the item changes that arrived while ``b`` was being built,
         carry popularity over. Returns the late records and their vectors."""
-        old = self.recommender
-        assert old is not None
+        old, _ = self.serving()
         store, model = b.rec.bundle.store, b.rec.bundle.model
         changed = self.catalogue.changed_since(b.seq)
         live = [self.catalogue.records[i] for i in changed if i in self.catalogue.records]
@@ -223,8 +233,7 @@ class ServingHolder:
         return live, late_vecs
 
     async def _swap(self, version: str, t0: float) -> SwapResult:
-        old = self.recommender
-        assert old is not None
+        old, _ = self.serving()
         b = await self._build(version)
         candidate, resolver, same_encoder = b.rec, b.resolver, b.same_encoder
         store = candidate.bundle.store

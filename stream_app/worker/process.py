@@ -99,7 +99,7 @@ class WorkerProcess:
         """(HTTP status, body) of ``GET path`` on the worker's web port."""
         url = f"http://localhost:{self.port}{path}"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - localhost
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()

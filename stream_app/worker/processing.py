@@ -111,7 +111,7 @@ def apply_events(
             result.dead[i] = dead_letter(exc, msg.key, msg.value, msg.where, event_id=ev.event_id)
             log.warning("%s event %s: unknown item %r", msg.where, ev.event_id, ev.item_id)
             continue
-        except Exception as exc:  # noqa: BLE001 - one bad event never stops the stream
+        except Exception as exc:  # one bad event never stops the stream
             result.dead[i] = dead_letter(
                 exc, msg.key, msg.value, msg.where, "processing", ev.event_id
             )
@@ -159,7 +159,7 @@ def recommend_all(batch: list[Incoming], rec: Recommender, result: BatchResult) 
     now = max(s.event.ts.timestamp() for s in snaps)
     try:
         lists = rec.recommend([s.state for s in snaps], now)
-    except Exception:  # noqa: BLE001 - fall back to one call per event
+    except Exception:  # fall back to one call per event
         log.exception("batched scoring of %d events failed; retrying one by one", len(snaps))
         lists = []
         for s in snaps:

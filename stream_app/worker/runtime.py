@@ -20,7 +20,7 @@ from schemas.settings import Settings
 from stream_app.core.interests import InterestParams
 from stream_app.registry import Registry
 from stream_app.worker.catalogue import VectorCache
-from stream_app.worker.catalogue_feed import CatalogFeed
+from stream_app.worker.catalogue_feed import CatalogueFeed
 from stream_app.worker.hitrate import OnlineQuality
 from stream_app.worker.metrics import Metrics
 from stream_app.worker.model_watch import ModelWatcher
@@ -62,7 +62,7 @@ class WorkerRuntime(Service):
         )
         self.model_ready = asyncio.Event()
         self.worker_id = f"{settings.app_id}@{socket.gethostname()}:{os.getpid()}"
-        self.feed = CatalogFeed(settings, self.holder, self.metrics, self.model_ready)
+        self.feed = CatalogueFeed(settings, self.holder, self.metrics, self.model_ready)
         self.watcher = ModelWatcher(
             settings, self.holder, self.feed.ready, self.metrics, self.worker_id
         )

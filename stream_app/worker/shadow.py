@@ -147,7 +147,7 @@ class ShadowScorer:
         now = max(s.event.ts.timestamp() for s in snaps)
         try:
             lists = run.rec.recommend([run.state_for(s.state) for s in snaps], now)
-        except Exception as exc:  # noqa: BLE001 - a failing shadow never hurts serving
+        except Exception as exc:  # a failing shadow never hurts serving
             log.exception("shadow %s: scoring failed; stopping the shadow", run.version)
             self._finish(run, f"scoring failed: {exc}")
             return
@@ -188,7 +188,7 @@ class ShadowScorer:
         )
         try:
             await self.send(notice)
-        except Exception:  # noqa: BLE001 - the job times out and says so
+        except Exception:  # the job times out and says so
             self.metrics.shadow_reports.labels("unsent").inc()
             log.exception("shadow %s: report could not be sent", version)
             return

@@ -11,7 +11,7 @@ from aiokafka.admin import NewTopic
 from worker_harness import produce
 
 from schemas import Settings
-from stream_app.finetune.job import load_catalog
+from stream_app.finetune.job import load_catalogue
 from stream_app.kafka.io import ensure_topics, read_compacted
 
 pytestmark = pytest.mark.kafka
@@ -45,7 +45,7 @@ async def test_latest_value_per_key_tombstones_removed(kafka_settings: Settings)
     assert json.loads(latest[b"item-5"])["title"] == "item-5 v2"
     assert json.loads(latest[b"item-1"])["title"] == "item-1 v1"
     assert json.loads(latest[b"item-7"])["deleted"] is True
-    catalogue = {it.item_id: it for it in await load_catalog(kafka_settings)}
+    catalogue = {it.item_id: it for it in await load_catalogue(kafka_settings)}
     assert set(catalogue) == set(keys) - {"item-3", "item-7"}
     assert catalogue["item-0"].title == "item-0 v3"
 

@@ -233,7 +233,7 @@ async def test_new_catalogue_item_is_recommended_without_retraining(
         metrics = worker.metrics()
     finally:
         worker.stop()
-    assert metrics["streamrec_catalog_items"] == len(items) + len(twins)
+    assert metrics["streamrec_catalogue_items"] == len(items) + len(twins)
     assert set(docs) == {json.loads(v)["event_id"] for _, v in more}
     served = [
         (j, i)

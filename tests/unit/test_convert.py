@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from schemas.events import ClickEvent, PurchaseEvent
-from schemas.items import CatalogItem
+from schemas.items import CatalogueItem
 from stream_app.datagen import iter_jsonl, load_events, load_items
 from stream_app.datagen.convert import ML100K_GENRES, convert_movielens, convert_recbole
 
@@ -22,7 +22,7 @@ def _write(path: Path, lines: list[str], encoding: str = "utf-8") -> None:
     path.write_bytes(("\n".join(lines) + "\n").encode(encoding))
 
 
-def _load(out: Path) -> tuple[dict[str, CatalogItem], list[ClickEvent | PurchaseEvent]]:
+def _load(out: Path) -> tuple[dict[str, CatalogueItem], list[ClickEvent | PurchaseEvent]]:
     items = {it.item_id: it for it in load_items(out / "items.jsonl")}
     return items, load_events(out / "events.jsonl")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from schemas.events import ClickEvent
-from schemas.items import CatalogItem
+from schemas.items import CatalogueItem
 from schemas.manifest import Manifest
 from schemas.settings import ServingSettings
 from stream_app.core.catalogue import ItemStore
@@ -159,7 +159,7 @@ def test_a_burst_on_a_new_item_is_invisible_to_the_lists_it_is_scored_against() 
     """Leakage would change the outcome here: 30 users all click a never-clicked item at the
     same moment; a replay whose popularity saw the batch (or the event) before scoring would
     list it at the top for the burst. The correct replay scores no hit on it."""
-    items = [CatalogItem(item_id=f"i{n:02d}", title=f"item {n}", ts=T0) for n in range(40)]
+    items = [CatalogueItem(item_id=f"i{n:02d}", title=f"item {n}", ts=T0) for n in range(40)]
     events, n = [], 0
     for day in range(20):  # history: everyone clicks the usual items
         for u in range(30):

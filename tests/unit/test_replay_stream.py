@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from schemas.events import ClickEvent, PurchaseEvent
-from schemas.items import CatalogItem
+from schemas.items import CatalogueItem
 from schemas.settings import ServingSettings
 from stream_app.replay.baselines import CoocStream, PopStream
 from stream_app.replay.catalogue import Catalogue
@@ -40,7 +40,7 @@ def _click(n: int, user: str, item: str, minutes: float, buy: bool = False):  # 
 
 
 def test_warmup_cut_is_a_timestamp_and_never_splits_ties() -> None:
-    items = [CatalogItem(item_id="a", title="a")]
+    items = [CatalogueItem(item_id="a", title="a")]
     events = [_click(n, "u", "a", m) for n, m in enumerate([0, 1, 2, 3, 3, 3, 4, 5, 6, 7])]
     evs = replay_events(events, Catalogue.build(items, ["a"]))
     assert warmup_cut(evs, 0.0) == 0
@@ -63,7 +63,7 @@ def test_chunks_never_contain_an_item_appearance() -> None:
 def test_pop_and_cooc_lists_by_hand() -> None:
     """5 items; u1 clicks a, b, a; u2 clicks b, c, then buys c; then u1 clicks d, u2 clicks a.
     Warm-up = the first 6 events (t<6); the two scored events are checked by hand."""
-    items = [CatalogItem(item_id=i, title=i) for i in "abcde"]
+    items = [CatalogueItem(item_id=i, title=i) for i in "abcde"]
     seq = [
         ("u1", "a"),
         ("u2", "b"),

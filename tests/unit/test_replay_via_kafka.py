@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from schemas.events import ClickEvent
-from schemas.items import CatalogItem
+from schemas.items import CatalogueItem
 from schemas.settings import Settings
 from stream_app.replay.catalogue import Catalogue
 from stream_app.replay.via_kafka import Received, _timeline, match_recommendations
@@ -38,7 +38,7 @@ def _rec(user: str, trigger: str, items: list[str], version: str = "v0001") -> R
 
 def test_each_event_is_scored_against_the_list_after_the_previous_one() -> None:
     events = _events()
-    cat = Catalogue.build([CatalogItem(item_id=i, title=i) for i in "abc"], ["a", "b", "c"])
+    cat = Catalogue.build([CatalogueItem(item_id=i, title=i) for i in "abc"], ["a", "b", "c"])
     sent = {e.event_id: 99.9 for e in events}
     got = {
         "e0": _rec("u1", "e0", ["b", "c"]),  # u1's list before e2 (b): hit at 0
@@ -59,7 +59,7 @@ def test_each_event_is_scored_against_the_list_after_the_previous_one() -> None:
 
 def test_a_missing_recommendation_is_counted_not_skipped() -> None:
     events = _events()
-    cat = Catalogue.build([CatalogItem(item_id=i, title=i) for i in "abc"], ["a", "b", "c"])
+    cat = Catalogue.build([CatalogueItem(item_id=i, title=i) for i in "abc"], ["a", "b", "c"])
     got = {"e1": _rec("u2", "e1", ["c"])}  # the worker lost everything else
     res, kafka = match_recommendations(
         cat, 2, None, events, list(range(7)), {e.event_id: 0.0 for e in events}, got, "v0001", 10
@@ -70,9 +70,9 @@ def test_a_missing_recommendation_is_counted_not_skipped() -> None:
 
 def test_items_are_produced_before_the_first_event_at_or_after_their_time() -> None:
     items = [
-        CatalogItem(item_id="late", title="late", ts=T0 + timedelta(minutes=3, seconds=30)),
-        CatalogItem(item_id="a", title="a"),
-        CatalogItem(item_id="b", title="b", ts=T0),
+        CatalogueItem(item_id="late", title="late", ts=T0 + timedelta(minutes=3, seconds=30)),
+        CatalogueItem(item_id="a", title="a"),
+        CatalogueItem(item_id="b", title="b", ts=T0),
     ]
     timeline, order = _timeline(Settings(), items, _events())
     kinds = [(topic, key.decode()) for topic, key, _, _ in timeline]

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from schemas import (
     BadInput,
-    CatalogItem,
+    CatalogueItem,
     ClickEvent,
     ModelUpdate,
     PurchaseEvent,
@@ -65,7 +65,7 @@ def test_purchase_roundtrip(eid, uid, iid, ts, price, qty):
     st.booleans(),
 )
 def test_item_roundtrip(iid, title, cats, price, deleted):
-    item = CatalogItem(item_id=iid, title=title, categories=cats, price=price, deleted=deleted)
+    item = CatalogueItem(item_id=iid, title=title, categories=cats, price=price, deleted=deleted)
     assert decode_item(encode_item(item)) == item
 
 

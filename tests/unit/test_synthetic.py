@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from schemas.events import ClickEvent, PurchaseEvent
-from schemas.items import CatalogItem
+from schemas.items import CatalogueItem
 from stream_app.datagen import TOPICS, generate_world, load_events, load_items
 
 USERS, ITEMS, EVENTS, SEED = 300, 1200, 30_000, 7
@@ -25,7 +25,7 @@ USERS, ITEMS, EVENTS, SEED = 300, 1200, 30_000, 7
 class World:
     def __init__(self, out: Path, summary: dict[str, Any]) -> None:
         self.out, self.summary = out, summary
-        self.items: list[CatalogItem] = load_items(out / "items.jsonl")
+        self.items: list[CatalogueItem] = load_items(out / "items.jsonl")
         self.events: list[ClickEvent | PurchaseEvent] = load_events(out / "events.jsonl")
         self.truth: dict[str, Any] = json.loads((out / "world.json").read_text())
         self.item = {it.item_id: it for it in self.items}
@@ -201,7 +201,7 @@ def test_bundles_carry_co_occurrence_beyond_chance(world: World) -> None:
     assert rate > 2.5 * base and rate - base > 0.2
 
 
-def _words(item: CatalogItem) -> set[str]:
+def _words(item: CatalogueItem) -> set[str]:
     return set(re.findall(r"[a-z]+", (item.title or "").lower())) - {"and", "for", "by"}
 
 
