@@ -1,4 +1,6 @@
-"""The wire contract: pydantic v2 models of everything that crosses a process boundary."""
+"""The contracts: pydantic v2 models of everything that crosses a process boundary (events,
+items, recommendations, dead letters, errors), the settings tree, the registry manifest, the ONNX
+graph contract and the typed reports. The base layer: it imports nothing of ours."""
 
 from schemas.dlq import dlq_headers, headers_dict
 from schemas.errors import BadInput

@@ -1,4 +1,7 @@
-"""Runtime side of streamrec: faust app, the pure core, ONNX scoring, replay and the CLI.
+"""streamrec's runtime and shared layers, and the CLI (the composition root).
 
-Nothing under this package imports torch or transformers: the worker runs on onnxruntime.
+Shared (``core``, ``datagen``, ``registry``): numpy and the stdlib. Runtime (``serving``,
+``kafka``, ``worker``, ``replay``, ``finetune``): ONNX Runtime, Kafka and faust, never torch or
+transformers. ``cli`` and ``demo`` wire the torch side (``model_export``) in, importing it only
+inside the commands that train. The contracts are in pyproject.toml ([tool.importlinter]).
 """

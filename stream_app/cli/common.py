@@ -74,17 +74,18 @@ registry_option = setting("registry_dir", "--registry")
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine output on stdout.")
 
 
+def input_file(flag: str, name: str, help: str, required: bool = False) -> Any:
+    """An existing input file of this run (a per-run argument, not a setting)."""
+    existing = click.Path(exists=True, dir_okay=False, path_type=Path)
+    return click.option(flag, name, type=existing, default=None, required=required, help=help)
+
+
 def log_options(f: Any) -> Any:
     """``--items``, ``--events`` (required JSONL files) and ``--registry``: the inputs of every
     command that trains on or evaluates an event log."""
-    existing = click.Path(exists=True, path_type=Path)
     f = registry_option(f)
-    f = click.option("--events", "events_path", required=True, type=existing, help="Events JSONL.")(
-        f
-    )
-    return click.option(
-        "--items", "items_path", required=True, type=existing, help="Catalogue JSONL."
-    )(f)
+    f = input_file("--events", "events_path", "Events JSONL.", required=True)(f)
+    return input_file("--items", "items_path", "Catalogue JSONL.", required=True)(f)
 
 
 def print_json(obj: Any) -> None:

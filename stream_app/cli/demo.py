@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from stream_app.cli.common import broker_option, cli, command_settings, console
+from stream_app.cli.common import broker_option, cli, command_settings, console, input_file
 from stream_app.cli.options import setting
 
 
@@ -15,20 +15,8 @@ from stream_app.cli.options import setting
 @setting("demo.duration", "--duration")
 @setting("demo.rate", "--rate")
 @setting("demo.workdir", "--workdir")
-@click.option(
-    "--items",
-    "items_path",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Catalogue JSONL [default: a synthetic shop].",
-)
-@click.option(
-    "--events",
-    "events_path",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Events JSONL [default: the synthetic shop's].",
-)
+@input_file("--items", "items_path", "Catalogue JSONL [default: a synthetic shop].")
+@input_file("--events", "events_path", "Events JSONL [default: the synthetic shop's].")
 @setting("demo.users", "--users")
 @setting("demo.epochs", "--epochs")
 @setting("serving.web_port", "--web-port")

@@ -20,6 +20,7 @@ from stream_app.cli.common import (
     cli,
     command_settings,
     console,
+    input_file,
     json_option,
     metrics_table,
     print_json,
@@ -58,20 +59,8 @@ def show_round(result: RoundResult, as_json: bool) -> None:
 @setting("finetune.reservoir", "--reservoir")
 @setting("finetune.tolerance", "--tolerance")
 @setting("finetune.min_events", "--min-events")
-@click.option(
-    "--events",
-    "events_path",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Offline: take events from a JSONL file instead of Kafka.",
-)
-@click.option(
-    "--items",
-    "items_path",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Catalogue JSONL [default: read the items topic].",
-)
+@input_file("--events", "events_path", "Offline: take events from a JSONL file instead of Kafka.")
+@input_file("--items", "items_path", "Catalogue JSONL [default: read the items topic].")
 @setting("finetune.encoder_mode", "--encoder-mode")
 @setting("finetune.epochs", "--epochs")
 @setting("finetune.buffer_dir", "--buffer-dir")

@@ -262,15 +262,8 @@ async def test_model_hot_swap_and_corrupt_version_refused(
     worker = worker_process(kafka_settings, reg_dir, tmp_path / "logs").start()
 
     def publish_copy(make_current: bool) -> tuple[str, Path]:
-        version, staging = reg.staging()
-        src = reg.path(v1)
-        for f in src.rglob("*"):
-            if f.is_file() and f.name != "manifest.json":
-                dst = staging / f.relative_to(src)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                dst.write_bytes(f.read_bytes())
-        draft = reg.manifest(v1).draft(parent=v1)
-        return reg.publish(staging, draft, make_current=make_current), reg.path(version)
+        version = reg.copy_version(v1, make_current, parent=v1)
+        return version, reg.path(version)
 
     async def notice(version: str) -> None:
         from datetime import UTC, datetime
