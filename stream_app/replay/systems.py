@@ -227,7 +227,7 @@ class EngineStream:
         t_rows = store.rows_for([evs[i].lite.item_id for i in live])
         nan = np.full((len(live), 1), np.nan, np.float32)
         tgt = (
-            score_rows(self.feed.bundle, states, t_rows[:, None])  # type: ignore[arg-type]
+            score_rows(self.feed.bundle, states, t_rows[:, None])
             if self.score_targets
             else RankerOut(nan, nan, nan)
         )

@@ -3,8 +3,9 @@
 ``create_app(settings)`` declares the topics, the RocksDB-backed user-state table (raw bytes
 values from ``state_to_bytes``, changelog in Kafka) and registers the agent and web modules
 listed in ``AGENT_MODULES`` / ``WEB_MODULES`` explicitly. The worker runtime (model, catalogue
-feed, model watcher, metrics) is attached as ``app.streamrec`` and started before faust's own
-services, so the catalogue loads while faust recovers its tables.
+feed, model watcher, metrics) is given to each of those modules' ``register(app, runtime)`` and
+added as the app's first dependency, started before faust's own services, so the catalogue
+loads while faust recovers its tables.
 """
 
 from __future__ import annotations
@@ -91,7 +92,6 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         help="Per-user interest state (state_to_bytes).",
     )
     runtime = WorkerRuntime(settings, topics, table)
-    app.streamrec = runtime  # type: ignore[attr-defined]
     app.add_dependency(runtime)  # started before faust's own services
     for name in (*AGENT_MODULES, *WEB_MODULES):
         importlib.import_module(name).register(app, runtime)

@@ -157,20 +157,21 @@ def recommend_all(batch: list[Incoming], rec: Recommender, result: BatchResult) 
     if not snaps:
         return
     now = max(s.event.ts.timestamp() for s in snaps)
+    lists: list[list[Rec] | None]
     try:
-        lists = rec.recommend([s.state for s in snaps], now)
+        lists = list(rec.recommend([s.state for s in snaps], now))
     except Exception:  # fall back to one call per event
         log.exception("batched scoring of %d events failed; retrying one by one", len(snaps))
         lists = []
         for s in snaps:
             try:
                 lists.append(rec.recommend([s.state], now)[0])
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - the event is dead-lettered with the reason
                 msg = batch[s.index]
                 result.dead[s.index] = dead_letter(
                     exc, msg.key, msg.value, msg.where, "scoring", s.event.event_id
                 )
-                lists.append(None)  # type: ignore[arg-type]
+                lists.append(None)
     for s, recs in zip(snaps, lists, strict=True):
         if recs is not None:
             result.recs[s.index] = recs
