@@ -43,8 +43,11 @@ class SettingOption(click.Option):
     ) -> None:
         field = setting_field(setting)
         text = attrs.pop("help", None) or field.description or ""
-        default = "-" if invert else _shown(field.get_default(call_default_factory=True))
-        attrs["help"] = f"{text} [{env_name(setting)}; default {default}]"
+        if invert:
+            attrs["help"] = f"{text} [sets {env_name(setting)}=false]"
+        else:
+            default = _shown(field.get_default(call_default_factory=True))
+            attrs["help"] = f"{text} [{env_name(setting)}; default {default}]"
         attrs.setdefault("default", None)
         attrs["show_default"] = False
         is_switch = attrs.get("is_flag") or any("/" in d for d in param_decls)
