@@ -1,8 +1,11 @@
 # The two commands a newcomer needs: `make demo` (the main job) and `make test`.
-.PHONY: setup demo test test-unit lint bench clean
+.PHONY: setup lock demo test test-unit lint bench clean
 
 setup:
 	bash scripts/setup_env.sh
+
+lock:  # after editing pyproject's dependencies: re-resolve uv.lock (then commit it)
+	bash scripts/uv.sh lock
 
 demo: setup
 	.venv/bin/streamrec demo
