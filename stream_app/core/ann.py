@@ -26,13 +26,12 @@ import numpy as np
 from stream_app.core.retrieval_ann import (
     CatalogueIndex,
     ExactRetriever,
+    IndexBase,
     TopN,
-    checked_queries,
     checked_update,
     grown,
     live_rows,
     merge_top,
-    placed,
 )
 
 ANN_MIN_ITEMS = 50_000  # measured crossover (bench/retrieval_bench.py): exact below, ANN above
@@ -49,7 +48,7 @@ def default_cells(n_items: int) -> int:
     return int(min(4096, max(8, 2 ** round(math.log2(math.sqrt(max(n_items, 1)))))))
 
 
-class AnnRetriever:
+class AnnRetriever(IndexBase):
     """IVF-PQ fast-scan + exact refine over store rows; see the module docstring."""
 
     def __init__(
@@ -166,16 +165,9 @@ class AnnRetriever:
             self._index.remove_ids(faiss.IDSelectorBatch(np.array(self._dead, np.int64)))
             self._dead.clear()
 
-    def search(self, queries: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
-        return self.search_scored(queries, valid, n).rows
-
-    def search_scored(self, queries: np.ndarray, valid: np.ndarray, n: int) -> TopN:
+    def _search_live(self, q: np.ndarray, n: int) -> TopN:
         import faiss
 
-        live = checked_queries(self, queries, valid, n)
-        if live.size == 0 or n == 0 or self._len == 0:
-            return placed(queries.shape[0], n, live, None)
-        q = np.ascontiguousarray(queries[live], np.float32)
         faiss.omp_set_num_threads(max(1, self.threads))
         cell_scores = q @ self._centroids.T
         probe = np.argpartition(cell_scores, cell_scores.shape[1] - self.nprobe, axis=1)
@@ -192,7 +184,7 @@ class AnnRetriever:
         np.take(self._vecs, np.maximum(rows, 0), axis=0, out=cand)
         exact = np.matmul(cand, q[:, :, None])[:, :, 0]
         exact[rows < 0] = -np.inf
-        return placed(queries.shape[0], n, live, merge_top(rows, exact, n))
+        return merge_top(rows, exact, n)
 
 
 def make_retriever(

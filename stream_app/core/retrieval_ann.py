@@ -89,15 +89,10 @@ def placed(n_queries: int, n: int, live: np.ndarray, top: TopN | None) -> TopN:
     return out
 
 
-def checked_queries(
-    index: CatalogueIndex,
-    queries: np.ndarray,
-    valid: np.ndarray,
-    n: int,
-) -> np.ndarray:
+def checked_queries(dim: int, queries: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
     """Rows of the valid queries; raises on shapes or values a search cannot take."""
-    if queries.ndim != 2 or queries.shape[1] != index.dim:
-        msg = f"queries: expected [Q, {index.dim}] float32, got shape {queries.shape}"
+    if queries.ndim != 2 or queries.shape[1] != dim:
+        msg = f"queries: expected [Q, {dim}] float32, got shape {queries.shape}"
         raise ValueError(msg)
     if valid.shape != (queries.shape[0],):
         msg = f"valid: expected shape ({queries.shape[0]},), got {valid.shape}"
@@ -147,7 +142,30 @@ def live_rows(matrix: np.ndarray, alive: np.ndarray | None) -> np.ndarray:
     return np.flatnonzero(alive).astype(np.int64)
 
 
-class ExactRetriever:
+class IndexBase:
+    """The search entry points shared by the indexes: checks, invalid queries, empty index."""
+
+    dim: int
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def search(self, queries: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
+        return self.search_scored(queries, valid, n).rows
+
+    def search_scored(self, queries: np.ndarray, valid: np.ndarray, n: int) -> TopN:
+        live = checked_queries(self.dim, queries, valid, n)
+        if live.size == 0 or n == 0 or len(self) == 0:
+            return placed(queries.shape[0], n, live, None)
+        q = np.ascontiguousarray(queries[live], np.float32)
+        return placed(queries.shape[0], n, live, self._search_live(q, n))
+
+    def _search_live(self, q: np.ndarray, n: int) -> TopN:
+        """Top n for the valid queries ``q`` [Q', dim] float32 (possibly fewer columns)."""
+        raise NotImplementedError
+
+
+class ExactRetriever(IndexBase):
     """Exact top-n over a compact copy of the live rows (a removal moves the last live row into
     the hole, so no dead row is ever scored)."""
 
@@ -201,23 +219,15 @@ class ExactRetriever:
             self._row_of[last] = -1
             self._len = last
 
-    def search(self, queries: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
-        return self.search_scored(queries, valid, n).rows
-
-    def search_scored(self, queries: np.ndarray, valid: np.ndarray, n: int) -> TopN:
-        live = checked_queries(self, queries, valid, n)
-        if live.size == 0 or n == 0 or self._len == 0:
-            return placed(queries.shape[0], n, live, None)
-        q = np.ascontiguousarray(queries[live], np.float32)
+    def _search_live(self, q: np.ndarray, n: int) -> TopN:
         parts = [self._chunk(q, start, n) for start in range(0, self._len, CHUNK)]
-        top = (
+        return (
             parts[0]
             if len(parts) == 1
             else merge_top(
                 np.hstack([p.rows for p in parts]), np.hstack([p.scores for p in parts]), n
             )
         )
-        return placed(queries.shape[0], n, live, top)
 
     def _chunk(self, q: np.ndarray, start: int, n: int) -> TopN:
         stop = min(start + CHUNK, self._len)
