@@ -34,9 +34,9 @@ from stream_app.core.retrieval_ann import (
     merge_top,
 )
 
-ANN_MIN_ITEMS = 50_000  # measured crossover (bench/retrieval_bench.py): exact below, ANN above
+ANN_MIN_ITEMS = 30_000  # measured crossover (bench/retrieval_bench.py): exact below, ANN above
 COMPACT_MIN = 1024  # tombstones kept before a batched removal from the faiss lists
-NPROBE_SHARE = 0.024  # share of the cells probed per query (25 of 1024 at 1M items) ...
+NPROBE_SHARE = 0.03  # share of the cells probed per query (31 of 1024 at 1M items) ...
 NPROBE_MIN = 16  # ... and at least this many (recall@100 0.96 at 30k-100k items)
 REFINE = 4  # candidates re-scored exactly per result
 TRAIN_PER_CELL = 64  # k-means sample: this many items per cell (all items when fewer)

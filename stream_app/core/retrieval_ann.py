@@ -128,7 +128,8 @@ def checked_update(dim: int, rows: np.ndarray, vectors: np.ndarray) -> tuple[np.
 def grown(arr: np.ndarray, need: int, fill: float | int) -> np.ndarray:
     if need <= arr.shape[0]:
         return arr
-    new = np.full((max(need, 2 * arr.shape[0], 16), *arr.shape[1:]), fill, arr.dtype)
+    # x1.25: amortised O(1) per added row without doubling a 1M-item catalogue's memory
+    new = np.full((max(need, arr.shape[0] * 5 // 4, 1024), *arr.shape[1:]), fill, arr.dtype)
     new[: arr.shape[0]] = arr
     return new
 
