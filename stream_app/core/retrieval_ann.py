@@ -71,8 +71,10 @@ def select_top(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         part = np.argpartition(cand_vals, cand.shape[1] - n, axis=1)[:, -n:]
         cols, vals = _along(cand, part), _along(cand_vals, part)
     else:
-        cols = np.argpartition(scores, c - n, axis=1)[:, c - n :] if n < c else None
-        cols = np.broadcast_to(np.arange(c), (q, c)) if cols is None else cols
+        if n < c:
+            cols = np.argpartition(scores, c - n, axis=1)[:, c - n :]
+        else:
+            cols = np.tile(np.arange(c), (q, 1))
         vals = _along(scores, cols)
     order = np.argsort(-vals, axis=1, kind="stable")
     return _along(cols, order), _along(vals, order)
