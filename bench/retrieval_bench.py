@@ -17,8 +17,9 @@ How the ANN library was picked (same machine, 256 queries x 1M clustered items, 
 one thread): usearch HNSW 50-100 ms per batch and 220 s to build; faiss IVF-Flat 90-200 ms,
 IVF-SQ8 80 ms, IVF-RaBitQ fast-scan 65-85 ms; faiss IVF-PQ fast-scan (4-bit, one sub-quantizer
 per dimension) 12-16 ms for the scan, plus the exact refine. A numpy IVF batched by cell is
-memory-bound (a batch's probes cover nearly every cell, so it reads the whole catalogue: 70 ms). numpy BLAS and faiss are limited to
-one thread, as in the worker (serving.blas_threads); ``--threads`` sets faiss's OpenMP threads.
+memory-bound (a batch's probes cover nearly every cell, so it reads the whole catalogue: 70
+ms). numpy BLAS and faiss are limited to one thread, as in the worker (serving.blas_threads);
+``--threads`` sets faiss's OpenMP threads.
 """
 
 from __future__ import annotations
