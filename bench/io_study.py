@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -161,14 +162,77 @@ async def admin_create(broker: str, topics: list[NewTopic]) -> None:
         await prod.stop()
 
 
-async def fill(broker: str, topic: str, evs: list[tuple[bytes, bytes]]) -> None:
+async def fill(broker: str, topic: str, evs: list[tuple[bytes, bytes]]) -> dict[str, list[int]]:
+    """Produce the events; return what every user's state must end as: [last offset, events]."""
     prod = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=5, acks="all")
     await prod.start()
     try:
         futs = [await prod.send(topic, v, key=k) for k, v in evs]
-        await asyncio.gather(*futs)
+        metas = await asyncio.gather(*futs)
     finally:
         await prod.stop()
+    expected: dict[str, list[int]] = {}
+    for (key, _), meta in zip(evs, metas, strict=True):
+        prev = expected.get(key.decode())
+        expected[key.decode()] = [meta.offset, prev[1] + 1 if prev else 1]
+    return expected
+
+
+async def changelog_state(broker: str, topic: str, partitions: int) -> dict[str, list[int]]:
+    """The plain prototype's state as a replacement worker would rebuild it: the last
+    changelog record per user."""
+    c = AIOKafkaConsumer(bootstrap_servers=broker, auto_offset_reset="earliest")
+    await c.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        c.assign(tps)
+        ends = await c.end_offsets(tps)
+        state: dict[str, list[int]] = {}
+        while [tp for tp in tps if await c.position(tp) < ends[tp]]:
+            for msgs in (await c.getmany(timeout_ms=500)).values():
+                for m in msgs:
+                    state[m.key.decode()] = [int(x) for x in m.value.split(b"|")[1:3]]
+        return state
+    finally:
+        await c.stop()
+
+
+async def run_child(spec: dict[str, Any], log: Path, timeout: float) -> int | str:
+    child = {k: v for k, v in spec.items() if k != "expected"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "io_variants.py"), json.dumps(child)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    try:
+        return await asyncio.to_thread(proc.wait, timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return "timeout"
+
+
+async def state_ok(spec: dict[str, Any], work: Path, timeout: float) -> bool | None:
+    """Rebuild the variant's state from its changelog as a replacement worker would (faust:
+    a new worker of the same app with an empty data dir recovers the table) and compare it
+    with what the events say it must be."""
+    if spec["kind"] == "plain":
+        got = await changelog_state(spec["broker"], spec["changelog_topic"], spec["partitions"])
+    elif spec.get("table", "none") != "none":
+        rec = {**spec, "recover": True, "result": spec["result"] + ".state"}
+        rec["data_dir"] = spec["data_dir"] + "-recovered"
+        rc = await run_child(rec, Path(rec["result"] + ".log"), timeout)
+        if rc != 0:
+            console.print(f"[red]recovery check exit {rc}[/red]")
+            return False
+        got = {
+            k: [int(x) for x in v]
+            for k, v in json.loads(Path(rec["result"]).read_text())["state"].items()
+        }
+    else:
+        return None
+    return got == spec["expected"]
 
 
 async def end_offsets(broker: str, topic: str, partitions: int) -> dict[int, int]:
@@ -214,18 +278,7 @@ async def run_variant(
         )
     await admin_create(base["broker"], new)
     log = work / f"{tag}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "io_variants.py"), json.dumps(spec)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-    try:
-        rc = await asyncio.to_thread(proc.wait, timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        rc = "timeout"
+    rc = await run_child(spec, log, timeout)
     if rc != 0 or not Path(spec["result"]).exists():
         console.print(f"[red]{name}: exit {rc}[/red]\n{log.read_text()[-2500:]}")
         return {"variant": name, "what": what, "error": f"exit {rc}"}
@@ -247,6 +300,7 @@ async def run_variant(
         "outputs": outs,
         "outputs_ok": outs is None or outs == base["events"],
         "committed_ok": done == ends,
+        "state_ok": await state_ok(spec, work, timeout),
     }
 
 
@@ -267,12 +321,13 @@ async def study(args: argparse.Namespace) -> list[dict[str, Any]]:
     try:
         in_topic = f"io-events-{uuid.uuid4().hex[:8]}"
         await admin_create(broker, [NewTopic(in_topic, args.partitions, 1)])
-        await fill(broker, in_topic, events(args.events, args.users))
+        expected = await fill(broker, in_topic, events(args.events, args.users))
         base = {
             "broker": broker,
             "in_topic": in_topic,
             "partitions": args.partitions,
             "events": args.events,
+            "expected": expected,
         }
         names = args.only.split(",") if args.only else list(QUICK if args.quick else VARIANTS)
         rows = []
@@ -281,7 +336,8 @@ async def study(args: argparse.Namespace) -> list[dict[str, Any]]:
                 msg = f"--only: unknown variant {name!r} (known: {', '.join(VARIANTS)})"
                 raise SystemExit(msg)
             t0 = time.monotonic()
-            rows.append(await run_variant(name, base, work, args.timeout))
+            runs = [await run_variant(name, base, work, args.timeout) for _ in range(args.repeat)]
+            rows.append(median_row(runs))
             console.print(f"{name}: done in {time.monotonic() - t0:.0f} s")
         return rows
     finally:
@@ -291,10 +347,28 @@ async def study(args: argparse.Namespace) -> list[dict[str, Any]]:
             await asyncio.to_thread(kafka_local.stop, data)
 
 
+def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row for ``--repeat`` runs: median events/s and CPU; a check passes only if it
+    passed in every run; an error in any run is the row's error."""
+    bad = next((r for r in runs if "error" in r), None)
+    if bad is not None:
+        return bad
+    row = dict(runs[0])
+    for k in ("events_per_s", "cpu_us_per_event"):
+        row[k] = statistics.median(r[k] for r in runs)
+    for k in ("outputs_ok", "committed_ok"):
+        row[k] = all(r[k] for r in runs)
+    states = [r["state_ok"] for r in runs]
+    row["state_ok"] = None if states[0] is None else all(states)
+    row["runs"] = len(runs)
+    return row
+
+
 def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     bare = next((r for r in rows if r["variant"] == "bare" and "error" not in r), None)
     t = Table(
         title=f"Kafka I/O paths: {args.events:,} events, {args.partitions} partitions, "
+        f"median of {args.repeat}, "
         "~200 B in, ~1.5 KB out, acks=all unless named"
     )
     for col in (
@@ -305,12 +379,15 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "CPU vs bare",
         "outputs",
         "committed",
+        "state",
         "what",
     ):
         t.add_column(col, justify="left" if col in ("variant", "what") else "right")
     for r in rows:
         if "error" in r:
-            t.add_row(r["variant"], "-", "-", "-", "-", "-", "-", f"{r['what']} ({r['error']})")
+            t.add_row(
+                r["variant"], "-", "-", "-", "-", "-", "-", "-", f"{r['what']} ({r['error']})"
+            )
             continue
         ratio = f"{r['events_per_s'] / bare['events_per_s']:.2f}" if bare else "-"
         cpu = f"{r['cpu_us_per_event'] / bare['cpu_us_per_event']:.1f}x" if bare else "-"
@@ -323,6 +400,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             cpu,
             outs,
             "ok" if r["committed_ok"] else "NO",
+            {None: "-", True: "ok", False: "NO"}[r["state_ok"]],
             r["what"],
         )
     console.print(t)
@@ -344,6 +422,7 @@ def main() -> None:
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument("--only", help="comma-separated variant names")
     p.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
+    p.add_argument("--repeat", type=int, default=1, help="runs per variant (median shown)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per variant")
     p.add_argument("--workdir", default=str(ROOT / "var"), help="parent of the run's scratch dir")
     p.add_argument("--json", type=Path, help="also write the rows here")

@@ -166,13 +166,11 @@ class PlainState:
     def update(self, msgs: list[Any]) -> list[Record]:
         from rocksdict import WriteBatch
 
-        last: dict[bytes, Any] = {m.key: m for m in msgs}
         writes: dict[int, Any] = {}
         records = []
-        for key, m in last.items():
+        for key, (m, n) in per_user(msgs).items():
             db = self.db(m.partition)
-            old = db.get(key)
-            value = state_value(key, old)
+            value = pad(state_value(key, db.get(key), m.offset, n))
             wb = writes.get(m.partition)
             if wb is None:
                 wb = writes[m.partition] = WriteBatch(raw_mode=True)
@@ -188,8 +186,23 @@ class PlainState:
                 self.db(p)[self.OFFSET_KEY] = str(off).encode()
 
 
-def state_value(key: bytes, old: bytes | None) -> bytes:
-    return (key + b"|" + (old or b"")[:32]).ljust(STATE_BYTES, b"s")
+def state_value(key: bytes, old: bytes | None, offset: int, n: int) -> bytes:
+    """key|last event offset|events so far, padded: checkable after a recovery."""
+    count = int(old.split(b"|")[2]) if old else 0
+    return b"%s|%d|%d|" % (key, offset, count + n)
+
+
+def pad(value: bytes) -> bytes:
+    return value.ljust(STATE_BYTES, b"s")
+
+
+def per_user(msgs: list[Any]) -> dict[bytes, tuple[Any, int]]:
+    """Each user's last message of the batch and how many it has there."""
+    out: dict[bytes, tuple[Any, int]] = {}
+    for m in msgs:
+        prev = out.get(m.key)
+        out[m.key] = (m, prev[1] + 1 if prev else 1)
+    return out
 
 
 # -- faust ---------------------------------------------------------------------------------
@@ -208,6 +221,8 @@ def run_faust(spec: dict[str, Any]) -> None:
         "consumer_max_fetch_size": MAX_BYTES,
         "consumer_auto_offset_reset": "earliest",
         "producer_linger": 0.002,
+        "broker_session_timeout": 6.0,
+        "broker_heartbeat_interval": 1.0,
         **spec.get("faust", {}),
     }
     app = faust.App(spec["group"], **settings)
@@ -231,7 +246,23 @@ def run_faust(spec: dict[str, Any]) -> None:
         await asyncio.sleep(0.3)  # the take's events are acked once the agent body returns
         await app.consumer.commit()
         meter.write()
-        os._exit(0)
+        try:  # leave the group, so that a recovery check can join it at once
+            await asyncio.wait_for(app.consumer.stop(), 15)
+        finally:
+            os._exit(0)
+
+    if spec.get("recover"):
+        ready: list[bool] = []
+
+        @app.timer(0.5)
+        async def dump() -> None:
+            """Once faust has recovered the table from its changelog: every user's state."""
+            done = app.tables.recovery.completed.is_set() and app.consumer.assignment()
+            ready.append(bool(done and not app.rebalancing and not app.in_recovery))
+            if ready[-3:] == [True] * 3:
+                state = {k.decode(): v.decode().split("|")[1:3] for k, v in table.data.items()}
+                Path(spec["result"]).write_text(json.dumps({"state": state}))
+                os._exit(0)
 
     async def handle(batch: list[Any]) -> None:
         meter.got(0)
@@ -305,15 +336,16 @@ def faust_table(table: Any, batch: list[Any], tmode: str) -> list[Record]:
 
     from stream_app.worker.agents import event_context
 
-    last = {e.message.key: e for e in batch}
+    last = per_user([e.message for e in batch])
+    events = {id(e.message): e for e in batch}
     topic = table.changelog_topic.get_topic_name()
     records = []
     writes: dict[int, Any] = {}
-    for key, e in last.items():
-        p = e.message.partition
+    for key, (m, n) in last.items():
+        p, e = m.partition, events[id(m)]
         if tmode == "rawdb":
             db = table.data._db_for_partition(p)
-            value = state_value(key, db.get(key))
+            value = pad(state_value(key, db.get(key), m.offset, n))
             wb = writes.get(p)
             if wb is None:
                 wb = writes[p] = WriteBatch(raw_mode=True)  # faust opens its DBs in raw mode
@@ -322,9 +354,9 @@ def faust_table(table: Any, batch: list[Any], tmode: str) -> list[Record]:
             continue
         with event_context(e):
             if tmode == "faust":
-                table[key] = state_value(key, table.get(key))
+                table[key] = pad(state_value(key, table.get(key), m.offset, n))
             else:
-                value = state_value(key, table.data.get(key))
+                value = pad(state_value(key, table.data.get(key), m.offset, n))
                 table.data[key] = value
                 records.append(Record(topic, key, value, partition=p))
     for p, wb in writes.items():
