@@ -5,6 +5,7 @@ too-large records refused; a broker outage is survived by resending, or ends in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -169,27 +170,39 @@ def restart(port: int, data: Path) -> None:
     kafka_local.start(port, data, base.kafka_version, base.cache_dir, partitions=2)
 
 
+@contextlib.asynccontextmanager
+async def outage(
+    broker: str, data: Path, timeout_ms: int, **kw: float
+) -> AsyncIterator[tuple[BatchPublisher, str]]:
+    """A publisher that has published once to a new topic (metadata known), then the broker
+    is stopped."""
+    topic = await make_topic(broker, 2)
+    prod = AIOKafkaProducer(bootstrap_servers=broker, acks="all", request_timeout_ms=timeout_ms)
+    await prod.start()
+    try:
+        publisher = pub(prod, **kw)
+        await publisher.publish([Record(topic, b"warm", b"up")])
+        await asyncio.to_thread(kafka_local.stop, data)
+        yield publisher, topic
+    finally:
+        await prod.stop()
+
+
 @pytest.mark.slow
 async def test_records_are_resent_after_a_broker_outage(
     own_broker: tuple[str, int, Path], caplog: pytest.LogCaptureFixture
 ):
     broker, port, data = own_broker
-    topic = await make_topic(broker, 2)
-    prod = AIOKafkaProducer(bootstrap_servers=broker, acks="all", request_timeout_ms=2000)
-    await prod.start()
-    try:
-        publisher = pub(prod, retries=8, backoff_s=1.0)
-        await publisher.publish([Record(topic, b"warm", b"up")])  # metadata known
-        await asyncio.to_thread(kafka_local.stop, data)
-        records = [Record(topic, f"user-{i}".encode(), b"after %d" % i) for i in range(50)]
+    records = [Record("", f"user-{i}".encode(), b"after %d" % i) for i in range(50)]
+    async with outage(broker, data, 2000, retries=8, backoff_s=1.0) as (publisher, topic):
+        for r in records:
+            r.topic = topic
         with caplog.at_level(logging.WARNING, logger="streamrec.worker"):
             task = asyncio.ensure_future(publisher.publish(records))
             await asyncio.sleep(1.0)
             await asyncio.to_thread(restart, port, data)
             await asyncio.wait_for(task, 90)
         assert "failed (attempt 1)" in caplog.text  # the resend path really ran
-    finally:
-        await prod.stop()
     got = await read_all(broker, topic, 2, 51)
     assert {m.value for m in got} >= {r.value for r in records}
     assert all(r.offset >= 0 for r in records)
@@ -198,15 +211,9 @@ async def test_records_are_resent_after_a_broker_outage(
 @pytest.mark.slow
 async def test_publish_error_when_the_broker_stays_down(own_broker: tuple[str, int, Path]):
     broker, port, data = own_broker
-    topic = await make_topic(broker, 2)
-    prod = AIOKafkaProducer(bootstrap_servers=broker, acks="all", request_timeout_ms=1500)
-    await prod.start()
     try:
-        publisher = pub(prod, retries=2, backoff_s=0.2)
-        await publisher.publish([Record(topic, b"warm", b"up")])
-        await asyncio.to_thread(kafka_local.stop, data)
-        with pytest.raises(PublishError, match="not acked after 2 attempts"):
-            await publisher.publish([Record(topic, b"k", b"lost?")])
+        async with outage(broker, data, 1500, retries=2, backoff_s=0.2) as (publisher, topic):
+            with pytest.raises(PublishError, match="not acked after 2 attempts"):
+                await publisher.publish([Record(topic, b"k", b"lost?")])
     finally:
-        await prod.stop()
         await asyncio.to_thread(restart, port, data)
