@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "var" / "pydeps"))  # orjson for the study, when n
 
 from bench.io_payload import PAYLOAD_BYTES, STATE_BYTES, encoder  # noqa: E402
 from stream_app.worker.publish import BatchPublisher, Record, Sent, last_offsets  # noqa: E402
+from stream_app.worker.state_io import StateIO  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TAKE, WITHIN_S = 64, 0.005
@@ -208,7 +209,6 @@ def per_user(msgs: list[Any]) -> dict[bytes, tuple[Any, int]]:
 # -- faust ---------------------------------------------------------------------------------
 def run_faust(spec: dict[str, Any]) -> None:
     import faust
-    from faust.types import TP
 
     settings = {
         "broker": f"kafka://{spec['broker']}",
@@ -283,9 +283,7 @@ def run_faust(spec: dict[str, Any]) -> None:
         if records:
             pub = publisher(app.producer._producer)
             await pub.publish(records)
-            for (topic, p), off in last_offsets(records).items():
-                if topic != out.get_topic_name():
-                    table.data.set_persisted_offset(TP(topic, p), off)
+            StateIO(table).persisted(records)
         if meter.got(len(batch)):
             asyncio.ensure_future(finish())
 
@@ -330,37 +328,28 @@ def faust_table(table: Any, batch: list[Any], tmode: str) -> list[Record]:
     """Read and write each user's state once per take, in the context of the user's last event
     (its partition is the table's partition). ``direct`` writes the faust store without faust's
     per-write changelog (send_soon + callback + a RocksDB put of the offset) and returns the
-    changelog records; ``rawdb`` goes one step further: the partition's rocksdict DB itself,
-    one WriteBatch per partition (no faust key/value codecs, no current-event lookups)."""
-    from rocksdict import WriteBatch
-
+    changelog records; ``rawdb`` goes one step further: ``StateIO`` on the partition's
+    rocksdict DB itself, one WriteBatch per partition (no faust codecs, no current event)."""
     from stream_app.worker.agents import event_context
 
     last = per_user([e.message for e in batch])
+    if tmode == "rawdb":
+        io = StateIO(table)
+        return io.write(
+            (key, pad(state_value(key, io.read(key, m.partition), m.offset, n)), m.partition)
+            for key, (m, n) in last.items()
+        )
     events = {id(e.message): e for e in batch}
     topic = table.changelog_topic.get_topic_name()
     records = []
-    writes: dict[int, Any] = {}
     for key, (m, n) in last.items():
-        p, e = m.partition, events[id(m)]
-        if tmode == "rawdb":
-            db = table.data._db_for_partition(p)
-            value = pad(state_value(key, db.get(key), m.offset, n))
-            wb = writes.get(p)
-            if wb is None:
-                wb = writes[p] = WriteBatch(raw_mode=True)  # faust opens its DBs in raw mode
-            wb.put(key, value)
-            records.append(Record(topic, key, value, partition=p))
-            continue
-        with event_context(e):
+        with event_context(events[id(m)]):
             if tmode == "faust":
                 table[key] = pad(state_value(key, table.get(key), m.offset, n))
             else:
                 value = pad(state_value(key, table.data.get(key), m.offset, n))
                 table.data[key] = value
-                records.append(Record(topic, key, value, partition=p))
-    for p, wb in writes.items():
-        table.data._db_for_partition(p).write(wb)
+                records.append(Record(topic, key, value, partition=m.partition))
     return records
 
 
