@@ -70,7 +70,14 @@ def encoder(name: str) -> Callable[[bytes | None, int], bytes]:
 
         return enc
     if name == "orjson":
-        import orjson
+        try:
+            import orjson
+        except ImportError as exc:  # not a project dependency (yet)
+            msg = (
+                "payload orjson: orjson is not installed; install it, e.g. "
+                "`pip install --target var/pydeps orjson` (the study looks there too)"
+            )
+            raise ImportError(msg) from exc
 
         odumps = orjson.dumps
 

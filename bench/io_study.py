@@ -14,6 +14,9 @@ process: outputs on the broker == events (nothing lost, nothing doubled) and the
 committed offsets == the end of the events topic (the commit happened, after the acks).
 Ratios are against the bare loop of the same run. The broker and this driver share the
 machine's CPUs with the variant, as in ``bench/worker_bench.py``.
+
+orjson is not a dependency of the project yet: the orjson variants need it installed, or in
+``var/pydeps`` (``pip install --target var/pydeps orjson``).
 """
 
 from __future__ import annotations
