@@ -11,7 +11,9 @@ own consumer group, output topic (same partitions) and state; payloads ~1.5 KB. 
 variant: events/s and CPU us per event of the consuming process (utime + stime from /proc,
 all threads) between its first event and its last outputs acked; then checked by this
 process: outputs on the broker == events (nothing lost, nothing doubled) and the group's
-committed offsets == the end of the events topic (the commit happened, after the acks).
+committed offsets == the end of the events topic (the commit happened, after the acks), and
+for variants with state, the state a replacement worker rebuilds from the changelog (faust: a
+new worker recovering the table into an empty data dir) == what the events say it must be.
 Ratios are against the bare loop of the same run. The broker and this driver share the
 machine's CPUs with the variant, as in ``bench/worker_bench.py``.
 
@@ -420,8 +422,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--broker", help="host:port of a running broker (default: start one)")
-    p.add_argument("--events", type=int, default=30_000)
-    p.add_argument("--users", type=int, default=5_000)
+    p.add_argument("--events", type=int, default=30_000, help="events produced once")
+    p.add_argument("--users", type=int, default=5_000, help="distinct keys of the events")
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument("--only", help="comma-separated variant names")
     p.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
