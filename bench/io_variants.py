@@ -291,7 +291,7 @@ def run_faust(spec: dict[str, Any]) -> None:
     async def agent(stream: Any) -> None:
         try:
             await consume(stream)
-        except BaseException:  # a crashed agent would leave the worker idling until the timeout
+        except BaseException:  # noqa: BLE001 - a crashed agent would leave the worker idling until the timeout
             traceback.print_exc()
             os._exit(3)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -235,7 +235,7 @@ def exact_methods(dim: int, rng: np.random.Generator) -> list[tuple[str, float, 
     back to back."""
     import faiss
 
-    from stream_app.core.catalog import ItemStore
+    from stream_app.core.catalogue import ItemStore
     from stream_app.core.retrieval import ExactRetriever as TodayExact
 
     items, queries, _ = clustered(10_000, dim, EVENTS * K * 20, rng)
