@@ -59,6 +59,7 @@ class Verdict:
     n_after: int
     rollback: bool
     note: str
+    judged: bool = True  # False: no verdict (baseline too small or zero)
 
     def describe(self) -> str:
         return (
@@ -107,15 +108,17 @@ class RollbackDetector:
         self.watch = None
         after, n_after = self.rate(new)
         before, n_before = self.rate(previous)
+        judged = False
         if n_before < self.window * MIN_BASELINE_FRACTION:
             bad, note = False, "baseline too small, no verdict"
         elif before <= 0:
             bad, note = False, "baseline hit rate is zero, no verdict"
         else:
+            judged = True
             bad = after < before * (1 - self.drop)
             limit = f"{before * (1 - self.drop):.4f}"
             note = f"below {limit}: roll back" if bad else f"not below {limit}: keep"
-        return Verdict(new, previous, before, after, n_before, n_after, bad, note)
+        return Verdict(new, previous, before, after, n_before, n_after, bad, note, judged)
 
 
 class OnlineQuality:
