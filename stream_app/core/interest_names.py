@@ -5,7 +5,8 @@ A category or word is shared when at least two of the interest's items have it (
 counts once); they are ranked by how many items have them, then by first appearance in the
 newest-first item list. An interest of one item (or whose items share nothing) is named by
 that newest item's own categories and first words. Words are lower-cased letters/digits of
-at least three characters, stop words and the categories' own words left out.
+at least three characters without digits (model codes), stop words and the categories' own
+words left out.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ STOP_WORDS = frozenset(
     about after before than then them they their there these those which while who whom
     what when where why how not but all any can out off our your you his her him she
     one two new more most very also just only other some such own same each both few
+    made make makes set use used
     """.split()
 )
 
@@ -45,8 +47,9 @@ def words_of(text: str, leave_out: frozenset[str] = frozenset()) -> list[str]:
     """Distinct lower-cased words of ``text`` in order of appearance (see module doc)."""
     out: list[str] = []
     for w in _WORD.findall(text.lower()):
-        if w not in STOP_WORDS and w not in leave_out and not w.isdigit() and w not in out:
-            out.append(w)
+        if w in STOP_WORDS or w in leave_out or any(ch.isdigit() for ch in w) or w in out:
+            continue
+        out.append(w)
     return out
 
 

@@ -129,6 +129,7 @@ class OnlineQuality:
         self.last = LastLists(max_users)
         self.detector = RollbackDetector(drop, window)
         self.metrics = metrics
+        self.last_outcomes: dict[str, tuple[int, int]] = {}  # of the last batch observed
 
     def observe(self, result: BatchResult) -> Verdict | None:
         version, verdict = result.model_version, None
@@ -149,4 +150,5 @@ class OnlineQuality:
         for made_by, (n, hits) in counts.items():
             self.metrics.online_evaluated.labels(made_by).inc(n)
             self.metrics.online_hits.labels(made_by).inc(hits)
+        self.last_outcomes = {v: (n, hits) for v, (n, hits) in counts.items()}
         return verdict
