@@ -129,7 +129,7 @@ class ServingSettings(BaseModel):
     web_token: SecretStr | None = Field(
         None,
         description="Bearer token the per-user endpoints (/state, /recommendations, /api/users) "
-        "require; unset = open. Never logged or printed.",
+        "require; unset or empty = open. Never logged or printed.",
     )
     web_latest_users: int = Field(
         50_000,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import socket
 from typing import Any
 
 import faust
@@ -44,11 +45,14 @@ def broker_credentials(kafka: KafkaSettings) -> Any:
     )
 
 
-def _loopback(host: str) -> bool:
+def advertised_host(bind: str) -> str:
+    """The host other workers forward per-user requests to: the bind address itself when it
+    is a loopback one (nothing else reaches it), else this host's name (faust's default)."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        loopback = ipaddress.ip_address(bind).is_loopback
     except ValueError:
-        return host == "localhost"
+        loopback = bind == "localhost"
+    return bind if loopback else socket.gethostname()
 
 
 def raw_schema() -> faust.Schema:
@@ -76,9 +80,7 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         web_enabled=True,
         web_port=settings.serving.web_port,
         web_bind=settings.serving.web_host,
-        # the URL other workers forward per-user requests to: bound to a loopback address,
-        # only that address reaches it (else faust's default, this host's name)
-        **({"web_host": settings.serving.web_host} if _loopback(settings.serving.web_host) else {}),
+        web_host=advertised_host(settings.serving.web_host),
         producer_max_request_size=MAX_REQUEST_BYTES,
         consumer_max_fetch_size=MAX_REQUEST_BYTES,
         consumer_auto_offset_reset="earliest",

@@ -82,7 +82,7 @@ def _static(name: str) -> bytes:
 
 def register(app: Any, rt: WorkerRuntime) -> None:
     secret = rt.settings.serving.web_token
-    token = secret.get_secret_value() if secret is not None else None
+    token = (secret.get_secret_value() if secret is not None else "") or None  # "": open
 
     def per_user(fun: Handler) -> Handler:
         """Bearer token first (checked where the request arrives), then to the owner."""

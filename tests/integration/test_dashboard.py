@@ -141,7 +141,9 @@ async def test_read_api_and_dashboard_against_the_real_broker(
         assert sum(overview.series.events_per_s) + 2 >= len(events)  # the last second may lag
         assert any(p is not None for p in overview.series.latency_p99_ms)
         assert any(name.startswith("faust_") for name in metrics), "faust's sensors"
-        assert metrics['faust_table_operations_total{operation="keys_updated",table="table.user-state"}']
+        assert metrics[
+            'faust_table_operations_total{operation="keys_updated",table="table.user-state"}'
+        ]
         assert "faust_consumer_commit_latency_count" in metrics
 
         models = ModelsView.model_validate_json(_get(worker, "/models")[1])
