@@ -37,7 +37,7 @@ class Counters(BaseModel):
     dlq: dict[str, int] = Field(description="streamrec_dlq_total by reason.")
     model_swaps: int = Field(ge=0, description="streamrec_model_swaps_total")
     model_refusals: int = Field(ge=0, description="streamrec_model_refusals_total")
-    catalogue_items: int = Field(ge=0, description="streamrec_catalog_items")
+    catalogue_items: int = Field(ge=0, description="streamrec_catalogue_items")
 
 
 class HitRate(BaseModel):

@@ -17,7 +17,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from schemas import api, dlq
 from schemas.events import EVENT_ADAPTER
-from schemas.items import CatalogItem
+from schemas.items import CatalogueItem
 from schemas.recommendations import ModelUpdate, Recommendation
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -53,7 +53,11 @@ def documents() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema, for every topic message and API document."""
     models: dict[str, tuple[type[BaseModel] | TypeAdapter[Any], Mode, str]] = {
         "topic.events": (EVENT_ADAPTER, "validation", "A user event (key = user_id)."),
-        "topic.items": (CatalogItem, "validation", "A catalogue item (compacted, key = item_id)."),
+        "topic.items": (
+            CatalogueItem,
+            "validation",
+            "A catalogue item (compacted, key = item_id).",
+        ),
         "topic.recommendations": (
             Recommendation,
             "serialization",

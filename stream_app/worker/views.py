@@ -62,7 +62,7 @@ def counters(registry: CollectorRegistry) -> tuple[Counters, list[HitRate]]:
         dlq=_by_label(v, "streamrec_dlq_total", "reason"),
         model_swaps=one("streamrec_model_swaps_total"),
         model_refusals=one("streamrec_model_refusals_total"),
-        catalogue_items=one("streamrec_catalog_items"),
+        catalogue_items=one("streamrec_catalogue_items"),
     )
     return c, rates
 

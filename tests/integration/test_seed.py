@@ -34,7 +34,7 @@ async def test_seed_sends_the_catalogue_and_a_steady_stream(
     settings = kafka_settings.with_overrides(
         registry_dir=str(tiny_registry), **{"demo.rate": 200.0, "demo.workdir": str(tmp_path)}
     )
-    console = Console(file=open(tmp_path / "seed.log", "w"))  # noqa: SIM115
+    console = Console(file=open(tmp_path / "seed.log", "w"))
     items, events = tiny_world / "items.jsonl", tiny_world / "events.jsonl"
     versions = sorted(p.name for p in tiny_registry.iterdir())
     await asyncio.to_thread(run_seed, settings, console, items, events, False)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from schemas.items import CatalogItem
+from schemas.items import CatalogueItem
 from schemas.settings import Settings
 from stream_app.core.interests import (
     CLICK,
@@ -45,7 +45,7 @@ def test_overview_counters_are_the_numbers_of_the_metrics_page():
     m.online_evaluated.labels("v0002").inc(30)
     m.online_hits.labels("v0002").inc(6)
     m.online_evaluated.labels("v0001").inc(10)
-    m.catalog_size.set(321)
+    m.catalogue_size.set(321)
     m.model_loaded("v0001", None)
     m.model_loaded("v0002", "v0001")
     page = parse_counters(m.render().decode())
@@ -64,7 +64,7 @@ def test_overview_counters_are_the_numbers_of_the_metrics_page():
 
 
 def _record(item_id: str, title: str, cats: list[str]) -> ItemRecord:
-    return ItemRecord.from_item(CatalogItem(item_id=item_id, title=title, categories=cats), 0.0)
+    return ItemRecord.from_item(CatalogueItem(item_id=item_id, title=title, categories=cats), 0.0)
 
 
 def test_user_view_names_interests_by_their_items_and_lists_recent_events():

@@ -101,7 +101,7 @@ function showOverview(o) {
     streamrec_events_in_total: c.events_in,
     streamrec_recommendations_out_total: c.recommendations_out,
     streamrec_duplicate_events_total: c.duplicates,
-    streamrec_catalog_items: c.catalogue_items,
+    streamrec_catalogue_items: c.catalogue_items,
     streamrec_model_swaps_total: c.model_swaps,
   };
   for (const [metric, v] of Object.entries(values)) {
