@@ -12,7 +12,9 @@ worlds), ``local_kafka`` (the broker ``streamrec kafka`` runs), ``produce`` / ``
 from __future__ import annotations
 
 import json
+import os
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -492,6 +494,24 @@ def env_text(value: Any) -> str:
     if isinstance(value, tuple | list | dict):
         return json.dumps(value)
     return str(value)
+
+
+# ``STREAMREC_*`` variables that are no setting: the setup script's and the test suite's
+NOT_SETTINGS = ("STREAMREC_PYTHON", "STREAMREC_EXTRAS", "STREAMREC_TEST_")
+
+
+def unknown_env(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``STREAMREC_*`` names in ``environ`` (default: this process's environment) that set
+    no setting (typos: pydantic-settings ignores them silently), sorted. A whole section
+    given as JSON (``STREAMREC_KAFKA``) is known too."""
+    env = os.environ if environ is None else environ
+    known = {env_name(p) for p in setting_paths()}
+    known |= {env_name(name) for name in Settings.model_fields}
+    return sorted(
+        k
+        for k in env
+        if k.startswith(PREFIX) and k.upper() not in known and not k.startswith(NOT_SETTINGS)
+    )
 
 
 def is_secret(path: str) -> bool:

@@ -43,7 +43,7 @@ async def stream_events(settings: Settings, events: Path, console: Console) -> N
     tail = lines[int(len(lines) * (1 - STREAM_FRACTION)) :] or lines
     rate = settings.demo.rate
     producer = AIOKafkaProducer(**settings.kafka.client_kwargs(), linger_ms=5)
-    await producer.start()
+    await kafka_io.start_client(producer, settings)
     try:
         sent, start, reported = 0, time.perf_counter(), time.monotonic()
         for round_no in range(1, 1 << 62):

@@ -61,3 +61,5 @@ def seed(ctx: click.Context, items_path: Path | None, events_path: Path | None, 
         run_seed(settings, console, items_path, events_path)
     except KeyboardInterrupt:
         console.print("· seed stopped")
+    except (ValueError, OSError) as exc:  # bad input files, an unwritable registry: one line
+        raise click.ClickException(str(exc)) from exc

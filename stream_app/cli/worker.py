@@ -21,11 +21,11 @@ async def _prepare_kafka(settings: Settings) -> int:
     """Create missing topics; return the events topic's partition count."""
     from aiokafka import AIOKafkaProducer
 
-    from stream_app.kafka.io import ensure_topics
+    from stream_app.kafka.io import ensure_topics, start_client
 
     await ensure_topics(settings)
     producer = AIOKafkaProducer(**settings.kafka.client_kwargs())
-    await producer.start()
+    await start_client(producer, settings)
     try:
         return len(await producer.partitions_for(settings.topics.events))
     finally:
