@@ -1,4 +1,4 @@
-# One image for the worker, the trainer and the fine-tuning job (the [train] extra pulls torch).
+# One image (one tag) for every compose service: seed, worker, fine-tuning job ([train] pulls torch).
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./

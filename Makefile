@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` (the main job) and `make test`.
-.PHONY: setup lock demo test test-unit lint bench clean
+.PHONY: setup lock demo test test-unit lint bench dashboard schemas clean
 
 setup:
 	bash scripts/setup_env.sh
@@ -21,6 +21,12 @@ lint: setup
 	.venv/bin/ruff format --check schemas stream_app model_export tests bench scripts
 	.venv/bin/python -m mypy
 	.venv/bin/python -c 'import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())'  # lint-imports
+
+dashboard:  # the page's bundle (stream_app/worker/static/) from web/dashboard/, pinned by npm's lock
+	cd web/dashboard && npm ci --no-audit --no-fund && npm run build
+
+schemas: setup  # the JSON Schema files under schemas/json/ from the pydantic models
+	.venv/bin/python scripts/json_schemas.py
 
 bench: setup
 	.venv/bin/python bench/run.py

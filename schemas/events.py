@@ -14,6 +14,7 @@ from pydantic import (
     PlainSerializer,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
 )
 
 from schemas.errors import BadInput, format_validation_error, show_value
@@ -55,8 +56,19 @@ def _iso(ts: datetime) -> str:
     return ts.isoformat().replace("+00:00", "Z")
 
 
+# JSON Schema: what ``parse_timestamp`` accepts (validation) / what ``_iso`` writes.
+_TIMESTAMP_IN = {
+    "anyOf": [
+        {"type": "string", "format": "date-time", "description": "ISO-8601 with a time zone"},
+        {"type": "number", "minimum": 0, "maximum": MAX_EPOCH_MS, "description": "epoch ms"},
+    ]
+}
 Timestamp = Annotated[
-    datetime, BeforeValidator(parse_timestamp), PlainSerializer(_iso, return_type=str)
+    datetime,
+    BeforeValidator(parse_timestamp),
+    PlainSerializer(_iso, return_type=str),
+    WithJsonSchema(_TIMESTAMP_IN, mode="validation"),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
 ]
 Id = Annotated[str, Field(min_length=1, max_length=256, strict=True)]
 

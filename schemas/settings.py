@@ -12,7 +12,9 @@ worlds), ``local_kafka`` (the broker ``streamrec kafka`` runs), ``produce`` / ``
 from __future__ import annotations
 
 import json
+import os
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -118,7 +120,28 @@ class ServingSettings(BaseModel):
     )
     batch_size: int = Field(64, ge=1, description="Max events scored together.")
     batch_ms: float = Field(5.0, ge=0, description="Max wait to fill a batch.")
-    web_port: int = Field(6066, ge=0, le=65535, description="Worker /health, /metrics, /state.")
+    web_port: int = Field(
+        6066, ge=0, le=65535, description="Worker web port: dashboard, read API, /metrics."
+    )
+    web_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Address the web port binds to; 0.0.0.0 = every interface (containers).",
+    )
+    web_token: SecretStr | None = Field(
+        None,
+        description="Bearer token the per-user endpoints (/state, /recommendations, /api/users) "
+        "require; unset or empty = open. Never logged or printed.",
+    )
+    web_latest_users: int = Field(
+        50_000,
+        ge=1,
+        description="Users whose last published list GET /recommendations keeps in memory "
+        "(least recently published dropped first).",
+    )
+    web_series_s: int = Field(
+        600, ge=10, le=86_400, description="Seconds of per-second history the dashboard shows."
+    )
     ort_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0 = ORT's).")
     blas_threads: int = Field(
         1,
@@ -473,12 +496,35 @@ def env_text(value: Any) -> str:
     return str(value)
 
 
+# ``STREAMREC_*`` variables that are no setting: the setup script's and the test suite's
+NOT_SETTINGS = ("STREAMREC_PYTHON", "STREAMREC_EXTRAS", "STREAMREC_TEST_")
+
+
+def unknown_env(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``STREAMREC_*`` names in ``environ`` (default: this process's environment) that set
+    no setting (typos: pydantic-settings ignores them silently), sorted. A whole section
+    given as JSON (``STREAMREC_KAFKA``) is known too."""
+    env = os.environ if environ is None else environ
+    known = {env_name(p) for p in setting_paths()}
+    known |= {env_name(name) for name in Settings.model_fields}
+    return sorted(
+        k
+        for k in env
+        if k.startswith(PREFIX) and k.upper() not in known and not k.startswith(NOT_SETTINGS)
+    )
+
+
+def is_secret(path: str) -> bool:
+    """A ``SecretStr`` setting: shown as ``(secret)``, never logged or printed."""
+    return "SecretStr" in str(setting_field(path).annotation)
+
+
 def setting_env_names(model: type[BaseModel] = Settings) -> list[tuple[str, str, str]]:
     """(env var, default, description) for every leaf setting: the README settings table."""
     rows: list[tuple[str, str, str]] = []
     for path in setting_paths(model):
         field = setting_field(path)
         default = field.get_default(call_default_factory=True)
-        shown = "(secret)" if "password" in path else repr(default)
+        shown = "(secret)" if is_secret(path) else repr(default)
         rows.append((env_name(path), shown, field.description or ""))
     return rows

@@ -4,7 +4,7 @@ environment variable, default, the CLI flags that set it and what it means."""
 import sys
 from pathlib import Path
 
-from schemas.settings import env_name, setting_field, setting_paths
+from schemas.settings import env_name, is_secret, setting_field, setting_paths
 from stream_app.cli import cli_group
 from stream_app.cli.options import setting_flags
 
@@ -15,7 +15,7 @@ START, END = "<!-- settings:start -->", "<!-- settings:end -->"
 def _default(path: str) -> str:
     if path == "cache_dir":
         return "'~/.cache/streamrec'"
-    if "password" in path:
+    if is_secret(path):
         return "(secret)"
     return repr(setting_field(path).get_default(call_default_factory=True))
 

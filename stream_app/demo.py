@@ -174,7 +174,7 @@ class Demo:
         from aiokafka import AIOKafkaProducer
 
         producer = AIOKafkaProducer(**self.settings.kafka.client_kwargs(), linger_ms=2)
-        await producer.start()
+        await kafka_io.start_client(producer, self.settings)
         try:
             start = time.perf_counter()
             # spread over the events this run will really send (duration x rate), not the

@@ -13,6 +13,7 @@ import sys
 import click
 
 from stream_app.cli.common import cli
+from stream_app.kafka.io import BrokerUnavailable
 
 COMMANDS = ("kafka", "data", "train", "model", "worker", "replay", "finetune", "demo")
 
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
+    except BrokerUnavailable as exc:  # any command: one line, no traceback
+        click.echo(f"Error: {exc}", err=True)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

@@ -13,10 +13,11 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from schemas.settings import Settings
+from schemas.settings import Settings, unknown_env
 from stream_app.cli.options import SettingOption, overrides, setting
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # logs, progress, status: stderr
+out = Console()  # data (tables; print_json for machines): stdout, so `> file` keeps it
 
 
 @dataclass
@@ -42,7 +43,19 @@ def cli(ctx: click.Context) -> None:
     Every flag is also a setting: STREAMREC_<SECTION>__<NAME> (e.g. STREAMREC_KAFKA__BROKER,
     STREAMREC_TRAINING__EPOCHS); each flag's help names its variable.
     """
+    warn_unknown_env()
     ctx.obj = CliState(settings=load_settings())
+
+
+def warn_unknown_env() -> None:
+    """One warning on stderr naming every ``STREAMREC_*`` variable that sets nothing."""
+    unknown = unknown_env()
+    if unknown:
+        click.echo(
+            f"warning: unknown setting variable(s): {', '.join(unknown)} "
+            "(the README's settings table lists every STREAMREC_* name)",
+            err=True,
+        )
 
 
 def settings_from(

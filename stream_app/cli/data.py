@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from stream_app.cli.common import cli, command_settings, console, json_option, print_json
+from stream_app.cli.common import cli, command_settings, console, json_option, out, print_json
 from stream_app.cli.options import setting
 from stream_app.datagen.convert import convert_movielens, convert_recbole
 from stream_app.datagen.synthetic import generate_world
@@ -70,7 +70,7 @@ def _show(title: str, summary: dict[str, Any], as_json: bool) -> None:
         else:
             text = _fmt(value)
         table.add_row(key, text)
-    console.print(table)
+    out.print(table)
 
 
 def _fmt(value: Any) -> str:

@@ -23,10 +23,12 @@ from stream_app.cli.common import (
     input_file,
     json_option,
     metrics_table,
+    out,
     print_json,
     registry_option,
 )
 from stream_app.cli.options import setting
+from stream_app.kafka.io import BrokerUnavailable
 
 
 def show_round(result: RoundResult, as_json: bool) -> None:
@@ -42,7 +44,7 @@ def show_round(result: RoundResult, as_json: bool) -> None:
         cols: tuple[str, ...] = ("hr@10", "ndcg@10", "auc_click", "auc_purchase")
         if "online_hit_rate" in result.candidate:
             cols += ("online_hit_rate",)
-        console.print(metrics_table("held-out slice (online: shadow on live events)", rows, cols))
+        out.print(metrics_table("held-out slice (online: shadow on live events)", rows, cols))
     color = {"published": "green", "refused": "red"}.get(result.decision, "yellow")
     console.print(
         f"[{color}]{result.decision}[/{color}] {result.version or ''} "
@@ -124,5 +126,9 @@ def finetune(
             asyncio.run(job.run(consume=events_path is None))
         except KeyboardInterrupt:
             console.print("stopped")
+        except BrokerUnavailable as exc:
+            hint = "" if items_path else "; or pass --items FILE (the catalogue) and --events FILE"
+            msg = f"{exc}{hint}"
+            raise click.ClickException(msg) from None
         finally:
             buf.close()

@@ -15,6 +15,7 @@ from stream_app.cli.common import (
     command_settings,
     console,
     json_option,
+    out,
     print_json,
     registry_option,
 )
@@ -66,7 +67,7 @@ def model_list(ctx: click.Context, as_json: bool, **_options: Any) -> None:
             str(r["created_at"]),
             f"{nd:.4f}" if isinstance(nd, float) else "-",
         )
-    console.print(table)
+    out.print(table)
 
 
 @model.command("show")

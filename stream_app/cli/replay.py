@@ -25,6 +25,7 @@ from stream_app.cli.common import (
     console,
     json_option,
     log_options,
+    out,
     print_json,
 )
 from stream_app.cli.options import setting
@@ -213,9 +214,9 @@ def replay(
         print_json(result.to_json())
         return
     for table in summary_tables(result):
-        console.print(table)
+        out.print(table)
     if result.protocol == "stream" and result.systems:
-        console.print(type_table(result))
+        out.print(type_table(result))
     for name, why in result.missing.items():
         console.print(f"[yellow]missing ablation {name}: {why}[/yellow]")
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())

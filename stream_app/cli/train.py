@@ -17,6 +17,7 @@ from stream_app.cli.common import (
     json_option,
     log_options,
     metrics_table,
+    out,
     print_json,
 )
 from stream_app.cli.options import setting
@@ -73,7 +74,7 @@ def train(ctx: click.Context, items_path: Path, events_path: Path, as_json: bool
     if as_json:
         print_json({"protocol": report.split, **report.model_dump(mode="json")})
         return
-    console.print(metrics_table(f"test ({report.split} split)", report.systems))
+    out.print(metrics_table(f"test ({report.split} split)", report.systems))
     tr = report.train
     console.print(
         f"epochs run {tr.epochs_run} (best {tr.best_epoch}, early stop "

@@ -21,11 +21,11 @@ async def _prepare_kafka(settings: Settings) -> int:
     """Create missing topics; return the events topic's partition count."""
     from aiokafka import AIOKafkaProducer
 
-    from stream_app.kafka.io import ensure_topics
+    from stream_app.kafka.io import ensure_topics, start_client
 
     await ensure_topics(settings)
     producer = AIOKafkaProducer(**settings.kafka.client_kwargs())
-    await producer.start()
+    await start_client(producer, settings)
     try:
         return len(await producer.partitions_for(settings.topics.events))
     finally:
@@ -91,6 +91,7 @@ def check_registry(registry_dir: Path) -> str:
 @setting("data_dir", "--data-dir")
 @broker_option
 @setting("serving.web_port", "--web-port")
+@setting("serving.web_host", "--web-host")
 @setting("serving.device", "--device")
 @setting("log_level", "--loglevel")
 @click.pass_context
@@ -101,7 +102,8 @@ def worker(ctx: click.Context, **_: Any) -> None:
     partitions = check_broker(settings)
     console.print(
         f"worker {settings.app_id}: model {version}, broker {settings.kafka.broker}, "
-        f"{partitions} event partitions, web :{settings.serving.web_port}"
+        f"{partitions} event partitions, "
+        f"web http://{settings.serving.web_host}:{settings.serving.web_port}/dashboard"
     )
 
     limit_blas_threads(settings.serving.blas_threads)

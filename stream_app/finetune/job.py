@@ -154,7 +154,9 @@ class FineTuneJob:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
-        await consumer.start()
+        from stream_app.kafka.io import start_client
+
+        await start_client(consumer, self.settings)
         try:
             while not self.stop.is_set():
                 batch = await consumer.getmany(timeout_ms=500, max_records=5000)

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from schemas.manifest import ShadowRecord
 from schemas.recommendations import ModelUpdate
 from schemas.settings import Settings
-from stream_app.kafka.io import ensure_topics, send_notice, topic_partitions
+from stream_app.kafka.io import ensure_topics, send_notice, start_client, topic_partitions
 from stream_app.registry import CurrentChanged, Registry
 
 log = logging.getLogger("streamrec.finetune")
@@ -95,7 +95,7 @@ async def collect_reports(
     consumer = AIOKafkaConsumer(
         **settings.kafka.client_kwargs(), group_id=None, enable_auto_commit=False
     )
-    await consumer.start()
+    await start_client(consumer, settings)
     reports: dict[str, ModelUpdate] = {}
     try:
         consumer.assign(tps)

@@ -6,7 +6,9 @@ security settings from ``Settings.kafka.client_kwargs()``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -19,6 +21,31 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from schemas.recommendations import ModelUpdate
 from schemas.settings import Settings
+
+
+class BrokerUnavailable(RuntimeError):
+    """No Kafka broker answered a client's start; the message names the broker setting."""
+
+
+async def start_client(client: Any, settings: Settings) -> None:
+    """Start an aiokafka client; when no broker answers, close it (no "Unclosed
+    AIOKafkaConsumer" at exit) and raise ``BrokerUnavailable`` in one line."""
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # its "Unable connect" lines: our one line says it
+    try:
+        await client.start()
+    except Exception as exc:  # noqa: BLE001 - any failure to start: no usable broker
+        with contextlib.suppress(Exception):
+            await client.stop()
+        msg = (
+            f"no Kafka broker answers at {settings.kafka.broker} ({type(exc).__name__}); set "
+            "kafka.broker (--broker or STREAMREC_KAFKA__BROKER) or start a local one with "
+            "`streamrec kafka start`"
+        )
+        raise BrokerUnavailable(msg) from None
+    finally:
+        quiet.setLevel(level)
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
@@ -36,7 +63,7 @@ async def ensure_topics(settings: Settings, specs: list[NewTopic] | None = None)
     """Create missing topics (existing ones are left as they are). Returns those created."""
     specs = topic_specs(settings) if specs is None else specs
     admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs())
-    await admin.start()
+    await start_client(admin, settings)
     created: list[str] = []
     try:
         existing = set(await admin.list_topics())
@@ -59,7 +86,7 @@ async def _wait_for_leaders(settings: Settings, topics: list[str], timeout: floa
     # cluster view, so consumer.partitions_for_topic() stayed None until the timeout; the
     # producer's partitions_for() waits for the topic's metadata itself.
     producer = AIOKafkaProducer(**settings.kafka.client_kwargs())
-    await producer.start()
+    await start_client(producer, settings)
     try:
         async with asyncio.timeout(timeout):
             for t in topics:
@@ -106,7 +133,7 @@ async def produce_lines(
         acks="all",
         enable_idempotence=True,
     )
-    await producer.start()
+    await start_client(producer, settings)
     unparsable = 0
     start = time.perf_counter()
     pending: list[asyncio.Future[Any]] = []
@@ -184,7 +211,7 @@ async def consume_records(
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
-    await consumer.start()
+    await start_client(consumer, settings)
     seen = 0
     try:
         last = time.monotonic()
@@ -225,7 +252,7 @@ async def topic_partitions(settings: Settings, topic: str, timeout: float = 30.0
     topic, and ``consumer.topics()`` fetches it into a separate object without updating the
     consumer's view, so that returned None and callers read nothing."""
     admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs())
-    await admin.start()
+    await start_client(admin, settings)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -265,7 +292,7 @@ async def read_compacted(
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
-    await consumer.start()
+    await start_client(consumer, settings)
     try:
         tps = [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)

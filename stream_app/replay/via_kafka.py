@@ -86,17 +86,17 @@ async def _stream(
     recommendation per trigger event id, production seconds)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from stream_app.kafka.io import ensure_topics
+    from stream_app.kafka.io import ensure_topics, start_client
 
     await ensure_topics(settings)
     consumer = AIOKafkaConsumer(
         **settings.kafka.client_kwargs(), group_id=None, enable_auto_commit=False
     )
-    await consumer.start()
+    await start_client(consumer, settings)
     producer = AIOKafkaProducer(
         **settings.kafka.client_kwargs(), linger_ms=5, acks="all", max_batch_size=256 * 1024
     )
-    await producer.start()
+    await start_client(producer, settings)
     sent: dict[str, float] = {}
     got: dict[str, Received] = {}
     try:

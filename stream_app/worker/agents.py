@@ -118,6 +118,7 @@ def _after_publish(rt: WorkerRuntime, result: proc.BatchResult) -> None:
     automatic-rollback verdict it may complete), then shadow scoring while one is active."""
     try:
         verdict = rt.quality.observe(result)
+        rt.series.record_outcomes(time.time(), rt.quality.last_outcomes)
         if verdict is not None:
             rt.watcher.verdict(verdict)
         if rt.shadow.run is not None:
@@ -191,11 +192,16 @@ async def _publish(rt: WorkerRuntime, batch: list[proc.Incoming], result: proc.B
                 rt.settings.max_message_bytes
             )
         )
+    latencies: list[float] = []
     for send in pending:
         await send.wait(rt.settings.max_message_bytes)
         if send.dead is None:
             rt.metrics.recs_out.inc()
             rt.metrics.latency.observe(send.latency)
+            latencies.append(send.latency)
+            if send.key is not None and send.value is not None:
+                rt.latest.put(send.key.decode(), send.value)
+    rt.series.record(time.time(), len(batch), latencies, len(pending) - len(latencies))
 
 
 class _Send:

@@ -11,9 +11,12 @@ loads while faust recovers its tables.
 from __future__ import annotations
 
 import importlib
+import ipaddress
+import socket
 from typing import Any
 
 import faust
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
 from schemas.settings import KafkaSettings, Settings
 from stream_app.worker.runtime import Topics, WorkerRuntime
@@ -42,6 +45,16 @@ def broker_credentials(kafka: KafkaSettings) -> Any:
     )
 
 
+def advertised_host(bind: str) -> str:
+    """The host other workers forward per-user requests to: the bind address itself when it
+    is a loopback one (nothing else reaches it), else this host's name (faust's default)."""
+    try:
+        loopback = ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        loopback = bind == "localhost"
+    return bind if loopback else socket.gethostname()
+
+
 def raw_schema() -> faust.Schema:
     """Bytes in, bytes out: decoding is ours (bad input -> DLQ), never faust's (a decode error
     inside faust ends the agent's stream silently). One instance per topic: a Schema object
@@ -66,6 +79,8 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         topic_partitions=parts,
         web_enabled=True,
         web_port=settings.serving.web_port,
+        web_bind=settings.serving.web_host,
+        web_host=advertised_host(settings.serving.web_host),
         producer_max_request_size=MAX_REQUEST_BYTES,
         consumer_max_fetch_size=MAX_REQUEST_BYTES,
         consumer_auto_offset_reset="earliest",
@@ -92,6 +107,9 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         help="Per-user interest state (state_to_bytes).",
     )
     runtime = WorkerRuntime(settings, topics, table)
+    # faust's own sensors (consumer offsets and commit latency, rebalances, table operations,
+    # sends) in the same registry as streamrec's: one /metrics page
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(runtime.metrics.registry, "faust"))
     app.add_dependency(runtime)  # started before faust's own services
     for name in (*AGENT_MODULES, *WEB_MODULES):
         importlib.import_module(name).register(app, runtime)

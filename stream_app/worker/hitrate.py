@@ -59,6 +59,7 @@ class Verdict:
     n_after: int
     rollback: bool
     note: str
+    judged: bool = True  # False: no verdict (baseline too small or zero)
 
     def describe(self) -> str:
         return (
@@ -107,15 +108,17 @@ class RollbackDetector:
         self.watch = None
         after, n_after = self.rate(new)
         before, n_before = self.rate(previous)
+        judged = False
         if n_before < self.window * MIN_BASELINE_FRACTION:
             bad, note = False, "baseline too small, no verdict"
         elif before <= 0:
             bad, note = False, "baseline hit rate is zero, no verdict"
         else:
+            judged = True
             bad = after < before * (1 - self.drop)
             limit = f"{before * (1 - self.drop):.4f}"
             note = f"below {limit}: roll back" if bad else f"not below {limit}: keep"
-        return Verdict(new, previous, before, after, n_before, n_after, bad, note)
+        return Verdict(new, previous, before, after, n_before, n_after, bad, note, judged)
 
 
 class OnlineQuality:
@@ -126,6 +129,7 @@ class OnlineQuality:
         self.last = LastLists(max_users)
         self.detector = RollbackDetector(drop, window)
         self.metrics = metrics
+        self.last_outcomes: dict[str, tuple[int, int]] = {}  # of the last batch observed
 
     def observe(self, result: BatchResult) -> Verdict | None:
         version, verdict = result.model_version, None
@@ -146,4 +150,5 @@ class OnlineQuality:
         for made_by, (n, hits) in counts.items():
             self.metrics.online_evaluated.labels(made_by).inc(n)
             self.metrics.online_hits.labels(made_by).inc(hits)
+        self.last_outcomes = {v: (n, hits) for v, (n, hits) in counts.items()}
         return verdict

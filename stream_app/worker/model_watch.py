@@ -29,6 +29,7 @@ from schemas.settings import Settings
 from stream_app.registry import CurrentChanged
 from stream_app.worker.hitrate import Verdict
 from stream_app.worker.metrics import Metrics
+from stream_app.worker.model_log import ModelLog
 from stream_app.worker.models import ServingHolder
 
 if TYPE_CHECKING:
@@ -47,12 +48,14 @@ class ModelWatcher(Service):
         ready: asyncio.Event,
         metrics: Metrics,
         worker_id: str,
+        model_log: ModelLog | None = None,
         poll_s: float = POLL_S,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.settings, self.holder, self.ready, self.poll_s = settings, holder, ready, poll_s
         self.metrics, self.worker_id = metrics, worker_id
+        self.model_log = model_log or ModelLog()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.shadow: ShadowScorer | None = None
@@ -95,6 +98,7 @@ class ModelWatcher(Service):
 
     def verdict(self, verdict: Verdict) -> None:
         """A completed hit-rate watch (from the agent): log it; roll back if it says so."""
+        self.model_log.verdict(verdict)
         if not verdict.rollback:
             log.info("live quality check after swap: %s", verdict.describe())
             return
@@ -124,6 +128,7 @@ class ModelWatcher(Service):
             else:
                 self.metrics.auto_rollbacks.labels("done").inc()
                 log.warning("AUTO-ROLLBACK done by this worker: CURRENT %s -> %s", old, new)
+                self.model_log.rollback(old, new, verdict.describe())
                 notice = ModelUpdate(
                     model_version=new,
                     parent_version=old,
@@ -150,7 +155,14 @@ class ModelWatcher(Service):
             target = await asyncio.to_thread(self.holder.registry.current)
             if target is None:
                 return
-            await self.holder.swap_to(target, retry_refused=notice == target)
+            serving = self.holder.version
+            result = await self.holder.swap_to(target, retry_refused=notice == target)
+            if result is None:
+                return
+            if result.ok:
+                self.model_log.swapped(result.version, serving, result.seconds)
+            else:
+                self.model_log.refused(result.version, serving, result.reason)
 
     async def _poll(self) -> None:
         await self.ready.wait()

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from mode import Service
@@ -22,10 +23,13 @@ from stream_app.registry import Registry
 from stream_app.worker.catalogue import VectorCache
 from stream_app.worker.catalogue_feed import CatalogueFeed
 from stream_app.worker.hitrate import OnlineQuality
+from stream_app.worker.latest import LatestLists
 from stream_app.worker.metrics import Metrics
+from stream_app.worker.model_log import ModelLog
 from stream_app.worker.model_watch import ModelWatcher
 from stream_app.worker.models import ServingHolder
 from stream_app.worker.shadow import ShadowScorer
+from stream_app.worker.timeseries import SeriesCollector
 
 log = logging.getLogger("streamrec.worker")
 VECTOR_CACHE_DIR = "item-vectors"
@@ -62,9 +66,13 @@ class WorkerRuntime(Service):
         )
         self.model_ready = asyncio.Event()
         self.worker_id = f"{settings.app_id}@{socket.gethostname()}:{os.getpid()}"
+        self.started_at = datetime.now(UTC)
+        self.series = SeriesCollector(s.web_series_s)
+        self.latest = LatestLists(s.web_latest_users)
+        self.model_log = ModelLog()
         self.feed = CatalogueFeed(settings, self.holder, self.metrics, self.model_ready)
         self.watcher = ModelWatcher(
-            settings, self.holder, self.feed.ready, self.metrics, self.worker_id
+            settings, self.holder, self.feed.ready, self.metrics, self.worker_id, self.model_log
         )
         self.quality = OnlineQuality(s.hit_users, s.rollback_drop, s.rollback_window, self.metrics)
         self.holder.on_swap.append(self.quality.detector.swapped)
@@ -86,6 +94,7 @@ class WorkerRuntime(Service):
         self.cache = VectorCache(self.settings.data_dir / VECTOR_CACHE_DIR)
         self.holder.cache = self.cache
         await self.holder.load_initial(version)
+        self.model_log.loaded(version)
         self.model_ready.set()
 
     async def on_stop(self) -> None:
