@@ -314,7 +314,7 @@ async def study(args: argparse.Namespace) -> list[dict[str, Any]]:
     broker, data = args.broker, None
     if broker is None:
         from schemas.settings import Settings
-        from stream_app import kafka_local
+        from stream_app.kafka import local as kafka_local
 
         s = Settings()
         port, data = free_port(pair=True), work / "kafka"
@@ -347,7 +347,7 @@ async def study(args: argparse.Namespace) -> list[dict[str, Any]]:
         return rows
     finally:
         if data is not None:
-            from stream_app import kafka_local
+            from stream_app.kafka import local as kafka_local
 
             await asyncio.to_thread(kafka_local.stop, data)
 

@@ -123,7 +123,7 @@ async def run_aiokafka(spec: dict[str, Any]) -> None:
             futs = [
                 await producer.send(out, payload(m.key, i), key=m.key) for i, m in enumerate(msgs)
             ]
-            acks = asyncio.ensure_future(asyncio.gather(*futs))
+            acks = asyncio.ensure_future(asyncio.gather(*futs))  # type: ignore[arg-type]
         inflight.append((acks, {tp: ms[-1].offset + 1 for tp, ms in batches.items()}))
         await settle(depth)
         done = meter.n + len(msgs) >= meter.target
@@ -232,8 +232,8 @@ def run_faust(spec: dict[str, Any]) -> None:
         "key_serializer": "raw",
         "value_serializer": "raw",
     }
-    events = app.topic(spec["in_topic"], partitions=spec["partitions"], schema=faust.Schema(**raw))
-    out = app.topic(spec["out_topic"], schema=faust.Schema(**raw))
+    events = app.topic(spec["in_topic"], partitions=spec["partitions"], schema=faust.Schema(**raw))  # type: ignore[arg-type]
+    out = app.topic(spec["out_topic"], schema=faust.Schema(**raw))  # type: ignore[arg-type]
     table = app.Table("state", partitions=spec["partitions"], key_type=bytes, value_type=bytes)
     meter, payload = Meter(spec), make_payload(spec)
     mode, send, tmode = (
@@ -257,7 +257,7 @@ def run_faust(spec: dict[str, Any]) -> None:
         @app.timer(0.5)
         async def dump() -> None:
             """Once faust has recovered the table from its changelog: every user's state."""
-            done = app.tables.recovery.completed.is_set() and app.consumer.assignment()
+            done = app.tables.recovery.completed.is_set() and app.consumer.assignment()  # type: ignore[attr-defined]
             ready.append(bool(done and not app.rebalancing and not app.in_recovery))
             if ready[-3:] == [True] * 3:
                 state = {k.decode(): v.decode().split("|")[1:3] for k, v in table.data.items()}
@@ -281,7 +281,7 @@ def run_faust(spec: dict[str, Any]) -> None:
                 for i, e in enumerate(batch)
             ]
         if records:
-            pub = publisher(app.producer._producer)
+            pub = publisher(app.producer._producer)  # type: ignore[attr-defined]
             await pub.publish(records)
             StateIO(table).persisted(records)
         if meter.got(len(batch)):

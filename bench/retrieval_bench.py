@@ -250,7 +250,7 @@ def exact_methods(dim: int, rng: np.random.Generator) -> list[tuple[str, float, 
         "ExactRetriever (grouped max)": ExactRetriever.build(items).search,
         "faiss IndexFlatIP": lambda q, v, n: flat.search(q, n)[1],
     }
-    times = {name: [] for name in methods}
+    times: dict[str, list[float]] = {name: [] for name in methods}
     for i in range(0, len(queries), EVENTS * K):
         for name, search in methods.items():
             search(queries[i : i + EVENTS * K], valid, TOP)  # warm, then timed

@@ -17,10 +17,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas import Settings
 from schemas.dlq import headers_dict
-from stream_app import kafka_local
+from stream_app.kafka import local as kafka_local
 from stream_app.worker.dlq import SOURCE_BYTES, TRUNCATED, Where, dead_letter
 from stream_app.worker.publish import BatchPublisher, PublishError, Record
-from tests.conftest import _free_port_pair
 
 pytestmark = [pytest.mark.kafka, pytest.mark.asyncio(loop_scope="session")]
 
@@ -157,7 +156,7 @@ async def test_a_recommendation_too_large_raises_publish_error(
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int, Path]]:
     base = Settings()
-    port, data = _free_port_pair(), tmp_path_factory.mktemp("kafka-own")
+    port, data = kafka_local.free_port(pair=True), tmp_path_factory.mktemp("kafka-own")
     kafka_local.start(port, data, base.kafka_version, base.cache_dir, partitions=2)
     try:
         yield f"localhost:{port}", port, data
