@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -29,7 +29,8 @@ Duration = Annotated[float, BeforeValidator(duration_s)]
 
 
 class KafkaSettings(BaseModel):
-    model_config = _FROZEN
+    # a validation error would otherwise print its input: the password with it
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     broker: str = Field("localhost:9092", description="Bootstrap servers, HOST:PORT[,HOST:PORT].")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
@@ -42,6 +43,28 @@ class KafkaSettings(BaseModel):
     sasl_password: SecretStr | None = Field(None, description="Never logged or printed.")
     ssl_cafile: Path | None = Field(None, description="CA bundle for SSL / SASL_SSL.")
     client_id: str = Field("streamrec", description="Kafka client id.")
+
+    @model_validator(mode="after")
+    def _security_complete(self) -> KafkaSettings:
+        """SASL needs a mechanism, a user and a password; a CA file must be a readable PEM
+        bundle (found here, not as a traceback when the first client is built)."""
+        if self.security_protocol.startswith("SASL_"):
+            needed = ("sasl_mechanism", "sasl_username", "sasl_password")
+            missing = [f"STREAMREC_KAFKA__{n.upper()}" for n in needed if getattr(self, n) is None]
+            if missing:
+                msg = f"security_protocol {self.security_protocol} needs {', '.join(missing)}"
+                raise ValueError(msg)
+        if self.security_protocol in ("SSL", "SASL_SSL") and self.ssl_cafile is not None:
+            where = f"STREAMREC_KAFKA__SSL_CAFILE={self.ssl_cafile}"
+            try:
+                self.ssl_context()
+            except FileNotFoundError:
+                msg = f"{where}: no such file"
+                raise ValueError(msg) from None
+            except ssl.SSLError as exc:
+                msg = f"{where}: not a PEM CA bundle ({exc.reason})"
+                raise ValueError(msg) from None
+        return self
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for every aiokafka client we create."""
@@ -162,6 +185,20 @@ class ServingSettings(BaseModel):
         ge=20,
         description="Live hit-rate outcomes (a user's next event vs the list shown before it) "
         "compared on each side of a swap for the automatic rollback.",
+    )
+    standby_replicas: int = Field(
+        1,
+        ge=0,
+        description="Standby copies of each user-state partition kept by other workers "
+        "(faust table_standby_replicas): a worker taking over a dead one's partitions replays "
+        "only the changelog's tail. 0 = none (a takeover replays the whole partition).",
+    )
+    session_timeout_s: float = Field(
+        10.0,
+        ge=1,
+        le=300,
+        description="Kafka consumer-group session timeout: a worker killed without leaving the "
+        "group keeps its partitions this long before the others take them over.",
     )
     hit_users: int = Field(
         200_000,
@@ -358,6 +395,12 @@ class LocalKafkaSettings(BaseModel):
 
     port: int = Field(9092, ge=1, le=65534, description="Client port (controller: port + 1).")
     data_dir: Path | None = Field(None, description="Broker data dir [default: var/kafka-PORT].")
+    secure: bool = Field(
+        False,
+        description="The client port is SASL_SSL only (a SCRAM-SHA-512 user, TLS from a local "
+        "CA; user and password from kafka.sasl_username / sasl_password, default streamrec and "
+        "a random one); the client settings go to DATA_DIR/secure/client.env.",
+    )
 
 
 class ProduceSettings(BaseModel):
@@ -391,6 +434,7 @@ class Settings(BaseSettings):
         env_parse_none_str="null",
         frozen=True,
         extra="forbid",
+        hide_input_in_errors=True,
     )
 
     app_id: str = Field("streamrec", description="Faust app id / consumer group prefix.")
@@ -435,8 +479,8 @@ class Settings(BaseSettings):
             for part in parents:
                 node = node[part]
             node[leaf] = value
-        if self.kafka.sasl_password is not None:
-            data["kafka"]["sasl_password"] = self.kafka.sasl_password
+        if self.kafka.sasl_password is not None and dotted.get("kafka.sasl_password") is None:
+            data["kafka"]["sasl_password"] = self.kafka.sasl_password  # the SecretStr itself
         return type(self).model_validate(data)
 
 

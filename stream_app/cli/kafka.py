@@ -42,15 +42,24 @@ def _data_dir(settings: Settings) -> Path:
 @kafka.command("start")
 @_broker_opts
 @setting("topics.partitions", "--partitions")
+@setting("local_kafka.secure", "--secure", is_flag=True)
 @click.pass_context
 def kafka_start(ctx: click.Context, **_: Any) -> None:
     """Fetch jars (first time), format storage, start the broker, wait until it answers."""
     settings = command_settings(ctx)
     port, ddir = settings.local_kafka.port, _data_dir(settings)
+    k, secure = settings.kafka, settings.local_kafka.secure
     with console.status(f"starting kafka {settings.kafka_version} on localhost:{port} ..."):
         try:
             st = kafka_local.start(
-                port, ddir, settings.kafka_version, settings.cache_dir, settings.topics.partitions
+                port,
+                ddir,
+                settings.kafka_version,
+                settings.cache_dir,
+                settings.topics.partitions,
+                secure_listener=secure,
+                username=k.sasl_username if secure else None,
+                password=k.sasl_password.get_secret_value() if secure and k.sasl_password else None,
             )
         except kafka_local.KafkaSetupError as exc:
             raise click.ClickException(str(exc)) from None

@@ -33,10 +33,14 @@ async def _prepare_kafka(settings: Settings) -> int:
 
 
 def check_broker(settings: Settings) -> int:
+    from stream_app.kafka.io import BrokerUnavailable
+
     try:
         return asyncio.run(asyncio.wait_for(_prepare_kafka(settings), BROKER_TIMEOUT_S))
     except click.ClickException:
         raise
+    except BrokerUnavailable as exc:  # it says why (login, certificate, protocol, no answer)
+        raise click.ClickException(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any failure here means: no usable broker
         broker = settings.kafka.broker
         msg = (

@@ -22,14 +22,20 @@ from aiokafka.errors import TopicAlreadyExistsError
 from schemas.recommendations import ModelUpdate
 from schemas.settings import Settings
 
+ACCESS_TIMEOUT_S = 10.0
+
 
 class BrokerUnavailable(RuntimeError):
     """No Kafka broker answered a client's start; the message names the broker setting."""
 
 
 async def start_client(client: Any, settings: Settings) -> None:
-    """Start an aiokafka client; when no broker answers, close it (no "Unclosed
-    AIOKafkaConsumer" at exit) and raise ``BrokerUnavailable`` in one line."""
+    """Start an aiokafka client; when that fails, close it (no "Unclosed AIOKafkaConsumer" at
+    exit) and raise ``BrokerUnavailable`` in one line that says why: aiokafka reports a
+    rejected login, an untrusted certificate or another protocol all as "Unable to
+    bootstrap", so ``access.check_access`` connects once more to find out."""
+    from stream_app.kafka.access import KafkaAccessError, check_access
+
     quiet = logging.getLogger("aiokafka")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # its "Unable connect" lines: our one line says it
@@ -43,6 +49,10 @@ async def start_client(client: Any, settings: Settings) -> None:
             "kafka.broker (--broker or STREAMREC_KAFKA__BROKER) or start a local one with "
             "`streamrec kafka start`"
         )
+        try:
+            await check_access(settings.kafka, ACCESS_TIMEOUT_S)
+        except KafkaAccessError as why:
+            msg = str(why)
         raise BrokerUnavailable(msg) from None
     finally:
         quiet.setLevel(level)

@@ -3,6 +3,10 @@
 Jars come from Maven Central (``org.apache.kafka:kafka_2.13`` and its dependencies, copied
 by ``mvn dependency:copy-dependencies`` into a cache dir, never into the repo). The broker
 runs with ``java -cp``; its pid is recorded in the data dir and ``stop`` ends only that pid.
+
+``secure=True``: the client port is a SASL_SSL listener (SCRAM-SHA-512, TLS with a local CA;
+``secure.py``) and nothing else answers there; the controller listener (port + 1) stays
+PLAINTEXT on localhost. A data dir keeps the mode it was formatted with.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from stream_app.kafka import secure
+from stream_app.kafka.secure import SecureMaterial
 
 POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -50,11 +58,11 @@ logger.org.level = {level}
 SERVER_PROPERTIES = """process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=localhost:{controller_port}
-listeners=PLAINTEXT://localhost:{port},CONTROLLER://localhost:{controller_port}
-advertised.listeners=PLAINTEXT://localhost:{port}
+listeners={listener}://localhost:{port},CONTROLLER://localhost:{controller_port}
+advertised.listeners={listener}://localhost:{port}
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name={listener}
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,{listener}:{listener}
 log.dirs={log_dirs}
 num.partitions={partitions}
 offsets.topic.replication.factor=1
@@ -82,12 +90,27 @@ class BrokerStatus:
     port: int
     data_dir: Path
     reachable: bool
+    secure: SecureMaterial | None = None
+
+    @property
+    def protocol(self) -> str:
+        return "SASL_SSL" if self.secure else "PLAINTEXT"
 
     def describe(self) -> str:
         state = "running" if self.running else "stopped"
         reach = "accepting connections" if self.reachable else "not reachable"
         pid = f"pid {self.pid}" if self.pid else "no pid"
-        return f"kafka {state} ({pid}) on localhost:{self.port}, {reach}; data {self.data_dir}"
+        text = (
+            f"kafka {state} ({pid}) on localhost:{self.port} ({self.protocol}), {reach}; "
+            f"data {self.data_dir}"
+        )
+        if self.secure:
+            text += (
+                f"\nSASL_SSL: {secure.MECHANISM} user {self.secure.secrets.username!r}, CA "
+                f"{self.secure.ca_pem}; client settings (password included) in "
+                f"{self.secure.client_env}: `set -a; . {self.secure.client_env}; set +a`"
+            )
+        return text
 
 
 def _require(tool: str, why: str) -> str:
@@ -179,9 +202,16 @@ def _our_pid(data_dir: Path) -> int | None:
     return None
 
 
+def _material(data_dir: Path) -> SecureMaterial | None:
+    """The secure material of a data dir formatted with ``secure=True`` (None otherwise)."""
+    if not (data_dir / secure.SUBDIR / "secrets.json").exists():
+        return None
+    return secure.ensure_material(data_dir, None, None)
+
+
 def status(port: int, data_dir: Path) -> BrokerStatus:
     pid = _our_pid(data_dir)
-    return BrokerStatus(pid is not None, pid, port, data_dir, port_open(port))
+    return BrokerStatus(pid is not None, pid, port, data_dir, port_open(port), _material(data_dir))
 
 
 def _java_cmd(libs: Path, main: str, *args: str, heap: str = "512m") -> list[str]:
@@ -207,8 +237,14 @@ def start(
     partitions: int = 8,
     timeout: float = 90.0,
     heap: str = "512m",
+    secure_listener: bool = False,
+    username: str | None = None,
+    password: str | None = None,
 ) -> BrokerStatus:
-    """Format (first time) and start the broker; return once it accepts connections."""
+    """Format (first time) and start the broker; return once it accepts connections.
+
+    ``secure_listener``: SASL_SSL on ``port`` with the SCRAM user ``username`` / ``password``
+    (defaults: ``streamrec`` and a random password, kept in the data dir)."""
     data_dir = data_dir.resolve()
     current = status(port, data_dir)
     if current.running:
@@ -222,44 +258,32 @@ def start(
     libs = ensure_jars(version, cache_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
+    formatted = (logs / "meta.properties").exists()
+    if formatted and secure_listener != (current.secure is not None):
+        mode = "with" if current.secure else "without"
+        msg = f"{data_dir} was formatted {mode} --secure; use another --data-dir"
+        raise KafkaSetupError(msg)
+    material = None
+    if secure_listener:
+        try:
+            material = secure.ensure_material(data_dir, username, password)
+        except secure.SecureSetupError as exc:
+            raise KafkaSetupError(str(exc)) from None
     props = data_dir / "server.properties"
-    props.write_text(
-        SERVER_PROPERTIES.format(
-            port=port, controller_port=port + 1, log_dirs=logs, partitions=partitions
-        )
+    text = SERVER_PROPERTIES.format(
+        port=port,
+        controller_port=port + 1,
+        log_dirs=logs,
+        partitions=partitions,
+        listener="SASL_SSL" if material else "PLAINTEXT",
     )
+    secure.write_private(props, text + (material.server_properties() if material else ""))
     log4j = data_dir / "log4j2.properties"
     log4j.write_text(LOG4J2.format(log=data_dir / "broker.log", level="WARN"))
-    if not (logs / "meta.properties").exists():
-        uuid = (
-            subprocess.run(
-                _java_cmd(libs, "kafka.tools.StorageTool", "random-uuid", heap="128m"),
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        fmt = subprocess.run(
-            _java_cmd(
-                libs,
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                uuid,
-                "-c",
-                str(props),
-                "--standalone",
-                heap="128m",
-            ),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if fmt.returncode != 0:
-            msg = f"kafka storage format failed:\n{(fmt.stdout + fmt.stderr)[-2000:]}"
-            raise KafkaSetupError(msg)
+    if not formatted:
+        _format(libs, props, material.scram_credentials() if material else [])
+    if material is not None:
+        secure.write_client_env(material, port)
     cmd = _java_cmd(libs, "kafka.Kafka", str(props), heap=heap)
     cmd.insert(1, f"-Dlog4j2.configurationFile={log4j}")
     cmd.insert(1, f"-Dstreamrec.data={data_dir}")
@@ -268,13 +292,14 @@ def start(
             cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=data_dir
         )
     _pid_file(data_dir).write_text(str(proc.pid))
+    client = _client_kwargs(port, material)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = (data_dir / "stdout.log").read_text(errors="replace")[-2000:]
             msg = f"kafka exited with code {proc.returncode} during start:\n{tail}"
             raise KafkaSetupError(msg)
-        if port_open(port) and _metadata_ok(port):
+        if port_open(port) and _metadata_ok(client):
             return status(port, data_dir)
         time.sleep(0.5)
     stop(data_dir)
@@ -282,14 +307,55 @@ def start(
     raise KafkaSetupError(msg)
 
 
-def _metadata_ok(port: int) -> bool:
+def _format(libs: Path, props: Path, scram: list[str]) -> None:
+    """``kafka-storage random-uuid`` + ``format --standalone`` (with SCRAM users, if any)."""
+    uuid = (
+        subprocess.run(
+            _java_cmd(libs, "kafka.tools.StorageTool", "random-uuid", heap="128m"),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    users = [arg for cred in scram for arg in ("--add-scram", cred)]
+    args = ("format", "-t", uuid, "-c", str(props), "--standalone", *users)
+    fmt = subprocess.run(
+        _java_cmd(libs, "kafka.tools.StorageTool", *args, heap="128m"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if fmt.returncode != 0:
+        msg = f"kafka storage format failed:\n{(fmt.stdout + fmt.stderr)[-2000:]}"
+        raise KafkaSetupError(msg)
+
+
+def _client_kwargs(port: int, material: SecureMaterial | None) -> dict[str, Any]:
+    """aiokafka connection arguments for our own probes of the broker."""
+    if material is None:
+        return {"bootstrap_servers": f"localhost:{port}"}
+    from aiokafka.helpers import create_ssl_context
+
+    return {
+        "bootstrap_servers": f"localhost:{port}",
+        "security_protocol": "SASL_SSL",
+        "ssl_context": create_ssl_context(cafile=str(material.ca_pem)),
+        "sasl_mechanism": secure.MECHANISM,
+        "sasl_plain_username": material.secrets.username,
+        "sasl_plain_password": material.secrets.password,
+    }
+
+
+def _metadata_ok(client: dict[str, Any]) -> bool:
     """True once the broker answers a metadata request (KRaft elected, listener ready)."""
     import asyncio
 
     from aiokafka.admin import AIOKafkaAdminClient
 
     async def probe() -> bool:
-        admin = AIOKafkaAdminClient(bootstrap_servers=f"localhost:{port}", request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(**client, request_timeout_ms=3000)
         try:
             await admin.start()
             await admin.list_topics()
