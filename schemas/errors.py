@@ -64,6 +64,8 @@ def _expected(err: dict[str, Any]) -> str:
         msg = msg[len("Value error, ") :]
     if msg.startswith("expected "):
         return msg
+    if kind == "json_invalid" and ctx.get("error"):
+        return f"valid JSON ({ctx['error']})"
     if kind in ("string_too_long", "too_long"):
         return f"at most {ctx.get('max_length')} characters"
     if kind in ("string_too_short", "too_short") and ctx.get("min_length", 1) > 1:

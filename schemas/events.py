@@ -23,33 +23,42 @@ SCHEMA_VERSION: Literal[1] = 1
 MAX_EPOCH_MS = 32503680000000  # year 3000: anything larger is not a millisecond timestamp
 
 
+RANGE = "between 1970-01-01 and 3000-01-01 UTC (epoch ms 0 to 32503680000000)"
+_MIN_TS = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_TS = datetime(3000, 1, 1, tzinfo=UTC)
+
+
 def parse_timestamp(value: Any) -> datetime:
-    """ISO-8601 with a zone, or epoch milliseconds -> tz-aware UTC datetime."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            msg = f"expected ISO-8601 with a time zone or epoch ms, got naive {value.isoformat()!r}"
-            raise ValueError(msg)
-        return value.astimezone(UTC)
+    """ISO-8601 with a zone, or epoch milliseconds -> tz-aware UTC datetime, ``RANGE`` only
+    (an event from year 9999 would stop every later event from decaying its user's interests).
+
+    Messages say what was expected; the caller adds the value received."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         if not math.isfinite(value) or not 0 <= value <= MAX_EPOCH_MS:
-            msg = f"expected ISO-8601 or epoch ms between 0 and {MAX_EPOCH_MS}, got {value!r}"
+            msg = f"expected epoch ms {RANGE}"
             raise ValueError(msg)
         return datetime.fromtimestamp(value / 1000.0, tz=UTC)
     if isinstance(value, str):
         text = value.strip()
         try:
+            if not text.isprintable():  # CPython's parser stops at a NUL and accepts the rest
+                raise ValueError
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
-            parsed = None
-        if parsed is None:
             msg = "expected ISO-8601 or epoch ms"
-            raise ValueError(msg)
-        if parsed.tzinfo is None:
-            msg = "expected ISO-8601 with a time zone (e.g. ...Z or +02:00) or epoch ms"
-            raise ValueError(msg)
-        return parsed.astimezone(UTC)
-    msg = "expected ISO-8601 or epoch ms"
-    raise ValueError(msg)
+            raise ValueError(msg) from None
+    elif isinstance(value, datetime):
+        parsed = value
+    else:
+        msg = "expected ISO-8601 or epoch ms"
+        raise ValueError(msg)
+    if parsed.tzinfo is None:
+        msg = "expected ISO-8601 with a time zone (e.g. ...Z or +02:00) or epoch ms"
+        raise ValueError(msg)
+    if not _MIN_TS <= parsed <= _MAX_TS:
+        msg = f"expected a time {RANGE}"
+        raise ValueError(msg)
+    return parsed.astimezone(UTC)
 
 
 def _iso(ts: datetime) -> str:
@@ -90,8 +99,8 @@ class ClickEvent(_EventBase):
 
 class PurchaseEvent(_EventBase):
     event_type: Literal["purchase"]
-    price: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
-    quantity: Annotated[int, Field(ge=1)] | None = None
+    price: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)] | None = None
+    quantity: Annotated[int, Field(ge=1, strict=True)] | None = None
 
 
 Event = Annotated[ClickEvent | PurchaseEvent, Field(discriminator="event_type")]

@@ -22,7 +22,7 @@ from schemas import (
     encode_item,
     headers_dict,
 )
-from schemas.settings import setting_env_names
+from schemas.settings import KafkaSettings, setting_env_names
 
 ids = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=40)
 times = st.datetimes(
@@ -130,7 +130,10 @@ def test_rejections_name_field_expectation_and_value(change, field, expected):
 def test_missing_field_malformed_json_and_huge_payload():
     with pytest.raises(BadInput, match=r"event.user_id: expected a value \(field is required\)"):
         decode_event(json.dumps({k: v for k, v in GOOD.items() if k != "user_id"}))
-    with pytest.raises(BadInput, match="expected valid JSON, got '{not json") as err:
+    with pytest.raises(
+        BadInput,
+        match=r"expected valid JSON \(key must be a string at line 1 column 2\), got '{not json",
+    ) as err:
         decode_event(b"{not json")
     assert err.value.reason == "json"
     huge = json.dumps({**GOOD, "context": {"x": "y" * 2_000_000}}).encode()
@@ -195,6 +198,7 @@ def test_settings_env_nested_frozen_and_secret(monkeypatch):
     monkeypatch.setenv("STREAMREC_TOPICS__EVENTS", "ev2")
     monkeypatch.setenv("STREAMREC_KAFKA__SASL_PASSWORD", "hunter2")
     monkeypatch.setenv("STREAMREC_KAFKA__SASL_MECHANISM", "PLAIN")
+    monkeypatch.setenv("STREAMREC_KAFKA__SASL_USERNAME", "alice")
     monkeypatch.setenv("STREAMREC_KAFKA__SECURITY_PROTOCOL", "SASL_PLAINTEXT")
     s = Settings()
     assert s.kafka.broker == "k1:9093" and s.topics.events == "ev2"
@@ -220,3 +224,20 @@ def test_every_setting_is_documented_by_env_name():
         "STREAMREC_MAX_MESSAGE_BYTES",
     } <= names
     assert all("hunter" not in row[1] for row in setting_env_names())
+
+
+def test_sasl_settings_must_be_complete_and_the_error_names_what_is_missing():
+    base = {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"}
+    with pytest.raises(ValidationError) as exc:
+        KafkaSettings(**base, sasl_username="alice")
+    assert "STREAMREC_KAFKA__SASL_PASSWORD" in str(exc.value)
+    with pytest.raises(ValidationError) as exc:
+        KafkaSettings(**base, sasl_password="s3cret-x")
+    assert "STREAMREC_KAFKA__SASL_USERNAME" in str(exc.value)
+    assert "s3cret-x" not in str(exc.value)  # pydantic shows inputs in errors unless told not to
+    ok = KafkaSettings(**base, sasl_username="alice", sasl_password="s3cret-x")
+    assert "s3cret-x" not in repr(ok)
+    override = Settings().with_overrides(**{f"kafka.{k}": v for k, v in ok.model_dump().items()})
+    assert override.kafka.sasl_password is not None
+    wrong = override.with_overrides(**{"kafka.sasl_password": "other"})
+    assert wrong.kafka.sasl_password.get_secret_value() == "other"  # an override wins
