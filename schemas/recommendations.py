@@ -8,6 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.events import SCHEMA_VERSION, Id, Timestamp
 
+REDELIVERY_HEADER = "streamrec.redelivery"
+"""Kafka header (value ``true``) on a recommendation whose trigger event the worker had
+already applied: a redelivery after a crash or a producer retry. The list may differ from the
+first one (the model or the catalogue may have changed since); consumers that want one list
+per event keep the first per ``trigger_event_id`` and may drop these without looking."""
+
 
 class RecommendedItem(BaseModel):
     model_config = ConfigDict(frozen=True)

@@ -1,9 +1,16 @@
-"""The events agent (thin): take a batch -> decode -> core (``processing``) -> table -> send.
+"""The events agent (thin): take a batch -> decode -> core (``processing``) -> send -> table.
 
 Batching: ``stream.take_events(batch_size, within=batch_ms)``. faust acks the batch's events
 only after this body returns, and commits offsets only after flushing the producer, so an
 offset is committed only once the batch's recommendations / dead letters are acked by the
 broker (we await every send) and its changelog writes are flushed: at-least-once.
+
+Redeliveries: the states are written (table + changelog) only after the batch's sends are
+acked, so a state that holds an event id means that event's recommendation was published.
+An event found in its user's state again (after a crash, a rebalance, a producer retry) is
+published once more with ``REDELIVERY_HEADER``: never a false mark. A crash between the acks
+and the state writes redelivers events the state does not hold: published again, unmarked.
+Consumers that want one list per event keep the first per ``trigger_event_id``.
 
 Changelog partitions: inside ``take_events`` the body runs in the agent's task, where faust's
 ``current_event`` is not the event being handled (faust-streaming #497: table writes there
@@ -33,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from faust.streams import _current_event
 
+from schemas.recommendations import REDELIVERY_HEADER
 from stream_app.core.interests import state_to_bytes
 from stream_app.worker import processing as proc
 from stream_app.worker.dlq import DeadLetter, Where, dead_letter
@@ -45,6 +53,7 @@ UNKNOWN_ITEM_WAIT_S = 2.0
 SEND_RETRIES = 3
 SHRINK_BYTES = 64 * 1024
 EXIT_CANNOT_PUBLISH = 75
+REDELIVERED = [(REDELIVERY_HEADER, b"true")]
 
 
 @contextlib.contextmanager
@@ -95,8 +104,9 @@ async def handle_batch(rt: WorkerRuntime, events: list[Any]) -> None:
     batch = _incoming(events)
     rt.metrics.events_in.inc(len(batch))
     rt.metrics.batch_size.observe(len(batch))
+    writes: list[tuple[str, int, bytes]] = []
     try:
-        result = await _compute(rt, batch)
+        result, writes = await _compute(rt, batch)
     except Exception as exc:  # never lose a batch: dead-letter it instead
         log.exception("batch of %d events failed in processing; dead-lettering it", len(batch))
         result = proc.BatchResult(
@@ -107,10 +117,21 @@ async def handle_batch(rt: WorkerRuntime, events: list[Any]) -> None:
         )
     try:
         await _publish(rt, batch, result)
+        _write_states(rt, batch, writes)
     except Exception as exc:  # unpublished events must not be committed
         log.exception("publishing a batch of %d events failed", len(batch))
         _die(f"publishing failed: {exc!r}")
     _after_publish(rt, result)
+
+
+def _write_states(
+    rt: WorkerRuntime, batch: list[proc.Incoming], writes: list[tuple[str, int, bytes]]
+) -> None:
+    """Each user's new state, under the context of the user's last event of the batch (its
+    partition); after the batch's sends are acked (see the module docstring)."""
+    for user_id, index, raw in writes:
+        with event_context(batch[index].ref):
+            rt.table[user_id] = raw
 
 
 def _after_publish(rt: WorkerRuntime, result: proc.BatchResult) -> None:
@@ -127,7 +148,10 @@ def _after_publish(rt: WorkerRuntime, result: proc.BatchResult) -> None:
         log.exception("live hit rate / shadow scoring failed for a batch")
 
 
-async def _compute(rt: WorkerRuntime, batch: list[proc.Incoming]) -> proc.BatchResult:
+async def _compute(
+    rt: WorkerRuntime, batch: list[proc.Incoming]
+) -> tuple[proc.BatchResult, list[tuple[str, int, bytes]]]:
+    """The batch's outcomes and its users' new states, serialised (written after publish)."""
     events, dead = proc.decode_all(batch, rt.settings.max_message_bytes)
     rec, _ = rt.holder.serving()
     if events and proc.unknown_items(events, rec):
@@ -143,17 +167,19 @@ async def _compute(rt: WorkerRuntime, batch: list[proc.Incoming]) -> proc.BatchR
     result = proc.process(batch, events, rec, load, dead)
     rt.metrics.score_seconds.observe(time.perf_counter() - t0)
     rt.metrics.duplicates.inc(result.duplicates)
-    for user_id, (state, index) in result.final.items():
-        with event_context(batch[index].ref):
-            table[user_id] = state_to_bytes(state)
-    return result
+    writes = [(user, index, state_to_bytes(state)) for user, (state, index) in result.final.items()]
+    return result, writes
 
 
 async def _publish(rt: WorkerRuntime, batch: list[proc.Incoming], result: proc.BatchResult) -> None:
-    """Send one record per message, then wait for every broker ack (resend on failure)."""
+    """Send one record per message, then wait for every broker ack (resend on failure). The
+    recommendations go first: a good event never waits behind the dead letters of its batch
+    (up to ``max_message_bytes`` each). A recommendation for an event already in the user's
+    state carries ``REDELIVERY_HEADER``."""
     version = result.model_version
     snaps = {s.index: s for s in result.snapshots}
     pending: list[_Send] = []
+    dead_letters: list[DeadLetter] = []
     for i, msg in enumerate(batch):
         dead = result.dead.get(i)
         if dead is None and i in result.recs:
@@ -166,11 +192,10 @@ async def _publish(rt: WorkerRuntime, batch: list[proc.Incoming], result: proc.B
             except ValueError as exc:
                 dead = dead_letter(exc, msg.key, msg.value, msg.where, "scoring", ev.event_id)
             else:
-                pending.append(
-                    await _Send(
-                        rt.topics.recommendations, ev.user_id.encode(), value, None, None, latency
-                    ).start()
-                )
+                headers = REDELIVERED if snaps[i].duplicate else None
+                key = ev.user_id.encode()
+                send = _Send(rt.topics.recommendations, key, value, headers, None, latency)
+                pending.append(await send.start())
                 log.debug(
                     "%s event %s -> %s", msg.where, ev.event_id, rt.settings.topics.recommendations
                 )
@@ -179,6 +204,8 @@ async def _publish(rt: WorkerRuntime, batch: list[proc.Incoming], result: proc.B
             dead = dead_letter(
                 RuntimeError("no outcome for this event"), msg.key, msg.value, msg.where, "internal"
             )
+        dead_letters.append(dead)
+    for dead in dead_letters:
         rt.metrics.dlq.labels(dead.reason).inc()
         log.warning(
             "%s event %s -> %s (reason %s)",
@@ -187,11 +214,8 @@ async def _publish(rt: WorkerRuntime, batch: list[proc.Incoming], result: proc.B
             rt.settings.topics.dlq,
             dead.reason,
         )
-        pending.append(
-            await _Send(rt.topics.dlq, dead.key, dead.value, dead.headers, dead, 0.0).start(
-                rt.settings.max_message_bytes
-            )
-        )
+        send = _Send(rt.topics.dlq, dead.key, dead.value, dead.headers, dead, 0.0)
+        pending.append(await send.start(rt.settings.max_message_bytes))
     latencies: list[float] = []
     for send in pending:
         await send.wait(rt.settings.max_message_bytes)

@@ -25,7 +25,6 @@ STATE_TABLE = "user-state"
 AGENT_MODULES = ("stream_app.worker.agents",)
 WEB_MODULES = ("stream_app.worker.web",)
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
-SESSION_TIMEOUT_S = 10.0
 PRODUCER_LINGER_S = 0.002
 
 
@@ -87,9 +86,10 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         # batch the producer's requests: without it every recommendation and changelog write
         # became its own request (and its own GIL hand-off with faust's consumer thread)
         producer_linger=PRODUCER_LINGER_S,
-        # a replacement worker (after a crash) rejoins the group within seconds, not 60 s
-        broker_session_timeout=SESSION_TIMEOUT_S,
-        broker_heartbeat_interval=SESSION_TIMEOUT_S / 5,
+        # a dead worker's partitions move to the others after this, not after faust's 60 s
+        broker_session_timeout=settings.serving.session_timeout_s,
+        broker_heartbeat_interval=settings.serving.session_timeout_s / 5,
+        table_standby_replicas=settings.serving.standby_replicas,
     )
     t = settings.topics
     topics = Topics(

@@ -9,7 +9,10 @@ was in the topic when it started; the events agent waits for it.
 
 ``wait_caught_up`` is the barrier the agent uses before dead-lettering an ``unknown_item``:
 it waits (bounded) until everything produced to the items topic so far has been applied, so an
-item produced just before the events that use it is not lost to a race.
+item produced just before the events that use it is not lost to a race. The end offsets come
+from a second, idle consumer: on the feed's own connection the request queued behind the
+fetch long poll (the broker answers one request per connection at a time), so every batch
+with an unknown item waited up to 500 ms even with the catalogue caught up.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class CatalogueFeed(Service):
         self.model_ready = model_ready
         self.ready = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
+        self.offsets: AIOKafkaConsumer | None = None  # end offsets only: never fetches
         self.partitions: list[TopicPartition] = []
         self.applied: dict[TopicPartition, int] = {}  # next offset to apply, per partition
         self._progress = asyncio.Condition()
@@ -65,6 +69,10 @@ class CatalogueFeed(Service):
             max_partition_fetch_bytes=16 * 1024 * 1024,
         )
         await self.consumer.start()
+        self.offsets = AIOKafkaConsumer(
+            **self.settings.kafka.client_kwargs(), group_id=None, enable_auto_commit=False
+        )
+        await self.offsets.start()
         parts = await self._partitions_for(topic)
         self.partitions = [TopicPartition(topic, p) for p in sorted(parts)]
         self.consumer.assign(self.partitions)
@@ -90,8 +98,9 @@ class CatalogueFeed(Service):
             await admin.close()
 
     async def on_stop(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
+        for client in (self.consumer, self.offsets):
+            if client is not None:
+                await client.stop()
 
     async def _run(self) -> None:
         consumer = self.consumer
@@ -177,11 +186,11 @@ class CatalogueFeed(Service):
     async def wait_caught_up(self, timeout: float) -> bool:
         """Wait until every message produced to the items topic before this call has been
         applied (bounded by ``timeout``). True when caught up."""
-        if self.consumer is None:
+        if self.offsets is None:
             return False
         try:
             async with asyncio.timeout(timeout):
-                targets = await self.consumer.end_offsets(self.partitions)
+                targets = await self.offsets.end_offsets(self.partitions)
                 async with self._progress:
                     while not all(
                         self.applied.get(tp, 0) >= off or off == 0 for tp, off in targets.items()

@@ -116,5 +116,22 @@ class WorkerRuntime(Service):
             "status": "ok" if catalogue and tables else "starting",
             "catalogue_ready": catalogue,
             "tables_ready": tables,
+            "partitions": self.partitions(),
             **describe(self.holder),
+        }
+
+    def partitions(self) -> dict[str, list[int]]:
+        """The events partitions this worker serves (``active``) and the user-state
+        partitions it keeps standby copies of (``standby``)."""
+        assignor = self.table.app.assignor
+        changelog = self.table.changelog_topic.get_topic_name()
+        return {
+            "active": sorted(
+                tp.partition
+                for tp in assignor.assigned_actives()
+                if tp.topic == self.settings.topics.events
+            ),
+            "standby": sorted(
+                tp.partition for tp in assignor.assigned_standbys() if tp.topic == changelog
+            ),
         }
