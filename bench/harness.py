@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -117,34 +118,38 @@ def bench_worker(
 
 
 # -- traffic ---------------------------------------------------------------------------------
-class Collector:
-    """Consumes the recommendations topic (no group, from the end): per trigger event id, the
-    arrival time here and the worker's own latency_ms."""
+async def tail(settings: Settings, topic: str, **kwargs: Any) -> AIOKafkaConsumer:
+    """A consumer (no group) assigned every partition of ``topic``, positioned at its end."""
+    from stream_app.kafka.io import topic_partitions
+
+    consumer = AIOKafkaConsumer(
+        **settings.kafka.client_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        **kwargs,
+    )
+    await consumer.start()
+    tps = [TopicPartition(topic, p) for p in await topic_partitions(settings, topic)]
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
+    for tp in tps:
+        await consumer.position(tp)
+    return consumer
+
+
+class TopicTail:
+    """Reads a topic from its end in the background; subclasses handle each record."""
+
+    topic_of: str = "recommendations"  # the ``settings.topics`` field
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.got: dict[str, tuple[float, float]] = {}
-        self.versions: dict[str, str] = {}  # trigger event id -> model_version
-        self.sizes: list[int] = []
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        from stream_app.kafka.io import topic_partitions
-
-        topic = self.settings.topics.recommendations
-        self.consumer = AIOKafkaConsumer(
-            **self.settings.kafka.client_kwargs(),
-            group_id=None,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=10,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-        )
-        await self.consumer.start()
-        tps = [TopicPartition(topic, p) for p in await topic_partitions(self.settings, topic)]
-        self.consumer.assign(tps)
-        await self.consumer.seek_to_end(*tps)
-        for tp in tps:
-            await self.consumer.position(tp)
+        self.consumer = await tail(self.settings, getattr(self.settings.topics, self.topic_of))
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -153,11 +158,46 @@ class Collector:
             now = time.time()
             for msgs in batch.values():
                 for m in msgs:
-                    doc = json.loads(m.value)
-                    self.got[doc["trigger_event_id"]] = (now, doc["latency_ms"])
-                    self.versions[doc["trigger_event_id"]] = doc["model_version"]
-                    if len(self.sizes) < 2000:
-                        self.sizes.append(len(m.value))
+                    self.handle(m, now)
+
+    def handle(self, m: Any, now: float) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self.consumer.stop()
+
+
+class Collector(TopicTail):
+    """The recommendations topic from its end: per trigger event id, the arrival time here
+    and the worker's own latency_ms (of the first one), how many arrived and how many of those
+    carried the redelivery header."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.got: dict[str, tuple[float, float]] = {}
+        self.versions: dict[str, str] = {}  # trigger event id -> model_version
+        self.counts: dict[str, int] = {}
+        self.flagged: dict[str, int] = {}  # trigger event id -> recs with the header
+        self.flagged_first = 0  # headers on the first list of an event (must stay 0)
+        self.sizes: list[int] = []
+
+    def handle(self, m: Any, now: float) -> None:
+        from schemas.recommendations import REDELIVERY_HEADER
+
+        doc = json.loads(m.value)
+        eid = doc["trigger_event_id"]
+        first = eid not in self.counts
+        self.counts[eid] = self.counts.get(eid, 0) + 1
+        if any(k == REDELIVERY_HEADER for k, _ in m.headers or ()):
+            self.flagged[eid] = self.flagged.get(eid, 0) + 1
+            self.flagged_first += first
+        if first:
+            self.got[eid] = (now, doc["latency_ms"])
+        self.versions[eid] = doc["model_version"]
+        if len(self.sizes) < 2000:
+            self.sizes.append(len(m.value))
 
     async def wait_for(self, ids: list[str], timeout: float) -> int:
         deadline = time.monotonic() + timeout
@@ -168,40 +208,61 @@ class Collector:
             await asyncio.sleep(0.2)
         return sum(1 for i in ids if i not in self.got)
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        await self.consumer.stop()
-
 
 def producer(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        **settings.kafka.client_kwargs(), linger_ms=2, acks=1, max_batch_size=256 * 1024
+        **settings.kafka.client_kwargs(),
+        linger_ms=2,
+        acks=1,
+        max_batch_size=256 * 1024,
+        max_request_size=8 * 1024 * 1024,  # bad input may be oversize on purpose
     )
+
+
+@dataclass(frozen=True)
+class SentAt:
+    id: str
+    intended: float  # epoch seconds
+    partition: int
+    offset: int
+
+
+async def send_open_loop(
+    settings: Settings,
+    messages: list[tuple[bytes | None, bytes | None, str]],
+    rate: float | None,
+    topic: str | None = None,
+) -> list[SentAt]:
+    """Open loop: message i is due at t0 + i / rate (all at once without a rate); returns
+    each one's intended send time and where it landed."""
+    prod = producer(settings)
+    await prod.start()
+    t0 = time.time() + 0.05
+    due: list[float] = []
+    try:
+        futs = []
+        for i, (key, value, _) in enumerate(messages):
+            at = t0 + i / rate if rate else time.time()
+            ahead = at - time.time()
+            if ahead > 0.002:
+                await asyncio.sleep(ahead)
+            due.append(at)
+            futs.append(await prod.send(topic or settings.topics.events, value, key=key))
+        landed = await asyncio.gather(*futs)
+    finally:
+        await prod.stop()
+    return [
+        SentAt(m[2], at, md.partition, md.offset)
+        for m, at, md in zip(messages, due, landed, strict=True)
+    ]
 
 
 async def send_at_rate(
     settings: Settings, events: list[tuple[bytes, bytes, str]], rate: float | None
 ) -> dict[str, float]:
-    """Open loop: event i is due at t0 + i / rate (all at once without a rate); returns each
-    event id's intended send time (epoch seconds)."""
-    prod = producer(settings)
-    await prod.start()
-    intended: dict[str, float] = {}
-    t0 = time.time() + 0.05
-    try:
-        futs = []
-        for i, (key, value, eid) in enumerate(events):
-            due = t0 + i / rate if rate else time.time()
-            ahead = due - time.time()
-            if ahead > 0.002:
-                await asyncio.sleep(ahead)
-            intended[eid] = due
-            futs.append(await prod.send(settings.topics.events, value, key=key))
-        await asyncio.gather(*futs)
-    finally:
-        await prod.stop()
-    return intended
+    """``send_open_loop``: each event id's intended send time (epoch seconds)."""
+    sent = await send_open_loop(settings, list(events), rate)
+    return {s.id: s.intended for s in sent}
 
 
 async def bare_loop(
@@ -209,22 +270,7 @@ async def bare_loop(
 ) -> dict[str, Any]:
     """The ceiling: consume the events and produce one record of ``payload`` bytes per event
     to the recommendations topic, nothing else (no state, no model)."""
-    from stream_app.kafka.io import topic_partitions
-
-    topic = settings.topics.events
-    consumer = AIOKafkaConsumer(
-        **settings.kafka.client_kwargs(),
-        group_id=None,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=10,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    await consumer.start()
-    tps = [TopicPartition(topic, p) for p in await topic_partitions(settings, topic)]
-    consumer.assign(tps)
-    start = await consumer.end_offsets(tps)
-    for tp, off in start.items():
-        consumer.seek(tp, off)
+    consumer = await tail(settings, settings.topics.events)
     await send_at_rate(settings, events, None)
     prod = producer(settings)
     await prod.start()

@@ -1,11 +1,12 @@
 """``make bench``: the worker benchmark (one worker, then two sharing partitions) through a real
-broker, then the offline replay benchmark on the same world and model; each prints its tables.
+broker, the faults benchmark (fuzzed input, kill -9 failover, changelog restore), then the
+offline replay benchmark on the same world and model; each prints its tables.
 
     .venv/bin/python bench/run.py [--broker HOST:PORT] [--quick]
 
 The world (10,000 items, 5,000 users) and the small model are generated / trained once and
 cached in var/bench; a local broker is started (and stopped) when none is given. JSON results:
-var/bench/worker.json, var/bench/worker-2w.json.
+var/bench/worker.json, var/bench/worker-2w.json, var/bench/faults.json.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ def main() -> int:
     runs = [
         [py, bench, *common, *([] if args.quick else ["--profile"])],
         [py, bench, *common, "--workers", "2"],
+        [
+            py,
+            str(ROOT / "bench" / "faults.py"),
+            *common,
+            *(
+                ["--bad", "2000", "--seconds", "20", "--restore-users", "50000"]
+                if args.quick
+                else []
+            ),
+        ],
         [
             py,
             str(ROOT / "bench" / "replay_bench.py"),

@@ -8,8 +8,10 @@ to use an already running broker instead of starting one.
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,9 +41,48 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         kafka_local.stop(data_dir)
 
 
-@pytest.fixture
-def kafka_settings(kafka_broker: str, tmp_path: Path) -> Settings:
-    """Settings pointing at the test broker with topic names and app id unique to the test."""
+@dataclass(frozen=True)
+class SecureBroker:
+    """A second real broker whose only client listener is SASL_SSL (SCRAM-SHA-512, TLS)."""
+
+    broker: str
+    username: str
+    password: str
+    ca_pem: Path
+    data_dir: Path
+
+
+@pytest.fixture(scope="session")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    """``streamrec kafka start --secure`` for this test session (never skipped)."""
+    from stream_app.kafka import local as kafka_local
+
+    base = Settings()
+    port = kafka_local.free_port(pair=True)
+    data_dir = tmp_path_factory.mktemp("kafka-secure")
+    password = f"pw-{secrets.token_urlsafe(16)}"
+    st = kafka_local.start(
+        port,
+        data_dir,
+        base.kafka_version,
+        base.cache_dir,
+        partitions=4,
+        secure_listener=True,
+        username="streamrec-test",
+        password=password,
+    )
+    if st.secure is None or st.secure.secrets.password != password:
+        msg = f"the broker in {data_dir} did not start with the test's credentials"
+        raise RuntimeError(msg)
+    try:
+        yield SecureBroker(
+            f"localhost:{port}", "streamrec-test", password, st.secure.ca_pem, data_dir
+        )
+    finally:
+        kafka_local.stop(data_dir)
+
+
+def _test_settings(broker: str, tmp_path: Path, **kafka: object) -> Settings:
     tag = uuid.uuid4().hex[:8]
     topics = {
         name: f"{name}-{tag}"
@@ -49,12 +90,34 @@ def kafka_settings(kafka_broker: str, tmp_path: Path) -> Settings:
     }
     return Settings().with_overrides(
         **{
-            "kafka.broker": kafka_broker,
+            "kafka.broker": broker,
+            **{f"kafka.{k}": v for k, v in kafka.items()},
             "app_id": f"streamrec-test-{tag}",
             "data_dir": str(tmp_path / "data"),
             **{f"topics.{k}": v for k, v in topics.items()},
             "topics.partitions": 4,
         }
+    )
+
+
+@pytest.fixture
+def kafka_settings(kafka_broker: str, tmp_path: Path) -> Settings:
+    """Settings pointing at the test broker with topic names and app id unique to the test."""
+    return _test_settings(kafka_broker, tmp_path)
+
+
+@pytest.fixture
+def secure_settings(secure_broker: SecureBroker, tmp_path: Path) -> Settings:
+    """Like ``kafka_settings``, for the SASL_SSL broker, with its user, password and CA."""
+    b = secure_broker
+    return _test_settings(
+        b.broker,
+        tmp_path,
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username=b.username,
+        sasl_password=b.password,
+        ssl_cafile=str(b.ca_pem),
     )
 
 
