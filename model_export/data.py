@@ -65,6 +65,10 @@ class Examples:
     user: np.ndarray  # [E] int32
     ts: np.ndarray  # [E] float64 epoch seconds
     history: list[np.ndarray] | None = None  # per example: item indices seen before it
+    # aligned with ``recent`` (newest first; 0 for padding): 0 click, 1 purchase; and hours
+    # before the newest recent event (what the serving side builds from the same state)
+    recent_kind: np.ndarray | None = None  # [E, L] int8
+    recent_age: np.ndarray | None = None  # [E, L] float32
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
@@ -80,6 +84,8 @@ class Examples:
             self.user[idx],
             self.ts[idx],
             hist,
+            self.recent_kind[idx] if self.recent_kind is not None else None,
+            self.recent_age[idx] if self.recent_age is not None else None,
         )
 
 
@@ -99,6 +105,10 @@ class _Builder:
         history: set[int],
     ) -> None:
         rec = [index.get(i, 0) for i in reversed(state.recent_items[-self.recent_len :])]
+        kinds = list(reversed(state.recent_kind[-self.recent_len :]))
+        times = state.recent_ts[-self.recent_len :]
+        newest = times[-1] if times else 0.0
+        ages = [max(0.0, (newest - t) / 3600.0) for t in reversed(times)]
         hist = np.fromiter(sorted(history), np.int32) if self.with_history else None
         self.rows.append(
             (
@@ -110,14 +120,20 @@ class _Builder:
                 user,
                 ts,
                 hist,
+                kinds,
+                ages,
             )
         )
 
     def build(self) -> Examples:
         e = len(self.rows)
         recent = np.zeros((e, self.recent_len), np.int32)
+        kind = np.zeros((e, self.recent_len), np.int8)
+        age = np.zeros((e, self.recent_len), np.float32)
         for i, row in enumerate(self.rows):
             recent[i, : len(row[2])] = row[2]
+            kind[i, : len(row[8])] = row[8]
+            age[i, : len(row[9])] = row[9]
         slots = (
             np.stack([r[0] for r in self.rows])
             if e
@@ -132,6 +148,8 @@ class _Builder:
             user=np.array([r[5] for r in self.rows], np.int32),
             ts=np.array([r[6] for r in self.rows], np.float64),
             history=[r[7] for r in self.rows] if self.with_history else None,
+            recent_kind=kind,
+            recent_age=age,
         )
 
 

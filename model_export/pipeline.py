@@ -28,6 +28,7 @@ from model_export.encoder import (
 )
 from model_export.modeling import MultiTaskRanker, RankerConfig
 from model_export.publish import publish_version
+from model_export.tower import pipeline as tower_pipeline
 from model_export.train import (
     Ranker,
     TrainResult,
@@ -195,6 +196,10 @@ def run_training(
     events = load_events(events_path)
     sha = hashlib.sha256(Path(events_path).read_bytes()).hexdigest()
     prep = prepare(settings, items, events, hooks, events_sha256=sha, events_file=str(events_path))
+    if prep.opts.engine == "tower-v2":
+        return tower_pipeline.run(
+            prep, hooks, registry_dir, publish, warm_start, make_current, status, t_start
+        )
     init = None
     if warm_start is not None and registry_dir is not None:
         init = checkpoint.load_warm_start(

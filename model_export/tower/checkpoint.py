@@ -1,0 +1,74 @@
+"""Torch weights of a tower-v2 version (``tower.pt``: config + state dict) and the warm start
+from them: item-id rows carried over by item id (items new to the catalogue start as the
+unknown item, text alone), the co-visitation table re-indexed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model_export import checkpoint
+from model_export.data import ItemSpace
+from model_export.tower.modeling import TowerConfig, TowerModel
+from model_export.tower.train import Tower
+from stream_app.core.vectors import text_sha
+
+WEIGHTS = "tower.pt"
+# what must match between a published tower and the one warm-started from it
+ARCHITECTURE = ("text_dim", "num_dim", "d", "k", "recent_len", "layers", "heads", "use_ids")
+ID_ROWS = ("items.id_emb.weight", "items.id_bias.weight")
+
+
+def save(directory: Path, tower: Tower, cfg: TowerConfig, space: ItemSpace) -> None:
+    """tower.pt, item_index.json, covisit.npz (with use_cooc) and the catalogue's vectors
+    (written exactly as ranker-v1's ``checkpoint.save`` writes them)."""
+    torch.save(
+        {"config": json.loads(cfg.to_json()), "state_dict": tower.model.state_dict()},
+        directory / WEIGHTS,
+    )
+    (directory / checkpoint.ITEM_INDEX).write_text(json.dumps(space.item_ids))
+    if tower.covisit is not None:
+        tower.covisit.save(directory / checkpoint.COVISIT)
+    arrays: dict[str, Any] = {
+        "item_ids": np.array(space.item_ids, dtype=object).astype(str),
+        "text": space.text_vecs[1:],
+        "content": space.content_vecs[1:],
+        "num": space.num[1:],
+    }
+    if space.texts:  # keys vector reuse by text: an item edited since is encoded again
+        arrays["text_sha"] = np.array([text_sha(t) for t in space.texts])
+    np.savez(directory / checkpoint.VECTORS, **arrays)
+
+
+def load_warm_start(version_dir: Path, cfg: TowerConfig, space: ItemSpace) -> Tower:
+    """A model for ``cfg`` initialised from a published tower-v2 version's weights; a
+    different architecture is refused with the field named."""
+    path = version_dir / WEIGHTS
+    if not path.exists():
+        msg = f"warm start from {version_dir.name}: no {WEIGHTS} (not a tower-v2 version?)"
+        raise ValueError(msg)
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    old = TowerConfig.from_dict(blob["config"])
+    for name in ARCHITECTURE:
+        if getattr(old, name) != getattr(cfg, name):
+            msg = (
+                f"warm start from {version_dir.name}: expected {name}={getattr(cfg, name)}, "
+                f"got {getattr(old, name)} in the published model"
+            )
+            raise ValueError(msg)
+    old_ids = json.loads((version_dir / checkpoint.ITEM_INDEX).read_text())
+    old_pos = {item: i + 1 for i, item in enumerate(old_ids)}
+    src = torch.tensor([0] + [old_pos.get(i, 0) for i in space.item_ids], dtype=torch.long)
+    state = dict(blob["state_dict"])
+    for key in ID_ROWS:
+        rows = state[key][src].clone()
+        rows[src == 0] = 0.0  # unknown / new items: no id embedding, no id bias
+        state[key] = rows
+    model = TowerModel(cfg)
+    model.load_state_dict(state)
+    covisit = checkpoint.load_covisit(version_dir, old_ids, space) if cfg.use_cooc else None
+    return Tower(model, covisit)
