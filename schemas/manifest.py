@@ -14,7 +14,7 @@ settings, metrics, export parity, fine-tuning round); the registry adds what onl
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -140,7 +140,38 @@ class RankerEngine(BaseModel):
     )
 
 
-Engine = RankerEngine  # another engine: ``RankerEngine | Other``, discriminated by ``kind``
+class TowerConfigRecord(BaseModel):
+    """``model_export.tower.TowerConfig`` as saved with a version (engine tower-v2)."""
+
+    model_config = _MODEL
+
+    text_dim: int = Field(ge=1)
+    num_dim: int = Field(ge=0)
+    d: int = Field(ge=1, description="Interest / item vector size.")
+    k: int = Field(ge=1, description="Interests the tower extracts.")
+    recent_len: int = Field(ge=1, description="Recent items the tower reads (L).")
+    n_items: int = Field(ge=0, description="Items with an id embedding (1..n_items).")
+    layers: int = Field(ge=0, description="Self-attention layers over the recent items.")
+    heads: int = Field(ge=1, description="Attention heads per layer.")
+    dropout: float = Field(ge=0, lt=1)
+    use_ids: bool
+    use_cooc: bool
+    feat_dim: int = Field(ge=1, description="d + 2 (schemas.onnx_spec.tower_feat_slices).")
+
+
+class TowerEngine(BaseModel):
+    """The learned multi-interest user tower (ComiRec-SA family) + light multi-task heads."""
+
+    model_config = _MODEL
+
+    kind: Literal["tower-v2"] = "tower-v2"
+    config: TowerConfigRecord
+    interests: InterestRecord | None = Field(
+        None, description="The interest-state definition (recent items kept, ids, purchases)."
+    )
+
+
+Engine = Annotated[RankerEngine | TowerEngine, Field(discriminator="kind")]
 
 
 class RoundRecord(BaseModel):

@@ -72,7 +72,42 @@ RANKER = GraphSpec(
     ),
 )
 
-GRAPHS = {g.file: g for g in (ENCODER, ITEM_TOWER, RANKER)}
+# -- engine tower-v2 (a learned multi-interest user tower; ``model_export.tower``) ------------
+# Its item side is exported under the ITEM_TOWER contract above (same inputs, same output
+# name) with the feature layout of ``tower_feat_slices``: the first ``d`` features are the
+# item's retrieval vector (text adaptor + id embedding; text alone for id 0), then its click
+# and purchase biases.
+USER_TOWER = GraphSpec(
+    "user_tower.onnx",
+    inputs=(
+        TensorSpec("recent", "float32", ("batch", "recent", "feat_dim")),  # newest first
+        TensorSpec("recent_mask", "float32", ("batch", "recent")),
+        TensorSpec("recent_kind", "int64", ("batch", "recent")),  # 0 click, 1 purchase
+        TensorSpec("recent_age", "float32", ("batch", "recent")),  # hours before the newest
+    ),
+    outputs=(
+        TensorSpec("interests", "float32", ("batch", "k", "d")),
+        TensorSpec("weights", "float32", ("batch", "k")),  # softmax over k
+        TensorSpec("tower_attn", "float32", ("batch", "k", "recent")),  # per interest, sums 1
+    ),
+)
+
+HEADS = GraphSpec(
+    "heads.onnx",
+    inputs=(
+        TensorSpec("interests", "float32", ("batch", "k", "d")),
+        TensorSpec("weights", "float32", ("batch", "k")),
+        TensorSpec("cand", "float32", ("batch", "cands", "feat_dim")),
+        TensorSpec("cooc", "float32", ("batch", "cands")),
+    ),
+    outputs=(
+        TensorSpec("p_click", "float32", ("batch", "cands")),
+        TensorSpec("p_purchase", "float32", ("batch", "cands")),
+        TensorSpec("match", "float32", ("batch", "cands", "k")),  # cand . interest_k
+    ),
+)
+
+GRAPHS = {g.file: g for g in (ENCODER, ITEM_TOWER, RANKER, USER_TOWER, HEADS)}
 PARITY_ATOL = 1e-4
 
 
@@ -87,3 +122,8 @@ def feat_slices(d: int, hidden: int) -> dict[str, slice]:
         "bias": slice(end, end + 1),
         "buy_bias": slice(end + 1, end + 2),
     }
+
+
+def tower_feat_slices(d: int) -> dict[str, slice]:
+    """Layout of the tower-v2 item features: [v (d) | bias | buy_bias] (feat_dim = d + 2)."""
+    return {"v": slice(0, d), "bias": slice(d, d + 1), "buy_bias": slice(d + 1, d + 2)}

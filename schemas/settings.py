@@ -217,6 +217,13 @@ class TrainingSettings(BaseModel):
     split: Literal["time", "loo"] = Field(
         "time", description="Held-out data: the last slices of time, or each user's last items."
     )
+    engine: Literal["ranker-v1", "tower-v2"] = Field(
+        "ranker-v1",
+        description="ranker-v1: rule-built interest slots + target-attention ranker; tower-v2: "
+        "learned multi-interest user tower + light multi-task heads.",
+    )
+    tower_layers: int = Field(1, ge=0, le=4, description="tower-v2: self-attention layers.")
+    tower_heads: int = Field(2, ge=1, description="tower-v2: attention heads per layer.")
     encoder_mode: str = Field(
         "frozen",
         pattern=r"^(frozen|full|top-[1-9][0-9]*)$",
@@ -336,6 +343,11 @@ class ReplaySettings(BaseModel):
         Field(
             default_factory=dict, description="NAME=VERSION: this registry version for an ablation."
         )
+    )
+    compare: Annotated[dict[str, str], NoDecode, BeforeValidator(name_value_pairs)] = Field(
+        default_factory=dict,
+        description="NAME=VERSION: another registry version (e.g. the ranker-v1 baseline) "
+        "replayed side by side as system NAME.",
     )
     train_ablations: bool = Field(
         False, description="Train missing ablation versions now (not served; status 'ablation')."

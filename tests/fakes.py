@@ -27,7 +27,7 @@ from stream_app.core.catalogue import ItemStore
 from stream_app.core.covisit import CoVisit
 from stream_app.core.engine import Bundle, Recommender
 from stream_app.core.interests import InterestParams
-from stream_app.core.scorer import RankerOut
+from stream_app.core.scorer import RankerOut, TowerOut
 
 TEXT_DIM = 8
 GAIN = 6.0
@@ -84,6 +84,15 @@ class FakeScorer:
         feats[:, TEXT_DIM + 1] = [0.9 if i.endswith("b") else 0.3 for i in item_ids]
         return feats
 
+    def tower(
+        self,
+        recent: np.ndarray,
+        recent_mask: np.ndarray,
+        recent_kind: np.ndarray,
+        recent_age: np.ndarray,
+    ) -> TowerOut | None:
+        return None  # rule-built slots (ranker-v1); ``FakeTower`` has a learned-style tower
+
     def queries(
         self, slots: np.ndarray, strengths: np.ndarray, newest: np.ndarray, newest_valid: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -118,6 +127,42 @@ class FakeScorer:
         attn = np.exp(scores - scores.max(2, keepdims=True))
         attn = (attn / attn.sum(2, keepdims=True)).astype(np.float32)
         return RankerOut(p_click, p_buy, attn)
+
+
+@dataclass
+class FakeTower(FakeScorer):
+    """A deterministic stand-in for the learned user tower (engine tower-v2): the recent
+    items are grouped by their category axis; the K biggest groups (ties: the newest first)
+    are the interests (unit mean of the group's vectors), weights = the group's share of the
+    recent items, attention = uniform over the group's items. Records its last inputs."""
+
+    last: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def tower(
+        self,
+        recent: np.ndarray,
+        recent_mask: np.ndarray,
+        recent_kind: np.ndarray,
+        recent_age: np.ndarray,
+    ) -> TowerOut | None:
+        self.last = {"mask": recent_mask, "kind": recent_kind, "age": recent_age}
+        b, n_rec = recent_mask.shape
+        v = recent[..., :TEXT_DIM]
+        interests = np.zeros((b, self.k, TEXT_DIM), np.float32)
+        weights = np.zeros((b, self.k), np.float32)
+        attn = np.zeros((b, self.k, n_rec), np.float32)
+        for i in range(b):
+            valid = np.flatnonzero(recent_mask[i] > 0)
+            groups: dict[int, list[int]] = {}
+            for pos in valid.tolist():  # newest first
+                groups.setdefault(int(np.argmax(v[i, pos])), []).append(pos)
+            ranked = sorted(groups.values(), key=lambda g: (-len(g), g[0]))[: self.k]
+            for kk, members in enumerate(ranked):
+                mean = v[i, members].mean(0)
+                interests[i, kk] = mean / np.linalg.norm(mean)
+                weights[i, kk] = len(members) / max(1, len(valid))
+                attn[i, kk, members] = 1.0 / len(members)
+        return TowerOut(interests, weights, attn)
 
 
 @dataclass(frozen=True)
@@ -155,13 +200,16 @@ def fake_recommender(
     categories: Sequence[str],
     known: Sequence[str] | None = None,
     k: int = 4,
+    tower: bool = False,
     **serving: object,
 ) -> Recommender[FakeScorer]:
-    """A ``Recommender`` over the fake model; ``known`` defaults to every item;
-    ``serving`` overrides ``ServingSettings`` fields (``top_k=5``)."""
+    """A ``Recommender`` over the fake model (``tower``: the fake learned tower, engine
+    tower-v2); ``known`` defaults to every item; ``serving`` overrides ``ServingSettings``
+    fields (``top_k=5``)."""
     from schemas.settings import ServingSettings
 
-    model = FakeScorer(known=[it.item_id for it in items] if known is None else known, k=k)
+    cls = FakeTower if tower else FakeScorer
+    model = cls(known=[it.item_id for it in items] if known is None else known, k=k)
     params = InterestParams(k=k, recent=20)
     return Recommender(
         Bundle(model, fake_store(model, items, categories)),

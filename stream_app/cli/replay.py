@@ -155,6 +155,7 @@ def _ablation_trainer() -> AblationTrainer:
 @setting("replay.baselines", "--baselines")
 @setting("replay.ablations", "--ablations")
 @setting("replay.ablation_versions", "--ablation-version", multiple=True, metavar="NAME=VERSION")
+@setting("replay.compare", "--compare", multiple=True, metavar="NAME=VERSION")
 @setting("replay.train_ablations", "--train-ablations", is_flag=True)
 @click.option(
     "--report",

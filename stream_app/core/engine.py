@@ -9,7 +9,7 @@ retriever always come from the same version.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -66,6 +66,7 @@ class Scored:
     rec_rows: np.ndarray  # [B, L] store rows of the recent items, newest first (-1 = gone)
     out: RankerOut  # raw ranker outputs [B, W]
     new_match: np.ndarray | None = None  # [B, W] items unknown to the model: interest match
+    tower_attn: np.ndarray | None = None  # [B, K, L] learned interests' attention (tower-v2)
 
     def rows(self, i: int) -> np.ndarray:
         """Store rows of user i's candidates."""
@@ -85,6 +86,7 @@ class Scored:
             self.rec_rows[idx],
             self.out.subset(idx),
             self.new_match[idx] if self.new_match is not None else None,
+            self.tower_attn[idx] if self.tower_attn is not None else None,
         )
 
 
@@ -128,6 +130,54 @@ class Bundle(Generic[S]):
         return self._maps
 
 
+class UserInputs(NamedTuple):
+    """A batch's user side as the model sees it: the interests (the state's rule-built slots,
+    or with tower-v2 the learned tower's interests) and the recent items, newest first."""
+
+    slots: np.ndarray  # [B, K, D] float32
+    strengths: np.ndarray  # [B, K]
+    recent: np.ndarray  # [B, L, F] feats of the recent items (zeros where none)
+    rec_mask: np.ndarray  # [B, L]
+    rec_rows: np.ndarray  # [B, L] store rows of the recent items (-1 = none / gone)
+    tower_attn: np.ndarray | None = None  # [B, K, L] (tower-v2)
+
+
+def user_inputs(bundle: Bundle[Any], states: list[InterestState]) -> UserInputs:
+    """The one place the model's user-side inputs are built (worker, replay, diagnostics):
+    recent items newest first with their kind and age in hours before the newest; a version
+    with a learned tower turns them into its K interests and weights (a user whose recent
+    items are all gone from the catalogue has no active interest)."""
+    model, store = bundle.model, bundle.store
+    n, n_rec = len(states), model.recent_len
+    slots = np.stack([s.slots for s in states]).astype(np.float32)
+    strengths = np.stack([s.strength for s in states]).astype(np.float32)
+    rec_rows = np.full((n, n_rec), -1, np.int64)
+    rec_kind = np.zeros((n, n_rec), np.int64)
+    rec_age = np.zeros((n, n_rec), np.float32)
+    for i, s in enumerate(states):
+        ids = s.recent_items[::-1][:n_rec]
+        m = len(ids)
+        rec_rows[i, :m] = store.rows_for(ids)
+        if m:
+            ts = np.asarray(s.recent_ts[::-1][:m], np.float64)
+            rec_age[i, :m] = np.maximum(ts[0] - ts, 0.0) / 3600.0
+            rec_kind[i, :m] = s.recent_kind[::-1][:m]
+    rec_mask = (rec_rows >= 0).astype(np.float32)
+    recent = (store.feats[np.maximum(rec_rows, 0)] * rec_mask[..., None]).astype(np.float32)
+    tower = model.tower(recent, rec_mask, rec_kind, rec_age)
+    if tower is None:
+        return UserInputs(slots, strengths, recent, rec_mask, rec_rows)
+    has_hist = rec_mask.any(1, keepdims=True)
+    return UserInputs(
+        tower.interests.astype(np.float32, copy=False),
+        np.where(has_hist, tower.weights, 0.0).astype(np.float32),
+        recent,
+        rec_mask,
+        rec_rows,
+        tower.attn,
+    )
+
+
 class Recommender(Generic[S]):
     def __init__(self, bundle: Bundle[S], params: InterestParams, opts: ServingSettings) -> None:
         if bundle.model.k != params.k:
@@ -166,15 +216,15 @@ class Recommender(Generic[S]):
         and scoring are a few numpy/ORT calls for the whole batch)."""
         b = self.bundle
         model, store, opts = b.model, b.store, self.opts
-        k, n_rec, n = model.k, model.recent_len, len(states)
-        slots = np.stack([s.slots for s in states]).astype(np.float32)
-        strengths = np.stack([s.strength for s in states]).astype(np.float32)
-        rec_rows = np.full((n, n_rec), -1, np.int64)
-        for i, s in enumerate(states):
-            ids = s.recent_items[::-1][:n_rec]
-            rec_rows[i, : len(ids)] = store.rows_for(ids)
-        rec_mask = (rec_rows >= 0).astype(np.float32)
-        recent = store.feats[np.maximum(rec_rows, 0)] * rec_mask[..., None]
+        k, n = model.k, len(states)
+        u = user_inputs(b, states)
+        slots, strengths, recent, rec_mask, rec_rows = (
+            u.slots,
+            u.strengths,
+            u.recent,
+            u.rec_mask,
+            u.rec_rows,
+        )
         queries, valid = model.queries(slots, strengths, recent[:, 0], rec_mask[:, 0] > 0)
         per_q = max(1, -(-opts.candidates // (k + 1)) + 4)
         found = b.retriever.search(queries.reshape(-1, model.d), valid.reshape(-1), per_q)
@@ -208,7 +258,17 @@ class Recommender(Generic[S]):
         slot[extra] = -1  # exploration candidates serve no interest slot
         unknown = (row_index[cand_rows] == 0) & cand_ok & ~extra
         new_match = np.where(unknown, match.max(2), -np.inf)
-        return Scored(states, cand_rows, score, slot, strengths, rec_rows, out, new_match)
+        return Scored(
+            states,
+            cand_rows,
+            score,
+            slot,
+            strengths,
+            rec_rows,
+            out,
+            new_match,
+            u.tower_attn,
+        )
 
     def select(self, scored: Scored, opts: ServingSettings | None = None) -> list[list[Rec]]:
         """Diversified (or plain) top-K from scored candidates; ``opts`` overrides the
@@ -330,9 +390,33 @@ class Recommender(Generic[S]):
         fresh = store.popular(n, fresh_since=now - EXPLORE_FRESH_S)
         return fresh if len(fresh) >= n else np.concatenate([fresh, store.popular(n)])
 
+    def _learned_because(self, scored: Scored, n: int = 2) -> list[list[list[str]]] | None:
+        """tower-v2: per user and interest, the recent items that weigh most in it (the
+        tower's attention, weight > 0.05, up to ``n``, heaviest first); None for ranker-v1."""
+        if scored.tower_attn is None:
+            return None
+        ids = self.bundle.store.ids
+        att = scored.tower_attn
+        order = np.argsort(-att, axis=2)[:, :, :n]
+        weight = np.take_along_axis(att, order, 2)
+        rows = np.take_along_axis(np.broadcast_to(scored.rec_rows[:, None, :], att.shape), order, 2)
+        out: list[list[list[str]]] = []
+        for i in range(att.shape[0]):
+            per: list[list[str]] = []
+            for k in range(att.shape[1]):
+                items = []
+                for r, w in zip(rows[i, k].tolist(), weight[i, k].tolist(), strict=True):
+                    item = ids[r] if r >= 0 else None
+                    if w > 0.05 and item is not None and item not in items:
+                        items.append(item)
+                per.append(items)
+            out.append(per)
+        return out
+
     def _lists(self, scored: Scored, cols: np.ndarray) -> list[list[Rec]]:
         """Rec objects; ``because`` = the latest items that built the candidate's interest slot
-        (up to 2) plus the recent item the ranker attended to most (weight > 0.05)."""
+        (up to 2) plus the recent item the ranker attended to most (weight > 0.05); with a
+        learned tower (tower-v2), the recent items that weigh most in that interest."""
         store, k = self.bundle.store, self.bundle.model.k
         states, out, rec_rows = scored.states, scored.out, scored.rec_rows
         score, slot, cand_rows = scored.score, scored.slot, scored.cand_rows
@@ -346,12 +430,15 @@ class Recommender(Generic[S]):
         sc, sl, cr = score[rows_b, safe], slot[rows_b, safe], cand_rows[rows_b, safe]
         lists: list[list[Rec]] = []
         ids = store.ids
+        learned = self._learned_because(scored)
         for i, state in enumerate(states):
             recs = []
             for j in np.flatnonzero(cols[i] >= 0).tolist():
                 s_j = int(sl[i, j])
                 because: list[str] = []
-                if s_j >= 0:
+                if s_j >= 0 and learned is not None:
+                    because = list(learned[i][s_j])
+                elif s_j >= 0:
                     # the items that built the interest, then the one the ranker attended most
                     because = state.because(s_j, 2)
                     for r, w in zip(top3_rows[i, j].tolist(), top3_w[i, j].tolist(), strict=True):

@@ -5,7 +5,10 @@ ONNX Runtime for one registry version; the unit tests implement it with a determ
 fake. Keeping the engine's view of a model this small is what lets a new engine (another
 model family) bring its own scorer without touching the worker, replay or training code.
 
-Version 1 of the contract (the multi-interest ranker):
+Version 1 of the contract (the multi-interest ranker), extended by tower-v2:
+
+- ``tower``: (tower-v2) K learned interest vectors and weights from the recent items; the
+  rule-built slots of ranker-v1 are not used then;
 
 - ``queries``: retrieval query vectors from the interest slots and the newest item;
 - ``slot_match``: how well each candidate's content matches each interest slot;
@@ -34,6 +37,15 @@ class RankerOut:
 
     def subset(self, idx: np.ndarray) -> RankerOut:
         return RankerOut(self.p_click[idx], self.p_purchase[idx], self.attn[idx])
+
+
+@dataclass(frozen=True)
+class TowerOut:
+    """A learned user tower's outputs for a batch of users [B] (engine tower-v2)."""
+
+    interests: np.ndarray  # [B, K, d] unit interest vectors (retrieval queries)
+    weights: np.ndarray  # [B, K] softmax over the K interests
+    attn: np.ndarray  # [B, K, L] each interest's attention over the L recent items
 
 
 class Scorer(Protocol):
@@ -80,6 +92,20 @@ class Scorer(Protocol):
     @property
     def covisit(self) -> CoVisit | None:
         """The version's co-visitation table over its item index, if it has one."""
+        ...
+
+    def tower(
+        self,
+        recent: np.ndarray,
+        recent_mask: np.ndarray,
+        recent_kind: np.ndarray,
+        recent_age: np.ndarray,
+    ) -> TowerOut | None:
+        """Learned interests from the recent items [B, L, F] (newest first), their mask
+        [B, L], kind [B, L] (0 click, 1 purchase) and age [B, L] (hours before the newest);
+        None for an engine whose interest slots are built by rule (ranker-v1). When given,
+        the engine uses the interests and weights in place of the state's slots and
+        strengths everywhere below."""
         ...
 
     def queries(

@@ -52,8 +52,9 @@ def kind_problem(manifest: Manifest, kind: str) -> str | None:
     cfg = manifest.engine.config
     if kind == "single-interest" and cfg.k != 1:
         return f"expected a model trained with k=1, got k={cfg.k}"
-    if kind == "no-text" and cfg.use_text is not False:
-        return f"expected a model trained with use_text=false, got use_text={cfg.use_text}"
+    use_text = getattr(cfg, "use_text", True)  # tower-v2 always reads the item text
+    if kind == "no-text" and use_text is not False:
+        return f"expected a model trained with use_text=false, got use_text={use_text}"
     return None
 
 

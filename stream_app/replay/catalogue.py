@@ -29,7 +29,7 @@ from stream_app.core.interests import InterestParams
 from stream_app.core.scorer import Scorer
 from stream_app.core.vectors import load_vectors, text_sha
 from stream_app.registry import Registry
-from stream_app.serving.model import ServingModel
+from stream_app.serving.model import ServingVersion, open_version
 
 REPLAY_STATUSES = ("published", "ablation")
 S = TypeVar("S", bound=Scorer)
@@ -86,7 +86,7 @@ class Catalogue:
         return [it.price if it is not None else None for it in self.items]
 
 
-def interest_params(model: ServingModel, fallback: InterestParams) -> InterestParams:
+def interest_params(model: ServingVersion, fallback: InterestParams) -> InterestParams:
     """The state definition the version was trained with (its manifest), k = the model's k."""
     saved = model.manifest.engine.interests
     params = InterestParams(**saved.model_dump()) if saved is not None else fallback
@@ -117,7 +117,7 @@ class LoadedModel(Generic[S]):
         return int(self.feats.shape[0])
 
 
-def _vectors(model: ServingModel, cat: Catalogue) -> tuple[np.ndarray, np.ndarray]:
+def _vectors(model: ServingVersion, cat: Catalogue) -> tuple[np.ndarray, np.ndarray]:
     """Training-catalogue vectors where the item text is unchanged (``text_sha``), the
     version's ONNX encoder for the rest, as the worker's catalogue does."""
     text = np.zeros((len(cat), model.text_dim), np.float32)
@@ -148,8 +148,8 @@ def load_model(
     fallback: InterestParams,
     device: str = "auto",
     threads: int = 0,
-) -> LoadedModel[ServingModel]:
-    model = ServingModel(
+) -> LoadedModel[ServingVersion]:
+    model = open_version(
         registry, version, device=device, threads=threads, allow_status=REPLAY_STATUSES
     )
     text, content = _vectors(model, cat)

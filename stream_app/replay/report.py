@@ -229,11 +229,13 @@ def _markdown(result: ReplayResult, plots: dict[str, str]) -> str:
         "",
         f"- events: `{d.events}` ({d.n_events} events, sha256 `{d.events_sha256[:12]}…`)",
         f"- items: `{d.items}` (catalogue of {d.n_items} items)",
-        f"- model: `{m.version}` from `{m.registry}` (K={m.k} interest slots, "
+        f"- model: `{m.version}` from `{m.registry}` (engine {m.engine}, K={m.k} interests, "
         f"trained with the `{m.split}` split)",
     ]
     for kind, v in m.ablation_versions.items():
         out.append(f"- {kind} ablation: version `{v}`")
+    for name, v in m.compared.items():
+        out.append(f"- {name}: version `{v}`, replayed side by side")
     if result.kafka is not None:
         out.append(
             "- through Kafka: events produced to the events topic, the running worker's "

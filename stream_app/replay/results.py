@@ -208,6 +208,8 @@ class ReplayModel(BaseModel):
     registry: str
     version: str
     ablation_versions: dict[str, str]
+    compared: dict[str, str] = Field(default_factory=dict)  # --compare NAME=VERSION
+    engine: str = "ranker-v1"  # the main version's engine kind
     k: int
     split: str
     train_until: float | None

@@ -61,6 +61,13 @@ def _check_options(opts: ReplaySettings) -> None:
         if a not in ablations.KNOWN:
             msg = f"--ablations: expected some of {ablations.KNOWN}, got {a!r}"
             raise ReplayError(msg)
+    for name in opts.compare:
+        if name in DESCRIPTIONS or not name.replace("-", "").replace("_", "").isalnum():
+            msg = (
+                f"--compare {name}=...: expected a new system name (letters, digits, - or _; "
+                f"not one of {sorted(DESCRIPTIONS)}), got {name!r}"
+            )
+            raise ReplayError(msg)
 
 
 def _resolve_versions(
@@ -149,14 +156,15 @@ def run_replay(
     versions, missing = _resolve_versions(
         registry, main, settings, items_path, events_path, hooks, train_ablation
     )
-    for v in versions.values():
+    compared = dict(opts.compare)
+    for v in (*versions.values(), *compared.values()):
         leakage.check(
             registry.manifest(v), opts.protocol, events_sha256=sha, first_scored_ts=first_scored
         )
     fallback = InterestParams.from_settings(settings.interests)
     hooks.stage(f"loading model {version}" + "".join(f", {k} {v}" for k, v in versions.items()))
     models = {}
-    for kind, v in {MAIN: version, **versions}.items():
+    for kind, v in {MAIN: version, **versions, **compared}.items():
         try:
             models[kind] = load_model(
                 registry, v, cat, fallback, settings.serving.device, settings.serving.ort_threads
@@ -175,6 +183,8 @@ def run_replay(
         if kind == "single-interest" and "no-diversity" in variants:
             group[SINGLE_PLAIN] = variants["no-diversity"]  # K=1 vs K=4 with selection off
         groups.append((models[kind], group))
+    for name in compared:  # another version side by side, served exactly like the main one
+        groups.append((models[name], {name: base_opts}))
     world = groundtruth.load(events_path, cat.ids)
     if opts.protocol == "loo":
         out, ctx = _run_loo(data, groups, opts, sweep_lambdas, n_list, hooks, world)
@@ -190,6 +200,7 @@ def run_replay(
         SINGLE_PLAIN,
         "no-text",
         RANKER_ONLY,
+        *compared,
         *BASELINES,
     ]
     out["systems"] = {k: out["systems"][k] for k in order if k in out["systems"]}
@@ -209,6 +220,8 @@ def run_replay(
             registry=str(registry_dir),
             version=version,
             ablation_versions=versions,
+            compared=compared,
+            engine=main.engine.kind,
             k=models[MAIN].model.k,
             split=main.training.data.split,
             train_until=main.training.data.train_until,
@@ -218,11 +231,18 @@ def run_replay(
             "max_users": opts.max_users,
             "engine": base_opts.model_dump(),
         },
-        descriptions={k: DESCRIPTIONS[k] for k in out["systems"]},
+        descriptions={k: _describe(k, compared, registry) for k in out["systems"]},
         missing=missing,
         seconds=round(time.perf_counter() - t_start, 1),
         context=context,
     )
+
+
+def _describe(name: str, compared: dict[str, str], registry: Registry) -> str:
+    if name not in compared:
+        return DESCRIPTIONS[name]
+    m = registry.manifest(compared[name])
+    return f"registry version {m.version} (engine {m.engine.kind}), served like the main model"
 
 
 def _metrics(

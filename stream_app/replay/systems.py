@@ -23,7 +23,15 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from schemas.settings import ServingSettings
-from stream_app.core.engine import Bundle, Rec, Recommender, Scored, UnknownItem
+from stream_app.core.engine import (
+    Bundle,
+    Rec,
+    Recommender,
+    Scored,
+    UnknownItem,
+    UserInputs,
+    user_inputs,
+)
 from stream_app.core.interests import EventLite, InterestState
 from stream_app.core.scorer import RankerOut
 from stream_app.replay.catalogue import Catalogue, Feed
@@ -46,30 +54,6 @@ class Outcome(NamedTuple):
     target_buy: float
     slots: np.ndarray | None = None
     active: np.ndarray | None = None
-
-
-class UserInputs(NamedTuple):
-    slots: np.ndarray  # [B, K, Dt]
-    strengths: np.ndarray  # [B, K]
-    recent: np.ndarray  # [B, L, F] feats of the recent items, newest first
-    rec_mask: np.ndarray  # [B, L]
-    rec_rows: np.ndarray  # [B, L] store rows of the recent items (-1 = none)
-
-
-def user_inputs(bundle: Bundle, states: list[InterestState]) -> UserInputs:
-    """The ranker's user-side inputs exactly as ``Recommender.score_batch`` builds them (a test
-    checks the parity of the resulting scores)."""
-    model, store = bundle.model, bundle.store
-    n_rec = model.recent_len
-    slots = np.stack([s.slots for s in states]).astype(np.float32)
-    strengths = np.stack([s.strength for s in states]).astype(np.float32)
-    rec_rows = np.full((len(states), n_rec), -1, np.int64)
-    for i, s in enumerate(states):
-        ids = s.recent_items[::-1][:n_rec]
-        rec_rows[i, : len(ids)] = store.rows_for(ids)
-    rec_mask = (rec_rows >= 0).astype(np.float32)
-    recent = (store.feats[np.maximum(rec_rows, 0)] * rec_mask[..., None]).astype(np.float32)
-    return UserInputs(slots, strengths, recent, rec_mask, rec_rows)
 
 
 def covisit_feature(

@@ -1,28 +1,46 @@
 """One registry version loaded for serving with onnxruntime (no torch): tokenizer + encoder,
-item tower, ranker, retrieval projection; every file checked against the manifest's sha256.
-``ServingModel`` implements the core's ``Scorer`` protocol (``stream_app.core.scorer``).
+item tower and the engine's own graphs, every file checked against the manifest's sha256.
+Both engines implement the core's ``Scorer`` protocol (``stream_app.core.scorer``):
 
-On CUDA the ranker runs with IOBinding (inputs copied once to the device, outputs read back
-once).
+- ``ServingModel`` (engine ranker-v1): ranker + retrieval projection of rule-built slots;
+- ``TowerServing`` (engine tower-v2): the learned multi-interest user tower + light heads.
+
+``open_version`` picks the class from the manifest's ``engine.kind``. On CUDA the scoring
+graphs run with IOBinding (inputs copied once to the device, outputs read back once).
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from schemas.manifest import Manifest
-from schemas.onnx_spec import ENCODER, ITEM_TOWER, RANKER, feat_slices
+from schemas.manifest import Manifest, RankerConfigRecord
+from schemas.onnx_spec import (
+    ENCODER,
+    HEADS,
+    ITEM_TOWER,
+    RANKER,
+    USER_TOWER,
+    GraphSpec,
+    feat_slices,
+    tower_feat_slices,
+)
 from stream_app.core.covisit import CoVisit
-from stream_app.core.scorer import RankerOut
+from stream_app.core.scorer import RankerOut, TowerOut
 from stream_app.registry import Registry, RegistryError
 from stream_app.serving.encoding import encode_texts, load_tokenizer
 from stream_app.serving.sessions import ModelLoadError, open_session
 
 
-class ServingModel:
+class ServingVersion:
+    """What every engine's version has: verified files, manifest, encoder(s), tokenizer, item
+    tower, item index and co-visitation table."""
+
+    engine_kind = ""
+
     def __init__(
         self,
         registry: Registry,
@@ -37,6 +55,7 @@ class ServingModel:
             raise ModelLoadError(msg)
         self.version = version
         self.dir = registry.path(version)
+        self.device, self.threads = device, threads
         try:
             self.manifest: Manifest = registry.manifest(version)
         except RegistryError as exc:
@@ -44,37 +63,40 @@ class ServingModel:
         if self.manifest.status not in allow_status:
             msg = f"refusing model {version}: status {self.manifest.status!r}"
             raise ModelLoadError(msg)
-        self.config = self.manifest.engine.config
+        if self.manifest.engine.kind != self.engine_kind:
+            msg = (
+                f"refusing model {version}: engine {self.manifest.engine.kind!r}, "
+                f"expected {self.engine_kind!r}"
+            )
+            raise ModelLoadError(msg)
+        config = self.manifest.engine.config
         self.space = self.manifest.space
-        self.k = self.config.k
-        self.recent_len = self.config.recent_len
-        self.d = self.config.d
-        self.text_dim = self.config.text_dim
-        self.feat_dim = self.config.feat_dim
-        self.encoder = open_session(self.dir / ENCODER.file, ENCODER, device, threads)
+        self.k = config.k
+        self.recent_len = config.recent_len
+        self.d = config.d
+        self.text_dim = config.text_dim
+        self.feat_dim = config.feat_dim
+        self.encoder = self._session(ENCODER)
         content = self.manifest.encoder.content_encoder
         self.content_encoder = (
             self.encoder
             if content == ENCODER.file
             else open_session(self.dir / content, ENCODER, device, threads)
         )
-        self.item_tower = open_session(self.dir / ITEM_TOWER.file, ITEM_TOWER, device, threads)
-        self.ranker = open_session(self.dir / RANKER.file, RANKER, device, threads)
-        self.on_cuda = self.ranker.get_providers()[0] == "CUDAExecutionProvider"
+        self.item_tower = self._session(ITEM_TOWER)
         self.tokenizer = load_tokenizer(self.dir / "tokenizer")
         ids = json.loads((self.dir / "item_index.json").read_text())
         self.id_index = {item: i + 1 for i, item in enumerate(ids)}
-        with np.load(self.dir / "retrieval.npz") as z:
-            self.slot_w = z["slot_w"].astype(np.float32)
-            self.slot_b = z["slot_b"].astype(np.float32)
-            self.content_w = z["content_w"].astype(np.float32) if "content_w" in z else None
-        self.slices = feat_slices(self.d, self.config.hidden)
         cv = self.dir / "covisit.npz"
         self.covisit = CoVisit.load(cv) if cv.exists() else None
+        self.on_cuda = self.item_tower.get_providers()[0] == "CUDAExecutionProvider"
+
+    def _session(self, spec: GraphSpec) -> ort.InferenceSession:
+        return open_session(self.dir / spec.file, spec, self.device, self.threads)
 
     @property
     def providers(self) -> list[str]:
-        return list(self.ranker.get_providers())
+        return list(self.item_tower.get_providers())
 
     def encode(self, texts: list[str], batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """(pretrained text vectors, item-tower input vectors) for item texts."""
@@ -96,6 +118,77 @@ class ServingModel:
                 "item_num": item_num.astype(np.float32),
             },
         )[0]
+
+    def _run(self, sess: ort.InferenceSession, spec: GraphSpec, feeds: dict[str, Any]) -> list:
+        """One graph run; on CUDA through IOBinding (one copy in, one copy out)."""
+        if not self.on_cuda:
+            return sess.run(None, feeds)
+        binding = sess.io_binding()
+        for name, arr in feeds.items():
+            binding.bind_ortvalue_input(
+                name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr), "cuda", 0)
+            )
+        for name in spec.output_names:
+            binding.bind_output(name, "cuda", 0)
+        sess.run_with_iobinding(binding)
+        return [o.numpy() for o in binding.get_outputs()]
+
+    def tower(
+        self,
+        recent: np.ndarray,
+        recent_mask: np.ndarray,
+        recent_kind: np.ndarray,
+        recent_age: np.ndarray,
+    ) -> TowerOut | None:
+        """The learned user tower's interests (None: this engine has none)."""
+        return None
+
+    # the engine's own scoring (each engine's class implements these three)
+    def queries(
+        self, slots: np.ndarray, strengths: np.ndarray, newest: np.ndarray, newest_valid: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def slot_match(self, slots: np.ndarray, cand_feats: np.ndarray) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def score(
+        self,
+        slots: np.ndarray,
+        strengths: np.ndarray,
+        recent: np.ndarray,
+        recent_mask: np.ndarray,
+        cand: np.ndarray,
+        cooc: np.ndarray | None = None,
+    ) -> RankerOut:
+        raise NotImplementedError
+
+
+class ServingModel(ServingVersion):
+    """Engine ranker-v1: interest slots built by a rule, a target-attention ranker."""
+
+    engine_kind = "ranker-v1"
+
+    def __init__(
+        self,
+        registry: Registry,
+        version: str,
+        device: str = "auto",
+        threads: int = 0,
+        allow_status: tuple[str, ...] = ("published",),
+    ) -> None:
+        super().__init__(registry, version, device, threads, allow_status)
+        config = self.manifest.engine.config
+        if not isinstance(config, RankerConfigRecord):  # engine_kind was checked: unreachable
+            msg = f"refusing model {version}: not a ranker-v1 config"
+            raise ModelLoadError(msg)
+        self.config = config
+        self.ranker = self._session(RANKER)
+        with np.load(self.dir / "retrieval.npz") as z:
+            self.slot_w = z["slot_w"].astype(np.float32)
+            self.slot_b = z["slot_b"].astype(np.float32)
+            self.content_w = z["content_w"].astype(np.float32) if "content_w" in z else None
+        self.slices = feat_slices(self.d, config.hidden)
 
     def queries(
         self, slots: np.ndarray, strengths: np.ndarray, newest: np.ndarray, newest_valid: np.ndarray
@@ -134,16 +227,110 @@ class ServingModel:
             "cand": cand,
             "cooc": cooc,
         }
-        if self.on_cuda:
-            binding = self.ranker.io_binding()
-            for name, arr in feeds.items():
-                binding.bind_ortvalue_input(
-                    name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr), "cuda", 0)
-                )
-            for name in RANKER.output_names:
-                binding.bind_output(name, "cuda", 0)
-            self.ranker.run_with_iobinding(binding)
-            p_click, p_buy, attn = (o.numpy() for o in binding.get_outputs())
-        else:
-            p_click, p_buy, attn = self.ranker.run(None, feeds)
+        p_click, p_buy, attn = self._run(self.ranker, RANKER, feeds)
         return RankerOut(p_click, p_buy, attn)
+
+
+class TowerServing(ServingVersion):
+    """Engine tower-v2: the learned multi-interest user tower reads the recent items and gives
+    K interest vectors with weights (retrieval queries by dot product over the item vectors);
+    the light heads score the retrieved candidates (p_click, p_purchase) from them."""
+
+    engine_kind = "tower-v2"
+
+    def __init__(
+        self,
+        registry: Registry,
+        version: str,
+        device: str = "auto",
+        threads: int = 0,
+        allow_status: tuple[str, ...] = ("published",),
+    ) -> None:
+        super().__init__(registry, version, device, threads, allow_status)
+        self.user_tower = self._session(USER_TOWER)
+        self.heads = self._session(HEADS)
+        self.slices = tower_feat_slices(self.d)
+
+    def tower(
+        self,
+        recent: np.ndarray,
+        recent_mask: np.ndarray,
+        recent_kind: np.ndarray,
+        recent_age: np.ndarray,
+    ) -> TowerOut:
+        feeds = {
+            "recent": recent.astype(np.float32, copy=False),
+            "recent_mask": recent_mask.astype(np.float32, copy=False),
+            "recent_kind": recent_kind.astype(np.int64, copy=False),
+            "recent_age": recent_age.astype(np.float32, copy=False),
+        }
+        interests, weights, attn = self._run(self.user_tower, USER_TOWER, feeds)
+        return TowerOut(interests, weights, attn)
+
+    def queries(
+        self, slots: np.ndarray, strengths: np.ndarray, newest: np.ndarray, newest_valid: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Retrieval queries [B, K+1, d]: the K interests, then the newest item's own vector."""
+        queries = np.concatenate([slots, newest[:, None, : self.d]], axis=1)
+        valid = np.concatenate([strengths > 0, newest_valid[:, None]], axis=1)
+        return queries.astype(np.float32), valid
+
+    def slot_match(self, slots: np.ndarray, cand_feats: np.ndarray) -> np.ndarray | None:
+        """[B, N, K] dot product of each candidate's item vector with each interest (both
+        unit vectors: a cosine), the term the tower retrieves by."""
+        return np.matmul(cand_feats[..., : self.d], slots.transpose(0, 2, 1))
+
+    def score(
+        self,
+        slots: np.ndarray,
+        strengths: np.ndarray,
+        recent: np.ndarray,
+        recent_mask: np.ndarray,
+        cand: np.ndarray,
+        cooc: np.ndarray | None = None,
+    ) -> RankerOut:
+        """Heads over the candidates; ``attn`` [B, N, K + L]: the candidate's softmax match
+        over the K interests, then that mixture of the interests' attention over the L recent
+        items (``because``). ``slots``/``strengths`` are the tower's interests / weights."""
+        b = slots.shape[0]
+        cand = np.broadcast_to(cand, (b, *cand.shape[1:]))
+        if cooc is None:
+            cooc = np.zeros(cand.shape[:2], np.float32)
+        feeds = {
+            "interests": slots.astype(np.float32, copy=False),
+            "weights": strengths.astype(np.float32, copy=False),
+            "cand": np.ascontiguousarray(cand, np.float32),
+            "cooc": cooc.astype(np.float32, copy=False),
+        }
+        p_click, p_buy, match = self._run(self.heads, HEADS, feeds)
+        return RankerOut(p_click, p_buy, interest_attention(match, strengths, recent_mask))
+
+
+def interest_attention(
+    match: np.ndarray, weights: np.ndarray, recent_mask: np.ndarray
+) -> np.ndarray:
+    """[B, N, K + L] from the heads' match [B, N, K]: softmax over the active interests
+    (weights > 0), then zeros for the L recent items (the engine reads ``because`` from the
+    tower's own attention, kept with the batch)."""
+    m = np.where((weights > 0)[:, None, :], match * 10.0, -np.inf)
+    top = m.max(2, keepdims=True)
+    e = np.exp(m - np.where(np.isfinite(top), top, 0.0))
+    e = e / np.maximum(e.sum(2, keepdims=True), 1e-12)
+    rec = np.zeros((*match.shape[:2], recent_mask.shape[1]), np.float32)
+    return np.concatenate([e.astype(np.float32), rec], axis=2)
+
+
+def open_version(
+    registry: Registry,
+    version: str,
+    device: str = "auto",
+    threads: int = 0,
+    allow_status: tuple[str, ...] = ("published",),
+) -> ServingVersion:
+    """The serving class of ``version``'s engine (``manifest.engine.kind``)."""
+    try:
+        tower = registry.manifest(version).engine.kind == TowerServing.engine_kind
+    except RegistryError:
+        tower = False  # ServingModel's constructor reports what is wrong
+    cls: type[ServingVersion] = TowerServing if tower else ServingModel
+    return cls(registry, version, device, threads, allow_status)

@@ -26,7 +26,7 @@ from schemas.items import CatalogueItem
 from schemas.onnx_spec import ENCODER
 from stream_app.core.catalogue import ItemStore, item_numeric
 from stream_app.core.vectors import VECTORS_FILE, load_vectors, text_sha
-from stream_app.serving.model import ServingModel
+from stream_app.serving.model import ServingVersion
 
 log = logging.getLogger("streamrec.catalogue")
 TRAINING_VECTORS = VECTORS_FILE
@@ -57,7 +57,7 @@ class ItemRecord:
         )
 
 
-def encoder_key(model: ServingModel) -> str:
+def encoder_key(model: ServingVersion) -> str:
     """Identity of the (text vector, content vector) pair a model computes for a text."""
     content = model.manifest.encoder.content_encoder
     if content == ENCODER.file:
@@ -106,7 +106,7 @@ class VectorCache:
         self.db.close()
 
 
-def training_vectors(model: ServingModel) -> dict[str, tuple[str | None, Vec]]:
+def training_vectors(model: ServingVersion) -> dict[str, tuple[str | None, Vec]]:
     """The version's training catalogue vectors: item id -> (text sha or None, vectors);
     {} when the file is absent."""
     vecs = load_vectors(model.dir)
@@ -123,7 +123,7 @@ class VectorResolver:
     it only reads the model and the caches it owns)."""
 
     def __init__(
-        self, model: ServingModel, cache: VectorCache | None, use_training: bool = True
+        self, model: ServingVersion, cache: VectorCache | None, use_training: bool = True
     ) -> None:
         self.model, self.cache = model, cache
         self.key = encoder_key(model)
@@ -187,7 +187,7 @@ def _put(out: list[Vec | None], i: int, v: Vec | None) -> bool:
 
 
 def item_features(
-    model: ServingModel, records: list[ItemRecord], vecs: list[Vec], chunk: int = 4096
+    model: ServingVersion, records: list[ItemRecord], vecs: list[Vec], chunk: int = 4096
 ) -> np.ndarray:
     """Item-tower features [N, F] for records (ids unknown to the version: text alone)."""
     feats = np.zeros((len(records), model.feat_dim), np.float32)
@@ -201,7 +201,7 @@ def item_features(
 
 
 def upsert(
-    store: ItemStore, model: ServingModel, records: list[ItemRecord], vecs: list[Vec]
+    store: ItemStore, model: ServingVersion, records: list[ItemRecord], vecs: list[Vec]
 ) -> None:
     if not records:
         return
@@ -216,7 +216,7 @@ def upsert(
     )
 
 
-def build_store(model: ServingModel, records: list[ItemRecord], vecs: list[Vec]) -> ItemStore:
+def build_store(model: ServingVersion, records: list[ItemRecord], vecs: list[Vec]) -> ItemStore:
     store = ItemStore(model.text_dim, model.feat_dim, capacity=max(1024, len(records) + 256))
     upsert(store, model, records, vecs)
     return store

@@ -4,7 +4,7 @@ hot-swap protocol.
 Swap protocol (the stream never pauses; the agent only ever reads ``holder.recommender``):
 
 1. load the candidate version beside the serving one, off the event loop
-   (``ServingModel`` checks every file against the manifest's sha256 and the graph contract);
+   (``open_version`` checks every file against the manifest's sha256 and the graph contract);
 2. snapshot the catalogue records; build the candidate's ``ItemStore``: reuse the live
    vectors when the encoder key (space + content encoder) is unchanged, else resolve them
    again (cache / the version's training vectors / the encoder); recompute item-tower
@@ -38,7 +38,7 @@ from schemas.settings import ServingSettings
 from stream_app.core.engine import Bundle, Recommender
 from stream_app.core.interests import CLICK, EventLite, InterestParams
 from stream_app.registry import Registry
-from stream_app.serving.model import ServingModel
+from stream_app.serving.model import ServingVersion, open_version
 from stream_app.serving.sessions import ModelLoadError
 from stream_app.worker import catalogue as cat
 from stream_app.worker.metrics import Metrics
@@ -108,7 +108,7 @@ class ServingHolder:
     def version(self) -> str | None:
         return self.recommender.bundle.model.version if self.recommender else None
 
-    def serving(self) -> tuple[Recommender[ServingModel], cat.VectorResolver]:
+    def serving(self) -> tuple[Recommender[ServingVersion], cat.VectorResolver]:
         """The served recommender and the vector resolver of its encoder."""
         if self.recommender is None or self.resolver is None:
             msg = "no model version is served yet (the worker is still starting)"
@@ -127,10 +127,10 @@ class ServingHolder:
         self.metrics.model_loaded(version, None)
         log.info("serving model %s (providers %s, space %s)", version, model.providers, model.space)
 
-    def _open(self, version: str, allow_status: tuple[str, ...] = ("published",)) -> ServingModel:
-        return ServingModel(self.registry, version, self.device, self.threads, allow_status)
+    def _open(self, version: str, allow_status: tuple[str, ...] = ("published",)) -> ServingVersion:
+        return open_version(self.registry, version, self.device, self.threads, allow_status)
 
-    def _check_compatible(self, model: ServingModel) -> None:
+    def _check_compatible(self, model: ServingVersion) -> None:
         if model.k != self.params.k:
             msg = (
                 f"interests.k: model {model.version} was trained with k={model.k}, "
@@ -292,11 +292,25 @@ def warm_up(rec: Recommender, users: int = WARMUP_USERS) -> None:
     model = rec.bundle.model
     rng = np.random.default_rng(0)
     k, n_rec = model.k, model.recent_len
+    recent = rng.standard_normal((users, n_rec, model.feat_dim)).astype(np.float32)
+    mask = np.ones((users, n_rec), np.float32)
+    tower = model.tower(
+        recent, mask, np.zeros((users, n_rec), np.int64), np.zeros((users, n_rec), np.float32)
+    )
+    if tower is not None:
+        for name in ("interests", "weights", "attn"):
+            if not np.isfinite(getattr(tower, name)).all():
+                msg = f"warm-up: user tower output {name} is not finite"
+                raise SwapRefused(msg)
+        slots, strengths = tower.interests, tower.weights
+    else:
+        slots = rng.standard_normal((users, k, model.text_dim)).astype(np.float32)
+        strengths = np.ones((users, k), np.float32)
     out = model.score(
-        rng.standard_normal((users, k, model.text_dim)).astype(np.float32),
-        np.ones((users, k), np.float32),
-        rng.standard_normal((users, n_rec, model.feat_dim)).astype(np.float32),
-        np.ones((users, n_rec), np.float32),
+        slots,
+        strengths,
+        recent,
+        mask,
         store.feats[: max(1, min(store.size, 50))][None].repeat(users, 0),
     )
     for name in ("p_click", "p_purchase", "attn"):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from schemas.manifest import RankerConfigRecord
 from stream_app.registry import Registry
 from stream_app.replay import ablations
 from stream_app.replay.runner import run_replay
@@ -40,6 +41,7 @@ def test_train_ablations_then_reuse_them(
     versions = out.model.ablation_versions
     single, no_text = (reg.manifest(versions[k]) for k in ("single-interest", "no-text"))
     assert single.engine.config.k == 1 and single.status == "ablation"
+    assert isinstance(no_text.engine.config, RankerConfigRecord)
     assert no_text.engine.config.use_text is False and no_text.engine.config.k == 4
     main = reg.manifest(current)
     for m in (single, no_text):  # otherwise the same options, data and split
