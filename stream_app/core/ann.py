@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from stream_app.core.catalogue import ItemStore
+from stream_app.core.retrieval import ExactRetriever as StoreExact
 from stream_app.core.retrieval_ann import (
     CatalogueIndex,
     ExactRetriever,
@@ -199,3 +201,52 @@ def make_retriever(
     if live < max(ann_min_items, MIN_ITEMS):
         return ExactRetriever.build(matrix, alive)
     return AnnRetriever.build(matrix, alive, threads=threads)
+
+
+class StoreRetriever:
+    """Exact over the store until ``reindex`` builds an ANN index (``stream_app.core.retrieval``
+    docstring)."""
+
+    def __init__(
+        self, store: ItemStore, d: int, ann_min_items: int = ANN_MIN_ITEMS, threads: int = 1
+    ) -> None:
+        self.store, self.d = store, d
+        self.ann_min_items, self.threads = ann_min_items, threads
+        self.exact = StoreExact(store, d)
+        self.index: AnnRetriever | None = None
+
+    @property
+    def kind(self) -> str:
+        return "ann" if self.index is not None else "exact"
+
+    def reindex(self) -> bool:
+        """Build the ANN index when the store is large enough (drop it when the catalogue
+        shrank below half that); returns whether the retriever changed. Seconds at 1M items:
+        call it off the event loop. The store's change log restarts here, so changes made
+        while the index is built reach it at the next search."""
+        live = len(self.store)
+        if self.index is None and live >= self.ann_min_items:
+            self.store.track_changes()
+            size = self.store.size
+            matrix = np.array(self.store.feats[:size, : self.d], np.float32)
+            alive = self.store.alive[:size].copy()
+            self.index = AnnRetriever.build(matrix, alive, threads=self.threads)
+            return True
+        if self.index is not None and live < self.ann_min_items // 2:
+            self.index = None
+            self.store.track_changes(on=False)
+            return True
+        return False
+
+    def search(self, queries: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
+        index = self.index
+        if index is None:
+            return self.exact.search(queries, valid, n)
+        rows = self.store.take_changes()
+        if rows.size:
+            alive = self.store.alive[rows]
+            if alive.any():
+                index.upsert(rows[alive], self.store.feats[rows[alive], : self.d])
+            if (~alive).any():
+                index.remove(rows[~alive])
+        return index.search(np.ascontiguousarray(queries, np.float32), valid, n)

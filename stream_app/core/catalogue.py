@@ -45,6 +45,7 @@ class ItemStore:
         self.pop_half_life_s = pop_half_life_s
         self._free: list[int] = []
         self.version = 0  # bumps on every change (caches key on it)
+        self._changed: list[np.ndarray] | None = None  # rows changed, while an index tracks
 
     def __len__(self) -> int:
         return len(self.row)
@@ -108,6 +109,8 @@ class ItemStore:
         if added_ts is not None:
             self.added_ts[rows] = np.asarray(added_ts, np.float64)
         self.version += 1
+        if self._changed is not None:
+            self._changed.append(rows.copy())
         return rows
 
     def delete(self, item_id: str) -> bool:
@@ -118,7 +121,22 @@ class ItemStore:
         self.ids[r] = None
         self._free.append(r)
         self.version += 1
+        if self._changed is not None:
+            self._changed.append(np.array([r], np.int64))
         return True
+
+    def track_changes(self, on: bool = True) -> None:
+        """Start (afresh) or stop logging changed rows, for the one retrieval index kept in
+        sync with this store (``core.retrieval.StoreRetriever``)."""
+        self._changed = [] if on else None
+
+    def take_changes(self) -> np.ndarray:
+        """Rows inserted, replaced or deleted since tracking started or the last call (each
+        once); clears the log."""
+        changed = self._changed or []
+        if self._changed is not None:
+            self._changed = []
+        return np.unique(np.concatenate(changed)) if changed else np.zeros(0, np.int64)
 
     def rows_for(self, ids: Sequence[str]) -> np.ndarray:
         """Rows of ``ids``; -1 for unknown items."""

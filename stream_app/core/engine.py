@@ -14,6 +14,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import numpy as np
 
 from schemas.settings import ServingSettings
+from stream_app.core.ann import StoreRetriever
 from stream_app.core.catalogue import ItemStore
 from stream_app.core.diversify import mmr_select_batch, pool_batch, slot_quotas_batch
 from stream_app.core.interests import (
@@ -24,7 +25,6 @@ from stream_app.core.interests import (
     new_state,
     update_interests,
 )
-from stream_app.core.retrieval import ExactRetriever, Retriever
 from stream_app.core.scorer import RankerOut, Scorer
 
 EXPLORE_FRESH_S = 7 * 24 * 3600.0
@@ -96,12 +96,12 @@ class Bundle(Generic[S]):
 
     model: S
     store: ItemStore
-    retriever: Retriever = field(init=False)
+    retriever: StoreRetriever = field(init=False)
 
     _maps: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.retriever = ExactRetriever(self.store, self.model.d)
+        self.retriever = StoreRetriever(self.store, self.model.d)
 
     def index_maps(self) -> tuple[np.ndarray, np.ndarray]:
         """(store row -> model item index, model item index -> store row or -1), rebuilt only

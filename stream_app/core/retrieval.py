@@ -1,7 +1,14 @@
 """Candidate retrieval behind one small interface, so an ANN index can replace it.
 
 ``ExactRetriever`` does a matrix product of the users' query vectors with every live item's
-retrieval vector and keeps the top per query (argpartition): exact, fine up to ~200k items.
+retrieval vector and keeps the top per query (argpartition): exact, and the fastest below
+``ANN_MIN_ITEMS`` live items (``bench/retrieval_bench.py``).
+
+``stream_app.core.ann.StoreRetriever`` (what the engine uses) is exact until ``reindex``
+(called off the hot path: a model swap's store build, a catalogue update) finds the store at
+or above ``ann_min_items`` live items and builds the faiss IVF-PQ index from it; from then on
+each search first applies the store's changes since the last one to the index (inserts into the
+nearest cell, tombstones for removals: microseconds per item, never a retrain) and searches it.
 """
 
 from __future__ import annotations

@@ -159,6 +159,9 @@ class ServingHolder:
                 )
             for item_id in deletes:
                 store.delete(item_id)
+            retriever = rec.bundle.retriever
+            if await asyncio.to_thread(retriever.reindex):  # crossed the ANN size, off-loop
+                log.info("retrieval over %d items: %s index", len(store), retriever.kind)
             self.catalogue.apply(zip(records, vecs, strict=True), deletes)
             self.metrics.catalogue_size.set(len(store))
             if self.shadow is not None:
@@ -214,6 +217,7 @@ class ServingHolder:
         vecs = await asyncio.to_thread(resolver.resolve, records, known)
         store = await asyncio.to_thread(cat.build_store, model, records, vecs)
         candidate = Recommender(Bundle(model, store), self.params, self.opts)
+        await asyncio.to_thread(candidate.bundle.retriever.reindex)  # ANN for a big catalogue
         await asyncio.to_thread(warm_up, candidate)
         return _Built(candidate, resolver, same_encoder, records, vecs, known, seq)
 
@@ -344,6 +348,7 @@ def describe(holder: ServingHolder) -> dict[str, Any]:
         "model_version": holder.version,
         "providers": rec.bundle.model.providers if rec else None,
         "catalogue_items": len(rec.bundle.store) if rec else 0,
+        "retrieval": rec.bundle.retriever.kind if rec else None,
         "refused": dict(holder.refused),
         "swapping": holder.swapping,
         "shadow": holder.shadow.bundle.model.version if holder.shadow else None,
