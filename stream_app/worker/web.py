@@ -130,8 +130,12 @@ def register(app: Any, rt: WorkerRuntime) -> None:
         raw = rt.table.get(user_id)
         if raw is None:
             return _error(view, 404, "no state for this user", user_id)
+        served = rt.holder.recommender
         doc = user_view(
-            user_id, read_interests(raw), rt.holder.catalogue.records, rt.latest.get(user_id)
+            user_id,
+            read_interests(raw, served),
+            rt.holder.catalogue.records,
+            rt.latest.get(user_id),
         )
         return view.bytes(doc.model_dump_json().encode(), content_type=JSON)
 

@@ -15,12 +15,13 @@ import pytest
 
 from schemas.settings import ServingSettings
 from stream_app.core.engine import user_inputs
-from stream_app.core.interests import CLICK, PURCHASE, EventLite
+from stream_app.core.interests import CLICK, PURCHASE, EventLite, state_to_bytes
 from stream_app.registry import Registry
 from stream_app.replay.runner import run_replay
 from stream_app.serving.model import ServingModel, TowerServing, open_version
 from stream_app.worker.metrics import Metrics
 from stream_app.worker.models import ServingHolder, warm_up
+from stream_app.worker.user_view import read_interests
 from tests.model_versions import train_registry
 from tests.settings import replay_settings
 from tests.unit.test_worker_models import records
@@ -94,6 +95,15 @@ async def test_tower_lists_explain_themselves_and_swaps_go_both_ways(both, world
     seen = {e["item_id"] for e in mine}
     assert all(np.isfinite(r.score) and 0 <= r.interest < 4 for r in recs)
     assert all(r.because and set(r.because) <= seen for r in recs), [r.because for r in recs]
+    # the read API's view of the user: the tower's interests over the stored recent items
+    view = read_interests(state_to_bytes(state), rec)
+    assert view.interests and all(set(i.items) <= seen for i in view.interests)
+    assert [i.strength for i in view.interests] == sorted(
+        (i.strength for i in view.interests), reverse=True
+    )
+    assert sum(i.strength for i in view.interests) <= 1.0 + 1e-4
+    assert {e.item_id for e in view.recent} == seen and view.events == len(mine)
+    assert all(-1 <= e.interest < 4 for e in view.recent)
     # hot swap to the ranker-v1 version and back: one reference change each time
     assert (await h.swap_to(v1)).ok and isinstance(h.serving()[0].bundle.model, ServingModel)
     assert (await h.swap_to(v2)).ok and isinstance(h.serving()[0].bundle.model, TowerServing)
