@@ -1,6 +1,7 @@
 """``make bench``: the worker benchmark (one worker, then two sharing partitions) through a real
-broker, the faults benchmark (fuzzed input, kill -9 failover, changelog restore), then the
-offline replay benchmark on the same world and model; each prints its tables.
+broker, the faults benchmark (fuzzed input, kill -9 failover, changelog restore), the offline
+replay benchmark on the same world and model, then retrieval over 10,000 to 1,000,000 items
+(exact vs the ANN index, recall, memory: the 1M-item scenario); each prints its tables.
 
     .venv/bin/python bench/run.py [--broker HOST:PORT] [--quick]
 
@@ -59,6 +60,15 @@ def main() -> int:
             "--registry",
             str(registry),
             *(["--limit", "20000"] if args.quick else []),
+        ],
+        [
+            py,
+            str(ROOT / "bench" / "retrieval_bench.py"),
+            *(
+                ["--sizes", "10000,1000000", "--batches", "10", "--no-gaussian", "--no-methods"]
+                if args.quick
+                else []
+            ),
         ],
     ]
     # numpy's BLAS limited to one thread in every run, as ``streamrec worker`` does

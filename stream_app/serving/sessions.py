@@ -26,21 +26,37 @@ def _gpu_present() -> bool:
     return Path("/dev/nvidiactl").exists() or Path("/dev/dxg").exists()
 
 
+_warned: set[str] = set()
+
+
+def _warn_once(reason: str) -> None:
+    """``device=auto`` fell back to CPU: one WARNING per reason and process (a version opens
+    several sessions)."""
+    if reason not in _warned:
+        _warned.add(reason)
+        log.warning("serving.device=auto: running on CPU: %s", reason)
+
+
 def choose_providers(device: str) -> list[str]:
     """Provider list for a device setting. ``auto`` only tries CUDA when a GPU device node
-    exists (otherwise onnxruntime-gpu logs load errors for every session)."""
+    exists (otherwise onnxruntime-gpu logs load errors for every session); every fallback to
+    CPU under ``auto`` is a WARNING that says why."""
     available = ort.get_available_providers()
-    if device == "cpu" or (device == "auto" and not _gpu_present()):
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "auto" and not _gpu_present():
+        _warn_once("no GPU device (/dev/nvidiactl or /dev/dxg not present)")
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in available and hasattr(ort, "preload_dlls"):
-        try:  # CUDA/cuDNN from the nvidia-* pip packages (torch's), when installed
+        try:  # CUDA/cuDNN from the nvidia-* pip packages, when installed
             ort.preload_dlls()
-        except Exception:  # system CUDA may still work
-            log.debug("onnxruntime.preload_dlls failed", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - system CUDA may still work
+            log.warning("onnxruntime.preload_dlls failed (system CUDA may still work): %s", exc)
     if "CUDAExecutionProvider" not in available:
         if device == "cuda":
             msg = f"device=cuda: onnxruntime has no CUDAExecutionProvider (has {available})"
             raise ModelLoadError(msg)
+        _warn_once(f"onnxruntime has no CUDAExecutionProvider (has {available})")
         return ["CPUExecutionProvider"]
     return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -64,12 +80,30 @@ def open_session(
         if device == "cuda":
             msg = f"{path.name}: CUDA requested but the session runs on {sess.get_providers()}"
             raise ModelLoadError(msg)
-        log.info("CUDA unavailable at run time; %s runs on CPU", path.name)
+        _warn_once(
+            f"the CUDA provider did not start a session ({_cuda_error()}); "
+            "check that the nvidia-* wheels' libraries load (bench/gpu_check.sh)"
+        )
         sess = ort.InferenceSession(
             str(path), sess_options=opts, providers=["CPUExecutionProvider"]
         )
     _check_contract(sess, spec, path)
     return sess
+
+
+def _cuda_error() -> str:
+    """Why the CUDA provider library does not load: the loader's own message (e.g. a missing
+    ``libcudnn.so.9``), or 'no load error' when it loads and the session still fell back."""
+    import ctypes
+
+    lib = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+    if not lib.exists():
+        return f"{lib.name} is not installed"
+    try:
+        ctypes.CDLL(str(lib))
+    except OSError as exc:
+        return str(exc)
+    return "its library loads; the device or driver refused the session"
 
 
 def _check_contract(sess: ort.InferenceSession, spec: GraphSpec, path: Path) -> None:

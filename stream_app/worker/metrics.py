@@ -57,6 +57,12 @@ class Metrics:
         self.model_info = Gauge(
             "streamrec_model_info", "1 for the model version being served.", ["version"], registry=r
         )
+        self.provider = Gauge(
+            "streamrec_onnx_provider",
+            "1 for the ONNX Runtime execution provider the served version runs on.",
+            ["provider"],
+            registry=r,
+        )
         self.swaps = Counter("streamrec_model_swaps", "Model versions swapped in.", registry=r)
         self.refusals = Counter(
             "streamrec_model_refusals",
@@ -110,11 +116,14 @@ class Metrics:
             registry=r,
         )
 
-    def model_loaded(self, version: str, previous: str | None) -> None:
+    def model_loaded(self, version: str, previous: str | None, provider: str = "") -> None:
         if previous is not None:
             self.model_info.remove(previous)
             self.swaps.inc()
         self.model_info.labels(version).set(1)
+        if provider:
+            self.provider.clear()
+            self.provider.labels(provider).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

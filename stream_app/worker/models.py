@@ -124,7 +124,7 @@ class ServingHolder:
         store = cat.build_store(model, [], [])
         self.catalogue.key = self.resolver.key
         self.recommender = Recommender(Bundle(model, store), self.params, self.opts)
-        self.metrics.model_loaded(version, None)
+        self.metrics.model_loaded(version, None, model.providers[0])
         log.info("serving model %s (providers %s, space %s)", version, model.providers, model.space)
 
     def _open(self, version: str, allow_status: tuple[str, ...] = ("published",)) -> ServingVersion:
@@ -255,7 +255,7 @@ class ServingHolder:
             self.recommender, self.resolver = candidate, resolver  # the one reference change
         previous = old.bundle.model.version
         seconds = time.perf_counter() - t0
-        self.metrics.model_loaded(version, previous)
+        self.metrics.model_loaded(version, previous, candidate.bundle.model.providers[0])
         log.info(
             "model swap %s -> %s in %.2fs (%d items, %s)",
             previous,
