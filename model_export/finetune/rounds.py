@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from model_export import checkpoint
 from model_export.export import ParityError
-from model_export.pipeline import fit, prepare
+from model_export.pipeline import Prepared, fit, prepare
 from model_export.publish import keep_refused_weights, publish_version
+from model_export.tower import pipeline as tower_pipeline
+from model_export.tower import publish as tower_publish
+from model_export.tower import train as tower_train
 from model_export.train import evaluate
-from schemas.manifest import Manifest, RoundRecord
+from schemas.manifest import Manifest, RoundRecord, TowerEngine
 from schemas.reports import RoundResult
 from schemas.settings import Settings, TrainingSettings
 from stream_app.core.hooks import Hooks
@@ -47,11 +53,55 @@ def gate(candidate: dict[str, float], current: dict[str, float], tolerance: floa
 
 
 def options_from(manifest: Manifest | None, base: TrainingSettings) -> TrainingSettings:
-    """Warm starts need the current version's architecture: copy it over ``base``."""
+    """Warm starts need the current version's architecture (and engine): copy it over ``base``."""
     if manifest is None:
         return base
-    cfg = manifest.engine.config
-    return base.model_copy(update={name: getattr(cfg, name) for name in ARCHITECTURE})
+    engine = manifest.engine
+    if isinstance(engine, TowerEngine):
+        cfg_t = engine.config
+        return base.model_copy(
+            update={
+                "engine": engine.kind,
+                "d": cfg_t.d,
+                "recent_len": cfg_t.recent_len,
+                "tower_layers": cfg_t.layers,
+                "tower_heads": cfg_t.heads,
+                "use_ids": cfg_t.use_ids,
+            }
+        )
+    cfg = engine.config
+    update: dict[str, Any] = {name: getattr(cfg, name) for name in ARCHITECTURE}
+    return base.model_copy(update={"engine": engine.kind, **update})
+
+
+@dataclass(frozen=True)
+class _EngineOps:
+    """What a round does with an engine: warm start, train, evaluate, publish."""
+
+    load_warm_start: Callable[[Path, Prepared], Any]
+    fit: Callable[..., Any]
+    evaluate: Callable[..., dict[str, float]]
+    publish_version: Callable[..., tuple[str, Any]]
+    keep_refused_weights: Callable[..., str]
+
+
+def _engine_ops(engine: str) -> _EngineOps:
+    """Resolved at call time (module attributes, so tests can patch them)."""
+    if engine == "tower-v2":
+        return _EngineOps(
+            tower_pipeline.load_warm_start,
+            tower_pipeline.fit,
+            tower_train.evaluate,
+            tower_publish.publish_version,
+            tower_publish.keep_refused_weights,
+        )
+    return _EngineOps(
+        lambda path, prep: checkpoint.load_warm_start(path, prep.ranker_config(), prep.space),
+        fit,
+        evaluate,
+        publish_version,
+        keep_refused_weights,
+    )
 
 
 def find_round(registry: Registry, round_id: str) -> str | None:
@@ -104,22 +154,22 @@ def run_round(
     if corrupt_labels:
         rng = np.random.default_rng(opts.seed)
         prep.data.train.target[:] = rng.integers(1, prep.space.n + 1, len(prep.data.train))
-    cfg = prep.ranker_config()
+    ops = _engine_ops(opts.engine)
     init = current = None
     if parent is not None:
-        init = checkpoint.load_warm_start(registry.path(parent), cfg, prep.space).model
-        current = checkpoint.load_warm_start(registry.path(parent), cfg, prep.space)
-    result = fit(prep, hooks, init)
+        init = ops.load_warm_start(registry.path(parent), prep).model
+        current = ops.load_warm_start(registry.path(parent), prep)
+    result = ops.fit(prep, hooks, init)
     hooks.stage("evaluating candidate and current on the same held-out slice")
-    cand = evaluate(result.ranker, prep.space, prep.data.test)
-    cur = evaluate(current, prep.space, prep.data.test) if current else {}
+    cand = ops.evaluate(result.ranker, prep.space, prep.data.test)
+    cur = ops.evaluate(current, prep.space, prep.data.test) if current else {}
     reasons = gate(cand, cur, tolerance) if cur else []
     systems = {"streamrec": cand, **({"current": cur} if cur else {})}
     record = RoundRecord(
         id=round_id, counts=counts, candidate=cand, current=cur, tolerance=tolerance
     )
     try:
-        version, _ = publish_version(
+        version, _ = ops.publish_version(
             prep,
             result.ranker,
             systems,
@@ -132,7 +182,7 @@ def run_round(
         )
     except ParityError as exc:
         reasons.append(f"ONNX parity: {exc}")
-        version = keep_refused_weights(
+        version = ops.keep_refused_weights(
             prep, result.ranker, systems, registry, parent, record, "; ".join(reasons)
         )
     return RoundResult(
