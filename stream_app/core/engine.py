@@ -9,7 +9,7 @@ retriever always come from the same version.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from stream_app.core.interests import (
     new_state,
     update_interests,
 )
+from stream_app.core.retrieval import Retriever
 from stream_app.core.scorer import RankerOut, Scorer
 
 EXPLORE_FRESH_S = 7 * 24 * 3600.0
@@ -90,18 +91,41 @@ class Scored:
         )
 
 
+class BundleRetriever(Retriever, Protocol):
+    """What the engine and the worker ask of a bundle's retriever: ``search``, plus
+    ``reindex`` (off the event loop after catalogue changes; True when ``kind`` changed)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    def reindex(self) -> bool: ...
+
+
+@runtime_checkable
+class OffersRetriever(Protocol):
+    """A model version that brings its own retriever for a store (the serving side offers one
+    with the item matrix on the GPU when the version runs on CUDA; None: use the core's)."""
+
+    def retriever_for(self, store: ItemStore) -> BundleRetriever | None: ...
+
+
 @dataclass
 class Bundle(Generic[S]):
     """A model version and the catalogue store built with it (never one without the other)."""
 
     model: S
     store: ItemStore
-    retriever: StoreRetriever = field(init=False)
+    retriever: BundleRetriever = field(init=False)
 
     _maps: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.retriever = StoreRetriever(self.store, self.model.d)
+        offered: BundleRetriever | None = None
+        if isinstance(self.model, OffersRetriever):  # e.g. the item matrix on the GPU
+            offered = self.model.retriever_for(self.store)
+        if offered is None:
+            offered = StoreRetriever(self.store, self.model.d)
+        self.retriever = offered
 
     def index_maps(self) -> tuple[np.ndarray, np.ndarray]:
         """(store row -> model item index, model item index -> store row or -1), rebuilt only

@@ -6,12 +6,15 @@ Both engines implement the core's ``Scorer`` protocol (``stream_app.core.scorer`
 - ``TowerServing`` (engine tower-v2): the learned multi-interest user tower + light heads.
 
 ``open_version`` picks the class from the manifest's ``engine.kind``. On CUDA the scoring
-graphs run with IOBinding (inputs copied once to the device, outputs read back once).
+graphs run with IOBinding (inputs copied once to the device, outputs read back once), and
+``retriever_for`` offers the engine retrieval with the item matrix resident on the GPU
+(``stream_app.serving.device_retrieval``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import numpy as np
@@ -28,11 +31,15 @@ from schemas.onnx_spec import (
     feat_slices,
     tower_feat_slices,
 )
+from stream_app.core.catalogue import ItemStore
 from stream_app.core.covisit import CoVisit
 from stream_app.core.scorer import RankerOut, TowerOut
 from stream_app.registry import Registry, RegistryError
+from stream_app.serving.device_retrieval import DeviceRetriever
 from stream_app.serving.encoding import encode_texts, load_tokenizer
 from stream_app.serving.sessions import ModelLoadError, open_session
+
+log = logging.getLogger("streamrec.serving")
 
 
 class ServingVersion:
@@ -93,6 +100,18 @@ class ServingVersion:
 
     def _session(self, spec: GraphSpec) -> ort.InferenceSession:
         return open_session(self.dir / spec.file, spec, self.device, self.threads)
+
+    def retriever_for(self, store: ItemStore) -> DeviceRetriever | None:
+        """On CUDA: exact retrieval with ``store``'s item matrix resident on the GPU (the
+        engine uses it in place of the numpy/faiss ``StoreRetriever``); None on CPU, or when
+        the retrieval graph cannot start on CUDA (logged; the engine keeps the CPU path)."""
+        if not self.on_cuda:
+            return None
+        try:
+            return DeviceRetriever(store, self.d, "cuda", threads=self.threads)
+        except ModelLoadError as exc:
+            log.warning("device retrieval unavailable, retrieving on CPU: %s", exc)
+            return None
 
     @property
     def providers(self) -> list[str]:
