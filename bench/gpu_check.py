@@ -71,6 +71,7 @@ class Row:
     items: int
     cpu_path: str
     cpu_ms: float
+    cpu_stages: dict[str, float]
     cuda_ms: float | None = None
     ratio: float | None = None
     agree: bool | None = None
@@ -80,6 +81,7 @@ class Row:
     dry_ms: float | None = None  # --device-on-cpu: the device path on the CPU provider
     dry_agree: bool | None = None
     dry_worst: float | None = None
+    cuda_stages: dict[str, float] | None = None
 
 
 # -- model ---------------------------------------------------------------------------------
@@ -187,7 +189,9 @@ def build_store(
         else:
             v = rng.standard_normal((m, model.d), dtype=np.float32)
             v /= np.linalg.norm(v, axis=1, keepdims=True)
-            bias = rng.normal(0.0, 0.5, (m, 2)).astype(np.float32)
+            # small click/purchase priors: the top-K is decided by the match, not by a prior
+            # that lifts items from the edge of the retrieved 100 (where fp rounding may swap)
+            bias = rng.normal(0.0, 0.1, (m, 2)).astype(np.float32)
             feats = np.concatenate([v, bias], 1)
         store.upsert(ids, text, feats.astype(np.float32), added_ts=[0.0] * m)
     return store
@@ -206,18 +210,6 @@ def make_states(model: ServingVersion, n_items: int, n: int, seed: int) -> list[
 
 
 # -- measuring -----------------------------------------------------------------------------
-def timed(fn: Callable[[], object], batches: int, warm: int = 2) -> float:
-    """Median ms of ``fn`` over ``batches`` calls after ``warm`` untimed ones."""
-    for _ in range(warm):
-        fn()
-    times = []
-    for _ in range(batches):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return float(np.median(times))
-
-
 def top_k(scored: Scored, i: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     s = scored.score[i]
     order = np.argsort(-s, kind="stable")[:k]
@@ -245,6 +237,36 @@ def compare(a: Scored, b: Scored, k: int = TOP_K, tol: float = TOL) -> tuple[boo
     return bool(ok), worst
 
 
+STAGES = ("tower", "retrieval", "heads")
+_spent = dict.fromkeys(STAGES, 0.0)
+
+
+def _timing(stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _spent[stage] += time.perf_counter() - t0
+
+    return wrapped
+
+
+def instrument(rec: Recommender[Any]) -> Recommender[Any]:
+    """Time the stages of ``rec``'s batches (instance attributes wrap the model's ``tower`` and
+    ``score`` once per model, and the bundle's retriever's ``search``); the rest is host-side
+    engine work (inputs, candidate union, gathers, slot match)."""
+    model, retriever = rec.bundle.model, rec.bundle.retriever
+    if not getattr(model, "_gpu_check_timed", False):
+        model.tower = _timing("tower", model.tower)
+        model.score = _timing("heads", model.score)
+        model._gpu_check_timed = True
+    if not getattr(retriever, "_gpu_check_timed", False):
+        retriever.search = _timing("retrieval", retriever.search)  # type: ignore[method-assign]
+        retriever._gpu_check_timed = True  # type: ignore[attr-defined]
+    return rec
+
+
 class Side:
     """One engine over the batch pool: ms per batch and agreement with the CPU reference."""
 
@@ -255,8 +277,23 @@ class Side:
         self.i += 1
         return self.pool[self.i % len(self.pool)]
 
-    def time(self, rec: Recommender[Any], batches: int, warm: int = 2) -> float:
-        return timed(lambda: rec.score_batch(self.next_batch(), 0.0), batches, warm)
+    def time(
+        self, rec: Recommender[Any], batches: int, warm: int = 2
+    ) -> tuple[float, dict[str, float]]:
+        """(median ms per batch, mean ms per batch by stage, with 'host' the rest)."""
+        instrument(rec)
+        for _ in range(warm):
+            rec.score_batch(self.next_batch(), 0.0)
+        for k in _spent:
+            _spent[k] = 0.0
+        times = []
+        for _ in range(batches):
+            t0 = time.perf_counter()
+            rec.score_batch(self.next_batch(), 0.0)
+            times.append((time.perf_counter() - t0) * 1000.0)
+        stages = {k: v * 1000.0 / batches for k, v in _spent.items()}
+        stages["host"] = float(np.mean(times)) - sum(stages.values())
+        return float(np.median(times)), stages
 
     def agree(self, rec: Recommender[Any], ref: Recommender[Any]) -> tuple[bool, float]:
         from threadpoolctl import threadpool_limits
@@ -288,7 +325,7 @@ def measure(
     cpu_rec.bundle.retriever.reindex()  # as the worker does at a swap: ANN from 30k items
     path = cpu_rec.bundle.retriever.kind
     log(f"{n:,} items: CPU retrieval {path} (index {time.perf_counter() - t0:.1f} s)")
-    row = Row(n, path, side.time(cpu_rec, batches))
+    row = Row(n, path, *side.time(cpu_rec, batches))
     log(f"{n:,} items: CPU {row.cpu_ms:.1f} ms per batch")
     ref = cpu_rec
     if path != "exact":  # the reference for agreement: the same engine, exact on CPU
@@ -298,7 +335,7 @@ def measure(
         dry = Recommender(Bundle(cpu, store), params, opts)
         dry.bundle.retriever = DeviceRetriever(store, cpu.d, "cpu")
         dry.bundle.retriever.reindex()
-        row.dry_ms = side.time(dry, batches)
+        row.dry_ms, _ = side.time(dry, batches)
         row.dry_agree, row.dry_worst = side.agree(dry, ref)
         log(f"{n:,} items: device path on the CPU provider {row.dry_ms:.1f} ms per batch")
     if cuda is None:
@@ -310,7 +347,7 @@ def measure(
         raise ModelLoadError(msg)
     retriever.reindex()  # the upload
     row.upload_ms = retriever.last_upload_s * 1000.0
-    row.cuda_ms = side.time(cuda_rec, 5 * batches, 5)
+    row.cuda_ms, row.cuda_stages = side.time(cuda_rec, 5 * batches, 5)
     row.ratio = row.cpu_ms / row.cuda_ms
     row.agree, row.worst_diff = side.agree(cuda_rec, ref)
     if n >= BIG:
@@ -405,6 +442,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{NO_CUDA} (no /dev/nvidiactl or /dev/dxg)")
         print_table(rows, title)
         for r in rows:
+            for side_name, stages in (("CPU", r.cpu_stages), ("CUDA", r.cuda_stages)):
+                if stages:
+                    parts = ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+                    print(f"{r.items:,} items, {side_name} ms per batch by stage: {parts}")
             if r.upload_ms is not None:
                 print(f"{r.items:,} items: item matrix upload {r.upload_ms:.1f} ms; worst top-K "
                       f"score diff {fmt(r.worst_diff, '.2e')}")  # fmt: skip
