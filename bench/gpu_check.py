@@ -10,7 +10,7 @@ same engine on a version opened with ``device=cuda``, which offers ``DeviceRetri
 matrix resident on the GPU, queries and outputs through IOBinding) and runs the tower and heads
 with IOBinding. The CUDA side runs only when a GPU device node exists and a CUDA session really
 starts; otherwise "no CUDA device: CPU rows only" and exit 0. A GPU that is present but where
-CUDA does not start is exit 2 (the check exists to catch that).
+CUDA does not start is exit 2 (the check exists to catch that); no model to run is exit 3.
 
 Agreement: per user, the top-K (``top_k`` = 10) candidates by blended score of the CUDA run
 against the CPU engine with exact retrieval (the ANN path is approximate by design, so at 1M
@@ -64,6 +64,10 @@ TARGET_MS, TARGET_RATIO = 5.0, 10.0
 BIG = 1_000_000
 NO_CUDA = "no CUDA device: CPU rows only"
 OPSET = 17  # model_export.export.OPSET
+
+
+class CannotRun(RuntimeError):
+    """No model to check with (exit 3)."""
 
 
 @dataclass
@@ -159,13 +163,13 @@ def open_models(
         towers = [m for m in opened if isinstance(m, TowerServing)]
         if len(towers) != len(opened):
             msg = f"--version: expected a tower-v2 version, got {opened[0].engine_kind!r}"
-            raise SystemExit(msg)
+            raise CannotRun(msg)
         return towers[0], towers[1] if cuda else None, f"registry {version}"
     try:
         cfg = random_tower(tmp)
     except ImportError as exc:
         msg = f"torch is not importable ({exc}): give --registry DIR [--version V]"
-        raise SystemExit(msg) from None
+        raise CannotRun(msg) from None
     cpu_m = bench_version(tmp, cfg, "cpu")
     return cpu_m, bench_version(tmp, cfg, "cuda") if cuda else None, "random-init tower-v2"
 
@@ -412,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         try:
             cpu_m, cuda_m, source = open_models(args, Path(tmp), cuda)
+        except CannotRun as exc:
+            print(f"gpu_check: {exc}", file=sys.stderr)
+            return 3
         except ModelLoadError as exc:
             if not cuda:
                 raise

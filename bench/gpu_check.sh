@@ -3,7 +3,7 @@
 # environment and runs the check in it; installs nothing, needs no network.
 #   bash bench/gpu_check.sh [--quick] [--registry DIR --version V] [--json]
 # Exit 0: agreement (or no CUDA device: CPU rows only); 1: top-K disagreement; 2: a GPU is
-# present but CUDA did not start.
+# present but CUDA did not start; 3: nothing to run (no environment, no model).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 py=${STREAMREC_VENV:-$root/.venv}/bin/python
