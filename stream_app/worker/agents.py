@@ -1,9 +1,23 @@
-"""The events agent (thin): take a batch -> decode -> core (``processing``) -> send -> table.
+"""The events agent (thin): take a batch -> decode -> core (``processing``) -> publish -> state.
 
-Batching: ``stream.take_events(batch_size, within=batch_ms)``. faust acks the batch's events
-only after this body returns, and commits offsets only after flushing the producer, so an
-offset is committed only once the batch's recommendations / dead letters are acked by the
-broker (we await every send) and its changelog writes are flushed: at-least-once.
+Batching: ``stream.take_events(batch_size, within=batch_ms)``. faust acks the batch's events,
+and so may commit their offsets, only after this body returns; by then every record the batch
+produced has been acked by the broker: at-least-once.
+
+I/O, per batch: every record goes through ``BatchPublisher`` (``runtime.publisher()``, on
+faust's own started aiokafka producer: one ``send_batch`` per topic-partition, every ack
+awaited, resends, too-large dead letters cut down); the user states are read and written by
+``StateIO`` straight on the table's RocksDB partition DBs, the store faust's ``table.get`` (and
+so ``/state``) reads. In this order:
+
+1. the recommendations, then the dead letters: published, every one acked;
+2. only then the users' new states: RocksDB (one WriteBatch per partition) and their changelog
+   records (the table's changelog topic, the partition of the user's events), acked; then the
+   changelog's persisted offsets (``StateIO.persisted``), as faust does after its own acks;
+3. the body returns and faust commits.
+
+A failure in 1 or 2 (``PublishError``: some record not acked after the retries, or anything
+else) exits without committing (``_die``): the batch is redelivered.
 
 Redeliveries: the states are written (table + changelog) only after the batch's sends are
 acked, so a state that holds an event id means that event's recommendation was published.
@@ -12,12 +26,11 @@ published once more with ``REDELIVERY_HEADER``: never a false mark. A crash betw
 and the state writes redelivers events the state does not hold: published again, unmarked.
 Consumers that want one list per event keep the first per ``trigger_event_id``.
 
-Changelog partitions: inside ``take_events`` the body runs in the agent's task, where faust's
-``current_event`` is not the event being handled (faust-streaming #497: table writes there
-fail or, with a stale event, land on the wrong partition). Every table read and write below
-runs inside ``event_context(event)`` of the message it belongs to, so the RocksDB partition
-DB and the changelog partition are those of that user's own event (the events topic is keyed
-by user_id: a user lives on one partition).
+Partitions: the events topic is keyed by user_id, so a user lives on one partition; their
+state is read from and written to that partition's table DB and changelog partition, as
+faust's ``table[key]`` does in the context of the user's event (inside ``take_events`` that
+context is not the event being handled, faust-streaming #497: ``StateIO`` takes the
+partition explicitly).
 
 Unknown items: before dead-lettering ``unknown_item``, the batch waits (at most
 ``UNKNOWN_ITEM_WAIT_S``) until the catalogue feed has applied everything produced to the items
@@ -44,6 +57,7 @@ from schemas.recommendations import REDELIVERY_HEADER
 from stream_app.core.interests import state_to_bytes
 from stream_app.worker import processing as proc
 from stream_app.worker.dlq import DeadLetter, Where, dead_letter
+from stream_app.worker.publish import BatchPublisher, Record
 
 if TYPE_CHECKING:
     from stream_app.worker.runtime import WorkerRuntime
@@ -58,7 +72,9 @@ REDELIVERED = [(REDELIVERY_HEADER, b"true")]
 
 @contextlib.contextmanager
 def event_context(event: Any) -> Iterator[None]:
-    """Make ``event`` faust's current event in this task (table partition = its partition)."""
+    """Make ``event`` faust's current event in this task (table partition = its partition).
+    The agent's own state I/O names partitions explicitly (``StateIO``); tests write the table
+    through faust with this."""
     token = _current_event.set(weakref.ref(event))
     try:
         yield
@@ -104,7 +120,7 @@ async def handle_batch(rt: WorkerRuntime, events: list[Any]) -> None:
     batch = _incoming(events)
     rt.metrics.events_in.inc(len(batch))
     rt.metrics.batch_size.observe(len(batch))
-    writes: list[tuple[str, int, bytes]] = []
+    writes: list[tuple[bytes, bytes, int]] = []
     try:
         result, writes = await _compute(rt, batch)
     except Exception as exc:  # never lose a batch: dead-letter it instead
@@ -116,22 +132,26 @@ async def handle_batch(rt: WorkerRuntime, events: list[Any]) -> None:
             }
         )
     try:
-        await _publish(rt, batch, result)
-        _write_states(rt, batch, writes)
+        publisher = rt.publisher()
+        await _publish(rt, publisher, batch, result)
+        await _write_states(rt, publisher, writes)
     except Exception as exc:  # unpublished events must not be committed
         log.exception("publishing a batch of %d events failed", len(batch))
         _die(f"publishing failed: {exc!r}")
     _after_publish(rt, result)
 
 
-def _write_states(
-    rt: WorkerRuntime, batch: list[proc.Incoming], writes: list[tuple[str, int, bytes]]
+async def _write_states(
+    rt: WorkerRuntime, publisher: BatchPublisher, writes: list[tuple[bytes, bytes, int]]
 ) -> None:
-    """Each user's new state, under the context of the user's last event of the batch (its
-    partition); after the batch's sends are acked (see the module docstring)."""
-    for user_id, index, raw in writes:
-        with event_context(batch[index].ref):
-            rt.table[user_id] = raw
+    """The users' new states (key, value, partition): RocksDB, then their changelog records,
+    acked, then the persisted offsets; after the batch's sends are acked (module docstring)."""
+    if not writes:
+        return
+    state = rt.state_io()
+    records = state.write(writes)
+    await publisher.publish(records)
+    state.persisted(records)
 
 
 def _after_publish(rt: WorkerRuntime, result: proc.BatchResult) -> None:
@@ -150,86 +170,95 @@ def _after_publish(rt: WorkerRuntime, result: proc.BatchResult) -> None:
 
 async def _compute(
     rt: WorkerRuntime, batch: list[proc.Incoming]
-) -> tuple[proc.BatchResult, list[tuple[str, int, bytes]]]:
-    """The batch's outcomes and its users' new states, serialised (written after publish)."""
+) -> tuple[proc.BatchResult, list[tuple[bytes, bytes, int]]]:
+    """The batch's outcomes and its users' new states as (key, value, partition), serialised
+    (written after publish). A user's state lives in the table partition of their events."""
     events, dead = proc.decode_all(batch, rt.settings.max_message_bytes)
     rec, _ = rt.holder.serving()
     if events and proc.unknown_items(events, rec):
         await rt.feed.wait_caught_up(UNKNOWN_ITEM_WAIT_S)
         rec, _ = rt.holder.serving()  # a swap may have happened while we waited
-    table = rt.table
+    state = rt.state_io()
 
     def load(user_id: str, index: int) -> bytes | None:
-        with event_context(batch[index].ref):
-            return table.get(user_id)
+        return state.read(user_id.encode(), batch[index].where.partition)
 
     t0 = time.perf_counter()
     result = proc.process(batch, events, rec, load, dead)
     rt.metrics.score_seconds.observe(time.perf_counter() - t0)
     rt.metrics.duplicates.inc(result.duplicates)
-    writes = [(user, index, state_to_bytes(state)) for user, (state, index) in result.final.items()]
+    writes = [
+        (user.encode(), state_to_bytes(s), batch[index].where.partition)
+        for user, (s, index) in result.final.items()
+    ]
     return result, writes
 
 
-async def _publish(rt: WorkerRuntime, batch: list[proc.Incoming], result: proc.BatchResult) -> None:
-    """Send one record per message, then wait for every broker ack (resend on failure). The
-    recommendations go first: a good event never waits behind the dead letters of its batch
-    (up to ``max_message_bytes`` each). A recommendation for an event already in the user's
-    state carries ``REDELIVERY_HEADER``."""
-    version = result.model_version
+async def _publish(
+    rt: WorkerRuntime,
+    publisher: BatchPublisher,
+    batch: list[proc.Incoming],
+    result: proc.BatchResult,
+) -> None:
+    """One record per message, published in one go, the recommendations handed to the producer
+    before the dead letters (up to ``max_message_bytes`` each); returns once the broker has
+    acked every one. A recommendation for an event already in the user's
+    state carries ``REDELIVERY_HEADER``. Latency = receipt -> this batch's send."""
+    version, topic = result.model_version, rt.settings.topics.recommendations
     snaps = {s.index: s for s in result.snapshots}
-    pending: list[_Send] = []
+    now, created = time.monotonic(), proc.utc_iso()  # once per batch
+    debug = log.isEnabledFor(logging.DEBUG)
+    records: list[Record] = []
+    users: list[str] = []
+    latencies: list[float] = []
     dead_letters: list[DeadLetter] = []
     for i, msg in enumerate(batch):
         dead = result.dead.get(i)
-        if dead is None and i in result.recs:
-            ev = snaps[i].event
-            latency = time.monotonic() - msg.received
+        recs = result.recs.get(i) if dead is None else None
+        if recs is not None:
+            snap = snaps[i]
+            ev = snap.event
+            latency = now - msg.received
             try:
                 value = proc.recommendation_json(
-                    ev.user_id, ev.event_id, version, result.recs[i], latency * 1000.0
+                    ev.user_id, ev.event_id, version, recs, latency * 1000.0, created
                 )
             except ValueError as exc:
                 dead = dead_letter(exc, msg.key, msg.value, msg.where, "scoring", ev.event_id)
             else:
-                headers = REDELIVERED if snaps[i].duplicate else None
-                key = ev.user_id.encode()
-                send = _Send(rt.topics.recommendations, key, value, headers, None, latency)
-                pending.append(await send.start())
-                log.debug(
-                    "%s event %s -> %s", msg.where, ev.event_id, rt.settings.topics.recommendations
-                )
+                headers = REDELIVERED if snap.duplicate else []
+                records.append(Record(topic, ev.user_id.encode(), value, headers))
+                users.append(ev.user_id)
+                latencies.append(latency)
+                if debug:
+                    log.debug("%s event %s -> %s", msg.where, ev.event_id, topic)
                 continue
         if dead is None:  # every message must end somewhere
             dead = dead_letter(
                 RuntimeError("no outcome for this event"), msg.key, msg.value, msg.where, "internal"
             )
         dead_letters.append(dead)
+    n_recs = len(records)
+    dlq = rt.settings.topics.dlq
     for dead in dead_letters:
         rt.metrics.dlq.labels(dead.reason).inc()
         log.warning(
-            "%s event %s -> %s (reason %s)",
-            dead.where,
-            dead.event_id or "-",
-            rt.settings.topics.dlq,
-            dead.reason,
+            "%s event %s -> %s (reason %s)", dead.where, dead.event_id or "-", dlq, dead.reason
         )
-        send = _Send(rt.topics.dlq, dead.key, dead.value, dead.headers, dead, 0.0)
-        pending.append(await send.start(rt.settings.max_message_bytes))
-    latencies: list[float] = []
-    for send in pending:
-        await send.wait(rt.settings.max_message_bytes)
-        if send.dead is None:
-            rt.metrics.recs_out.inc()
-            rt.metrics.latency.observe(send.latency)
-            latencies.append(send.latency)
-            if send.key is not None and send.value is not None:
-                rt.latest.put(send.key.decode(), send.value)
-    rt.series.record(time.time(), len(batch), latencies, len(pending) - len(latencies))
+        records.append(Record(dlq, dead.key, dead.value, dead.headers, dead=dead))
+    await publisher.publish(records)
+    rt.metrics.recs_out.inc(n_recs)
+    for latency in latencies:
+        rt.metrics.latency.observe(latency)
+    for user, rec in zip(users, records[:n_recs], strict=True):
+        rt.latest.put(user, rec.value or b"")
+    rt.series.record(time.time(), len(batch), latencies, len(dead_letters))
 
 
 class _Send:
-    """One record on its way: sent, awaited, resent on a retriable failure. A dead letter the
+    """One record on its way, alone: the worker publishes through ``BatchPublisher`` now, this
+    stays only while ``tests/unit/test_worker_agents.py`` (not ours) tests it; delete both
+    together. Sent, awaited, resent on a retriable failure. A dead letter the
     producer or the DLQ topic finds too large is resent cut down (``max_message_bytes``, then
     64 KiB, then headers only), so one huge poison message can never crash-loop the worker."""
 

@@ -17,13 +17,14 @@ Rules (at-least-once; every message ends as exactly one recommendation or one de
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from schemas.errors import BadInput
 from schemas.events import ClickEvent, PurchaseEvent, decode_event
@@ -196,22 +197,29 @@ def recommendation_json(
     model_version: str,
     recs: list[Rec],
     latency_ms: float,
-    created_at: datetime | None = None,
+    created_at: datetime | str | None = None,
 ) -> bytes:
-    """The ``Recommendation`` contract as JSON (built directly: this is the hot path; a unit
-    test checks it against the pydantic model). Raises ValueError on non-finite numbers."""
-    created = (created_at or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+    """The ``Recommendation`` contract as JSON (built directly with orjson: this is the hot
+    path; a unit test checks it against the pydantic model). ``created_at`` may be given
+    already formatted (``utc_iso``: once per batch). Raises ValueError on non-finite numbers
+    (orjson would write them as ``null``)."""
+    if not math.isfinite(latency_ms) or not all(math.isfinite(r.score) for r in recs):
+        msg = f"recommendation for event {event_id}: non-finite score or latency"
+        raise ValueError(msg)
+    if not isinstance(created_at, str):
+        created_at = utc_iso(created_at)
     doc = {
         "schema_version": 1,
         "user_id": user_id,
         "trigger_event_id": event_id,
         "model_version": model_version,
-        "created_at": created,
+        "created_at": created_at,
         "latency_ms": round(max(latency_ms, 0.0), 3),
         "items": [
             {
                 "item_id": r.item_id,
                 "score": r.score,
+                # clamped (NaN -> 0.0, as before): always finite
                 "p_click": min(1.0, max(0.0, r.p_click)),
                 "p_purchase": min(1.0, max(0.0, r.p_purchase)),
                 "interest": r.interest,
@@ -220,10 +228,12 @@ def recommendation_json(
             for r in recs
         ],
     }
-    if not all(math.isfinite(r.score) for r in recs):
-        msg = f"recommendation for event {event_id}: non-finite score"
-        raise ValueError(msg)
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    return orjson.dumps(doc)
+
+
+def utc_iso(when: datetime | None = None) -> str:
+    """``when`` (default now) as the contract's UTC timestamp, ``...Z``."""
+    return (when or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
 
 
 def _short(text: str, n: int = 300) -> str:

@@ -1,5 +1,6 @@
 """Wiring of one worker: settings, topics, the state table, metrics, the serving holder, the
-catalogue feed, the model watcher, the live hit rate (automatic rollback) and shadow scoring.
+catalogue feed, the model watcher, the live hit rate (automatic rollback), shadow scoring, and
+the events agent's I/O (``publisher()`` on faust's producer, ``state_io()`` on the table).
 A mode ``Service`` started first by the faust app: it loads the CURRENT model version, then the
 catalogue feed fills the item store; ``ready`` is set when the catalogue has caught up with
 the items topic, and the events agent waits for it.
@@ -28,7 +29,9 @@ from stream_app.worker.metrics import Metrics
 from stream_app.worker.model_log import ModelLog
 from stream_app.worker.model_watch import ModelWatcher
 from stream_app.worker.models import ServingHolder
+from stream_app.worker.publish import BatchPublisher
 from stream_app.worker.shadow import ShadowScorer
+from stream_app.worker.state_io import StateIO
 from stream_app.worker.timeseries import SeriesCollector
 
 log = logging.getLogger("streamrec.worker")
@@ -78,6 +81,8 @@ class WorkerRuntime(Service):
         self.holder.on_swap.append(self.quality.detector.swapped)
         self.shadow = ShadowScorer(self.holder, self.metrics, self.worker_id, self.watcher.send)
         self.watcher.shadow = self.shadow
+        self._publisher: BatchPublisher | None = None
+        self._state_io: StateIO | None = None
 
     @property
     def ready(self) -> asyncio.Event:
@@ -101,6 +106,30 @@ class WorkerRuntime(Service):
         if self.cache is not None:
             self.cache.close()
             self.cache = None
+
+    def publisher(self) -> BatchPublisher:
+        """The events agent's publisher, on faust's own started aiokafka producer (its
+        connections, security settings, acks and max request size); rebuilt if faust has
+        replaced that producer."""
+        app = self.table.app
+        producer = app.producer._producer
+        if producer is None:
+            msg = "faust's producer is not started: nothing can be published"
+            raise RuntimeError(msg)
+        if self._publisher is None or self._publisher.producer is not producer:
+            self._publisher = BatchPublisher(
+                producer,
+                max_message_bytes=self.settings.max_message_bytes,
+                max_request_bytes=app.conf.producer_max_request_size,
+            )
+        return self._publisher
+
+    def state_io(self) -> StateIO:
+        """The user-state table's reads and writes on its RocksDB partition DBs (built on
+        first use: the table's store exists once faust has started it)."""
+        if self._state_io is None:
+            self._state_io = StateIO(self.table)
+        return self._state_io
 
     def tables_ready(self) -> bool:
         """faust has assigned partitions and recovered the table (reads see all state)."""
