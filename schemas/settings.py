@@ -125,6 +125,12 @@ class ServingSettings(BaseModel):
     candidates: int = Field(200, ge=1, description="Candidates scored per event.")
     explore: int = Field(2, ge=0, description="Fresh popular items added for exploration.")
     mmr_lambda: float = Field(0.8, ge=0, le=1, description="MMR relevance weight (1 = none).")
+    interest_floor: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="tower-v2: learned interests weighing less get no list seats of their own.",
+    )
     purchase_blend: float = Field(0.3, ge=0, le=1, description="score = (1-b)*click + b*purchase")
     diversify: bool = Field(
         True, description="Interest quotas + MMR over the candidates (false: plain top-K by score)."

@@ -147,6 +147,7 @@ def mmr_select_batch(
     hi = np.where(valid, scores, -np.inf).max(1, keepdims=True)
     span = hi - lo
     rel = np.where(span > 0, (scores - lo) / np.where(span > 0, span, 1.0), 1.0)
+    rel = np.where(valid, rel, 0.0)  # never picked (taken below); keeps lam * rel finite
     n_slots = quotas.shape[1] if quotas is not None else int(max(slots.max(initial=-1) + 1, 0))
     seats = np.full((b, n_slots + 1), k, np.int64)
     if quotas is not None:

@@ -202,6 +202,13 @@ def user_inputs(bundle: Bundle[Any], states: list[InterestState]) -> UserInputs:
     )
 
 
+def strong_interests(weights: np.ndarray, floor: float) -> np.ndarray:
+    """[B, K] learned interest weights with those below ``floor`` set to 0 (each user keeps
+    their strongest one): the interests that get list seats (quotas) and tag candidates."""
+    keep = (weights >= floor) | (weights == weights.max(1, keepdims=True))
+    return np.where(keep & (weights > 0), weights, 0.0).astype(np.float32)
+
+
 class Recommender(Generic[S]):
     def __init__(self, bundle: Bundle[S], params: InterestParams, opts: ServingSettings) -> None:
         if bundle.model.k != params.k:
@@ -277,6 +284,8 @@ class Recommender(Generic[S]):
         match = model.slot_match(slots, cand)
         if match is None:
             match = out.attn[:, :, :k]
+        if u.tower_attn is not None:  # learned weights: weak interests get no seat of their own
+            strengths = strong_interests(strengths, opts.interest_floor)
         match = np.where((strengths > 0)[:, None, :], match, -np.inf)
         slot = np.where(np.isfinite(match.max(2)), match.argmax(2), -1)
         slot[extra] = -1  # exploration candidates serve no interest slot

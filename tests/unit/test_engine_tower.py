@@ -6,6 +6,7 @@ quotas, and ``because`` names the recent items that weigh most in the interest s
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from stream_app.core.interests import CLICK, PURCHASE, EventLite, InterestState
 from tests.fakes import FakeTower, catalogue, fake_recommender
@@ -67,3 +68,19 @@ def test_the_tower_path_and_the_rule_path_differ_only_in_where_interests_come_fr
     # group, the rule's slot a moving average of the same vectors: same category first)
     assert {category(r.item_id) for r in a} == {"tools"} == {category(r.item_id) for r in b}
     assert "tools-2" not in {r.item_id for r in a}  # the trigger is not shown back
+
+
+def test_a_weak_learned_interest_gets_no_seat_of_its_own():
+    # the fake tower reads 5 recent items: 4 books and 1 game, the game interest weighs 0.2
+    rec = fake_recommender(
+        catalogue(CATS, 14), CATS, tower=True, top_k=6, explore=0, interest_floor=0.25
+    )
+    seq = ["books-0", "books-1", "books-2", "games-0", "books-3"]
+    scored = rec.score_batch([history(rec, seq)], T0 + 5 * 3600)
+    assert scored.strengths[0].tolist()[:2] == [pytest.approx(0.8), 0.0]  # below the floor
+    (recs,) = rec.select(scored)
+    assert {r.interest for r in recs} == {0} and len(recs) == 6
+    low = rec.opts.model_copy(update={"interest_floor": 0.1})
+    again = rec.__class__(rec.bundle, rec.params, low)
+    (recs,) = again.recommend([history(again, seq)], T0 + 5 * 3600)
+    assert {r.interest for r in recs} == {0, 1}  # above the floor: a seat of its own
