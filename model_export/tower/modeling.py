@@ -63,6 +63,7 @@ class TowerConfig:
     listwise_weight: float = 1.0
     click_weight: float = 1.0
     purchase_weight: float = 0.5
+    hard_negatives: bool = False  # heads: add the training settings' text-neighbour negatives
 
     def __post_init__(self) -> None:
         if self.layers > 0 and self.d % self.heads:

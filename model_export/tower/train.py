@@ -4,7 +4,8 @@ NDCG@10 (full-catalogue ranking by p_click, the user's history masked), best sta
 Per batch: (1) next-item softmax over the whole catalogue (sampled softmax with a logQ
 popularity correction above ``FULL_SOFTMAX_MAX`` items) on the interest that best matches the
 target (ComiRec hard selection); (2) the heads: BCE on the positive vs shared negatives (half
-uniform, half by popularity; a negative equal to a row's positive is ignored) plus a listwise
+uniform, half by popularity, plus ``hard_negatives`` text neighbours of the positive when the
+config asks; a negative equal to a row's positive is ignored) plus a listwise
 softmax over the same candidates; (3) p(purchase | interaction) BCE on each positive.
 """
 
@@ -23,7 +24,13 @@ import torch.nn.functional as F
 
 from model_export.data import CoVisitTables, Examples, ItemSpace, popularity
 from model_export.tower.modeling import TowerConfig, TowerModel, UserOut
-from model_export.train import auto_negatives, default_threads, ranking_report, sample_negatives
+from model_export.train import (
+    auto_negatives,
+    default_threads,
+    ranking_report,
+    sample_negatives,
+    text_neighbors,
+)
 from schemas.reports import EpochRow
 from schemas.settings import TrainingSettings
 from stream_app.core.covisit import CoVisit
@@ -130,6 +137,8 @@ def train_tower(
     smooth[0] = 0.0
     log_q = np.log(np.maximum(smooth, 1e-30))
     covisit = CoVisitTables.build(train, space.n) if cfg.use_cooc else None
+    hard = tcfg.hard_negatives if cfg.hard_negatives else 0
+    neighbors = text_neighbors(space.text_vecs, tcfg.hard_pool) if hard else None
     tower = Tower(model, covisit.full if covisit else None)
     n_neg = tcfg.negatives or auto_negatives(space.n)
     steps = max(1, math.ceil(len(train) / tcfg.batch_size))
@@ -157,6 +166,10 @@ def train_tower(
             cand_idx = np.concatenate(
                 [train.target[idx, None], np.broadcast_to(negs, (len(idx), n_neg))], 1
             ).astype(np.int64)
+            if neighbors is not None:  # items whose text is closest to the positive's
+                pick = rng.integers(0, neighbors.shape[1], (len(idx), hard))
+                near = np.take_along_axis(neighbors[train.target[idx]], pick, 1)
+                cand_idx = np.concatenate([cand_idx, near], 1)
             cooc = None
             if covisit is not None:
                 raw = covisit.for_training(train, idx, cand_idx) * known[cand_idx]
