@@ -57,7 +57,7 @@ class TowerConfig:
     use_ids: bool = True
     use_cooc: bool = True
     id_dropout: float = 0.1  # training: ids hidden per step (cold-start practice)
-    temperature: float = 0.07  # initial softmax temperature over cos(interest, item)
+    temperature: float = 0.1  # initial softmax temperature over cos(interest, item)
     learn_temperature: bool = True
     retrieval_weight: float = 1.0
     listwise_weight: float = 1.0
