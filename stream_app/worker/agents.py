@@ -110,7 +110,6 @@ def _incoming(events: list[Any]) -> list[proc.Incoming]:
                 m.value,
                 Where(m.topic, m.partition, m.offset),
                 m.time_in if m.time_in is not None else now,
-                e,
             )
         )
     return out

@@ -22,7 +22,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 
@@ -47,7 +46,6 @@ class Incoming:
     value: bytes | None
     where: Where
     received: float  # time.monotonic() at receipt
-    ref: Any = None  # the faust event (opaque here)
 
 
 @dataclass
