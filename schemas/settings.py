@@ -224,7 +224,7 @@ class TrainingSettings(BaseModel):
         "time", description="Held-out data: the last slices of time, or each user's last items."
     )
     engine: Literal["ranker-v1", "tower-v2"] = Field(
-        "ranker-v1",
+        "tower-v2",
         description="ranker-v1: rule-built interest slots + target-attention ranker; tower-v2: "
         "learned multi-interest user tower + light multi-task heads.",
     )

@@ -27,11 +27,14 @@ def publish_copy(
 
 
 def _edit_ranker_outputs(version_dir: Path, op: str, constant: float) -> None:
-    """Replace each probability output p of the ranker graph by ``op(constant, p)``."""
+    """Replace each probability output p of the scoring graph (ranker-v1's ranker, tower-v2's
+    heads) by ``op(constant, p)``."""
     import onnx
     from onnx import TensorProto, helper
 
-    path = version_dir / "ranker.onnx"
+    path = version_dir / "ranker.onnx"  # ranker-v1; tower-v2 scores with its heads graph
+    if not path.exists():
+        path = version_dir / "heads.onnx"
     model = onnx.load(str(path))
     g = model.graph
     g.initializer.append(helper.make_tensor("test_const", TensorProto.FLOAT, [], [constant]))

@@ -8,6 +8,7 @@ retriever always come from the same version.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
@@ -266,7 +267,8 @@ class Recommender(Generic[S]):
         if model.covisit is not None:  # co-visitation neighbours of the newest items first
             nbr = model.covisit.neighbours(rec_index[:, :2], COVISIT_PER_ITEM)
             found = np.concatenate([np.where(nbr > 0, index_row[nbr], -1), found], 1)
-        fresh = self._new_item_candidates(slots, strengths)
+        content = self._content_match(states, u)
+        fresh = self._new_item_candidates(content)
         if fresh is not None:
             found = np.concatenate([fresh, found], 1)
         cand_rows, cand_ok, extra = self._candidates(states, found, rec_rows, now)
@@ -291,6 +293,9 @@ class Recommender(Generic[S]):
         slot[extra] = -1  # exploration candidates serve no interest slot
         unknown = (row_index[cand_rows] == 0) & cand_ok & ~extra
         new_match = np.where(unknown, match.max(2), -np.inf)
+        if u.tower_attn is not None:  # cold start by text (see _content_match)
+            text = content(cand_rows)
+            new_match = np.where(unknown, text.max(2) if text is not None else -np.inf, -np.inf)
         return Scored(
             states,
             cand_rows,
@@ -329,9 +334,37 @@ class Recommender(Generic[S]):
         cols = np.where(picked >= 0, np.take_along_axis(pool, np.maximum(picked, 0), 1), -1)
         return self._lists(scored, self._seat_new_item(scored, cols, opts))
 
-    def _new_item_candidates(self, slots: np.ndarray, strengths: np.ndarray) -> np.ndarray | None:
+    def _content_match(
+        self, states: list[InterestState], u: UserInputs
+    ) -> Callable[[np.ndarray], np.ndarray | None]:
+        """``match(rows)`` [B, N, K] (rows [B, N] or [1, N]): how well items' content matches
+        each user's active interests; -inf for inactive ones; None: the version has no
+        content match. ranker-v1: in the ranker's own content space. tower-v2: in the
+        pretrained text space, against the state's rule-built slots (a never-seen item's
+        learned vector lacks the id embedding its known twin has, so text is what places it)."""
+        store, model = self.bundle.store, self.bundle.model
+        if u.tower_attn is not None:
+            slots = np.stack([s.slots for s in states]).astype(np.float32).transpose(0, 2, 1)
+            active = (np.stack([s.strength for s in states]) > 0)[:, None, :]
+
+            def by_text(rows: np.ndarray) -> np.ndarray | None:
+                return np.where(active, np.matmul(store.text[rows], slots), -np.inf)
+
+            return by_text
+
+        def by_model(rows: np.ndarray) -> np.ndarray | None:
+            match = model.slot_match(u.slots, store.feats[rows])
+            if match is None:
+                return None
+            return np.where((u.strengths > 0)[:, None, :], match, -np.inf)
+
+        return by_model
+
+    def _new_item_candidates(
+        self, content: Callable[[np.ndarray], np.ndarray | None]
+    ) -> np.ndarray | None:
         """[B, NEW_ITEM_PER_USER] rows of never-seen items that best match one of each user's
-        active interests in the ranker's content space (-1 where none). Retrieval by the
+        active interests by content (``_content_match``; -1 where none). Retrieval by the
         learned query vectors rarely finds them (no id embedding, no co-visitation), so they
         get this small exact search of their own; the seat in ``select`` decides if one is
         shown."""
@@ -340,10 +373,10 @@ class Recommender(Generic[S]):
         rows = self.bundle.unknown_rows()
         if rows.size == 0:
             return None
-        match = self.bundle.model.slot_match(slots, self.bundle.store.feats[rows][None])
+        match = content(rows[None])
         if match is None:
             return None
-        best = np.where((strengths > 0)[:, None, :], match, -np.inf).max(2)  # [B, U]
+        best = match.max(2)  # [B, U]
         n = min(NEW_ITEM_PER_USER, rows.size)
         top = np.argpartition(-best, n - 1, axis=1)[:, :n] if rows.size > n else None
         if top is None:

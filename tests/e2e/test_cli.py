@@ -93,8 +93,8 @@ def test_generate_train_list_show_rollback(tmp_path: Path):
         json.loads(run("model", "list", "--registry", str(reg), "--json").stdout)["current"]
         == "v0001"
     )
-    (reg / "v0002" / "ranker.onnx").write_bytes(b"tampered")
+    (reg / "v0002" / "item_tower.onnx").write_bytes(b"tampered")
     show = json.loads(run("model", "show", "v0002", "--registry", str(reg)).stdout)
-    assert not show["verified"] and "ranker.onnx" in show["problems"][0]
+    assert not show["verified"] and "item_tower.onnx" in show["problems"][0]
     bad = run("model", "promote", "v0002", "--registry", str(reg))
     assert bad.returncode != 0 and "cannot promote v0002" in bad.stderr

@@ -72,11 +72,11 @@ def test_kill_9_mid_round_then_restart(tiny_world: Path, tiny_registry: Path, tm
             env={**os.environ, "COLUMNS": "200"},
         )
         deadline = time.monotonic() + 300
-        while "training the ranker" not in log.read_text():
+        while "training the " not in log.read_text():  # either engine's training stage
             assert proc.poll() is None, log.read_text()[-2000:]
             assert time.monotonic() < deadline, "the round never started training"
             time.sleep(0.2)
-        time.sleep(1.0)  # inside the epochs
+        time.sleep(0.5)  # inside the epochs
         assert proc.poll() is None, "the round ended before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)

@@ -292,8 +292,8 @@ async def test_model_hot_swap_and_corrupt_version_refused(
                 f"swap to {v2}",
             )
             v3, v3_dir = await asyncio.to_thread(publish_copy, False)
-            ranker = v3_dir / "ranker.onnx"
-            ranker.write_bytes(ranker.read_bytes()[:-64] + b"\0" * 64)  # tampered, same size
+            graph = v3_dir / "item_tower.onnx"  # every engine has one
+            graph.write_bytes(graph.read_bytes()[:-64] + b"\0" * 64)  # tampered, same size
             (reg_dir / "CURRENT").write_text(v3 + "\n")  # moved by hand: no verification
             await notice(v3)
             for _ in range(100):

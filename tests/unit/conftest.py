@@ -28,9 +28,12 @@ from tests.model_versions import (
 def tiny_registry(
     tmp_path_factory: pytest.TempPathFactory, tiny_world: Path, tiny_bert: str
 ) -> Path:
-    """A registry with one small but really trained and exported version (CURRENT), its
-    encoder the tiny random BERT."""
-    return train_registry(tmp_path_factory.mktemp("registry"), tiny_world, model_path=tiny_bert)
+    """A registry with one small but really trained and exported ranker-v1 version (CURRENT),
+    its encoder the tiny random BERT (the ranker-v1 contract tests; tower-v2's are in
+    ``test_tower_serving`` / ``test_tower_export``; the integration tier serves tower-v2)."""
+    return train_registry(
+        tmp_path_factory.mktemp("registry"), tiny_world, model_path=tiny_bert, engine="ranker-v1"
+    )
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,8 @@ def test_a_candidate_failing_onnx_parity_is_kept_refused_and_never_served(
         msg = "ranker.onnx: parity check failed (forced)"
         raise ParityError(msg)
 
-    monkeypatch.setattr(rounds, "publish_version", parity_fails)
+    monkeypatch.setattr(rounds, "publish_version", parity_fails)  # ranker-v1
+    monkeypatch.setattr(rounds.tower_publish, "publish_version", parity_fails)  # tower-v2
     root, reg, encoder = drift_world
     registry, _, result = _round(root, reg, encoder, tmp_path / "b", keep=0.8)
     assert result.decision == "refused" and "ONNX parity" in result.reason
