@@ -16,12 +16,15 @@ rocksdict state + our own changelog topic, everything through ``BatchPublisher``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
 import traceback
+import weakref
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -324,14 +327,25 @@ def run_faust(spec: dict[str, Any]) -> None:
     worker.execute_from_commandline()
 
 
+@contextlib.contextmanager
+def event_context(event: Any) -> Iterator[None]:
+    """Make ``event`` faust's current event in this task (table partition = its partition), as
+    the worker did before ``StateIO`` (faust-streaming #497)."""
+    from faust.streams import _current_event
+
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
 def faust_table(table: Any, batch: list[Any], tmode: str) -> list[Record]:
     """Read and write each user's state once per take, in the context of the user's last event
     (its partition is the table's partition). ``direct`` writes the faust store without faust's
     per-write changelog (send_soon + callback + a RocksDB put of the offset) and returns the
     changelog records; ``rawdb`` goes one step further: ``StateIO`` on the partition's
     rocksdict DB itself, one WriteBatch per partition (no faust codecs, no current event)."""
-    from stream_app.worker.agents import event_context
-
     last = per_user([e.message for e in batch])
     if tmode == "rawdb":
         io = StateIO(table)

@@ -41,17 +41,10 @@ across batches (that would break per-user order and ack-after-publish).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import time
-import weakref
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
-from faust.streams import _current_event
 
 from schemas.recommendations import REDELIVERY_HEADER
 from stream_app.core.interests import state_to_bytes
@@ -64,22 +57,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("streamrec.worker")
 UNKNOWN_ITEM_WAIT_S = 2.0
-SEND_RETRIES = 3
-SHRINK_BYTES = 64 * 1024
 EXIT_CANNOT_PUBLISH = 75
 REDELIVERED = [(REDELIVERY_HEADER, b"true")]
-
-
-@contextlib.contextmanager
-def event_context(event: Any) -> Iterator[None]:
-    """Make ``event`` faust's current event in this task (table partition = its partition).
-    The agent's own state I/O names partitions explicitly (``StateIO``); tests write the table
-    through faust with this."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 def register(app: Any, rt: WorkerRuntime) -> Any:
@@ -252,68 +231,6 @@ async def _publish(
     for user, rec in zip(users, records[:n_recs], strict=True):
         rt.latest.put(user, rec.value or b"")
     rt.series.record(time.time(), len(batch), latencies, len(dead_letters))
-
-
-class _Send:
-    """One record on its way, alone: the worker publishes through ``BatchPublisher`` now, this
-    stays only while ``tests/unit/test_worker_agents.py`` (not ours) tests it; delete both
-    together. Sent, awaited, resent on a retriable failure. A dead letter the
-    producer or the DLQ topic finds too large is resent cut down (``max_message_bytes``, then
-    64 KiB, then headers only), so one huge poison message can never crash-loop the worker."""
-
-    def __init__(
-        self,
-        topic: Any,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes]] | None,
-        dead: DeadLetter | None,
-        latency: float,
-    ) -> None:
-        self.topic, self.key, self.value, self.headers = topic, key, value, headers
-        self.dead, self.latency = dead, latency
-        self.fut: Any = None
-
-    async def start(self, max_bytes: int = 0) -> _Send:
-        while True:
-            try:
-                self.fut = await self.topic.send(
-                    key=self.key, value=self.value, headers=self.headers
-                )
-                return self
-            except MessageSizeTooLargeError:
-                self._shrink(max_bytes)
-
-    def _shrink(self, max_bytes: int) -> None:
-        """Cut the dead letter's value to the next smaller size; raise when nothing is left."""
-        size = len(self.value or b"")
-        if self.dead is None or size == 0:
-            raise MessageSizeTooLargeError
-        target = next(n for n in (max_bytes, SHRINK_BYTES, 0) if n < size)
-        small = self.dead.truncated(target)
-        self.value, self.headers = small.value, small.headers
-        log.warning(
-            "%s: dead letter too large (%d bytes), resending %d bytes",
-            self.dead.where,
-            size,
-            target,
-        )
-
-    async def wait(self, max_bytes: int) -> None:
-        failures = 0
-        while True:
-            try:
-                await self.fut
-                return
-            except MessageSizeTooLargeError:
-                self._shrink(max_bytes)
-            except KafkaError:
-                failures += 1
-                log.exception("send to %s failed (attempt %d)", self.topic, failures)
-                if failures >= SEND_RETRIES:
-                    _die(f"cannot publish to {self.topic} after {SEND_RETRIES} attempts")
-                await asyncio.sleep(0.5 * failures)
-            await self.start(max_bytes)
 
 
 def _die(reason: str) -> None:

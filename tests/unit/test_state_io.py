@@ -36,7 +36,9 @@ def test_writes_are_read_back_by_faust_and_by_state_io(table: Any):
 
 
 def test_state_written_by_faust_is_read_by_state_io(table: Any):
-    from stream_app.worker.agents import event_context
+    import weakref
+
+    from faust.streams import _current_event
 
     class Msg:
         partition, topic = 2, "events"
@@ -44,8 +46,12 @@ def test_state_written_by_faust_is_read_by_state_io(table: Any):
     class Ev:
         message = Msg()
 
-    with event_context(Ev()):
+    ev = Ev()
+    token = _current_event.set(weakref.ref(ev))  # type: ignore[arg-type]  # faust: the event's
+    try:
         table.data[b"u7"] = b"from faust"
+    finally:
+        _current_event.reset(token)
     assert StateIO(table).read(b"u7", 2) == b"from faust"
 
 
