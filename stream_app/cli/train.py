@@ -25,6 +25,7 @@ from stream_app.cli.options import setting
 
 @cli.command()
 @log_options
+@setting("training.engine", "--engine")
 @setting("training.split", "--split")
 @setting("training.epochs", "--epochs")
 @setting("training.patience", "--patience")
@@ -54,7 +55,8 @@ from stream_app.cli.options import setting
 @json_option
 @click.pass_context
 def train(ctx: click.Context, items_path: Path, events_path: Path, as_json: bool, **_: Any) -> None:
-    """Train the multi-task ranker, test it against baselines, export to ONNX, publish."""
+    """Train a model (engine tower-v2 by default, or ranker-v1), test it against baselines,
+    export to ONNX, publish."""
     from model_export.pipeline import run_training
     from stream_app.cli.progress import TrainProgress
 
