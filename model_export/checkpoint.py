@@ -29,9 +29,7 @@ def save(directory: Path, ranker: Ranker, cfg: RankerConfig, space: ItemSpace) -
     torch.save(
         {"config": json.loads(cfg.to_json()), "state_dict": model.state_dict()}, directory / WEIGHTS
     )
-    (directory / ITEM_INDEX).write_text(json.dumps(space.item_ids))
-    if ranker.covisit is not None:
-        ranker.covisit.save(directory / COVISIT)
+    save_catalogue(directory, ranker.covisit, space)
     with torch.no_grad():  # numpy copy of the retrieval query projection, for the worker
         np.savez(
             directory / RETRIEVAL,
@@ -40,6 +38,14 @@ def save(directory: Path, ranker: Ranker, cfg: RankerConfig, space: ItemSpace) -
             d=cfg.d,
             content_w=model.items.content.weight.T.numpy().astype(np.float32),
         )
+
+
+def save_catalogue(directory: Path, covisit: CoVisit | None, space: ItemSpace) -> None:
+    """Either engine's catalogue files: item_index.json, covisit.npz (when there is a table)
+    and the training catalogue's vectors (with text hashes when the texts are known)."""
+    (directory / ITEM_INDEX).write_text(json.dumps(space.item_ids))
+    if covisit is not None:
+        covisit.save(directory / COVISIT)
     arrays: dict[str, Any] = {
         "item_ids": np.array(space.item_ids, dtype=object).astype(str),
         "text": space.text_vecs[1:],
@@ -60,23 +66,37 @@ def load_warm_start(version_dir: Path, cfg: RankerConfig, space: ItemSpace) -> R
     them."""
     blob = torch.load(version_dir / WEIGHTS, map_location="cpu", weights_only=True)
     old_cfg = RankerConfig.from_dict(blob["config"])
-    for name in ("text_dim", "d", "hidden", "k", "recent_len"):
-        if getattr(old_cfg, name) != getattr(cfg, name):
-            msg = (
-                f"warm start from {version_dir.name}: expected {name}={getattr(cfg, name)}, "
-                f"got {getattr(old_cfg, name)} in the published model"
-            )
-            raise ValueError(msg)
+    check_architecture(version_dir, old_cfg, cfg, ("text_dim", "d", "hidden", "k", "recent_len"))
     old_ids = json.loads((version_dir / ITEM_INDEX).read_text())
     state = dict(blob["state_dict"])
     model = MultiTaskRanker(cfg)
-    old_pos = {item: i + 1 for i, item in enumerate(old_ids)}
-    src = torch.tensor([old_pos.get(item, 0) for item in space.item_ids], dtype=torch.long)
+    src = id_rows(old_ids, space)
     for key in ("items.id_emb.weight", "items.id_bias.weight"):
         # row 0 (unknown item) is kept; items new to this catalogue start as "unknown"
-        state[key] = state[key][torch.cat([torch.zeros(1, dtype=torch.long), src])].clone()
+        state[key] = state[key][src].clone()
     model.load_state_dict(state)
     return Ranker(model, load_covisit(version_dir, old_ids, space))
+
+
+def check_architecture(
+    version_dir: Path, published: object, cfg: object, names: tuple[str, ...]
+) -> None:
+    """Refuse a warm start whose published config differs from ``cfg`` in a field of
+    ``names`` (the field named, expected and actual values)."""
+    for name in names:
+        if getattr(published, name) != getattr(cfg, name):
+            msg = (
+                f"warm start from {version_dir.name}: expected {name}={getattr(cfg, name)}, "
+                f"got {getattr(published, name)} in the published model"
+            )
+            raise ValueError(msg)
+
+
+def id_rows(old_ids: list[str], space: ItemSpace) -> torch.Tensor:
+    """[M+1] long: for each row of ``space`` (row 0 = unknown item) its row in a published
+    version with items ``old_ids``; 0 for row 0 and for items the version did not know."""
+    old_pos = {item: i + 1 for i, item in enumerate(old_ids)}
+    return torch.tensor([0] + [old_pos.get(i, 0) for i in space.item_ids], dtype=torch.long)
 
 
 def load_covisit(version_dir: Path, old_ids: list[str], space: ItemSpace) -> CoVisit | None:

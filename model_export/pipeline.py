@@ -28,6 +28,7 @@ from model_export.encoder import (
 )
 from model_export.modeling import MultiTaskRanker, RankerConfig
 from model_export.publish import publish_version
+from model_export.report import training_report
 from model_export.tower import pipeline as tower_pipeline
 from model_export.train import (
     Ranker,
@@ -39,7 +40,7 @@ from model_export.train import (
 from model_export.transfer import next_item_pairs, tune_encoder
 from schemas.items import CatalogueItem
 from schemas.manifest import Metrics, Status
-from schemas.reports import TrainingReport, TrainSummary, TransferStats
+from schemas.reports import TrainingReport, TransferStats
 from schemas.settings import Settings, TrainingSettings
 from stream_app.core.catalogue import NUM_FEATURES, item_numeric
 from stream_app.core.hooks import Hooks
@@ -215,16 +216,7 @@ def run_training(
         version, parity = publish_version(
             prep, result.ranker, systems, Registry(registry_dir), warm_start, make_current, status
         )
-    return TrainingReport(
-        split=prep.opts.split,
-        systems=systems,
-        data=prep.data.meta,
-        train=_train_summary(result),
-        transfer=prep.transfer,
-        version=version,
-        parity=parity,
-        seconds=round(time.perf_counter() - t_start, 1),
-    )
+    return training_report(prep, systems, result, version, parity, t_start)
 
 
 def _cap_test(data: SplitData, test_max: int, seed: int) -> SplitData:
@@ -271,13 +263,3 @@ def _transfer(
     )
     space.content_vecs = np.vstack([np.zeros((1, vecs.shape[1]), np.float32), vecs])
     return stats, tuned
-
-
-def _train_summary(result: TrainResult) -> TrainSummary:
-    return TrainSummary(
-        epochs_run=len(result.history),
-        best_epoch=result.best_epoch,
-        stopped_early=result.stopped_early,
-        seconds=round(result.seconds, 1),
-        history=result.history,
-    )

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +23,7 @@ from model_export.export import export_encoder, export_item_tower, export_ranker
 from model_export.train import Ranker, batch_inputs
 from schemas.manifest import (
     EncoderInfo,
+    Engine,
     InterestRecord,
     ManifestDraft,
     Metrics,
@@ -48,6 +52,24 @@ def manifest_draft(
     """The manifest of a version trained from ``prep``: encoder, engine config and interest
     definition, training settings and data, test metrics (``systems``), export parity."""
     cfg = prep.ranker_config()
+    engine = RankerEngine(
+        config=RankerConfigRecord(**json.loads(cfg.to_json()), feat_dim=cfg.feat_dim),
+        interests=InterestRecord(**asdict(prep.params)),
+    )
+    return draft_for(prep, engine, systems, parent, parity, round_record, refused_reason)
+
+
+def draft_for(
+    prep: Prepared,
+    engine: Engine,
+    systems: dict[str, Metrics],
+    parent: str | None,
+    parity: Metrics | None,
+    round_record: RoundRecord | None,
+    refused_reason: str | None,
+) -> ManifestDraft:
+    """Either engine's manifest: encoder info, ``engine``, training settings and data, test
+    metrics flattened to ``system.metric``, export parity, round and refusal."""
     tuned = prep.tuned_encoder is not None
     return ManifestDraft(
         parent=parent,
@@ -58,10 +80,7 @@ def manifest_draft(
             space=encoder_space_id(prep.model_path),
             content_encoder=CONTENT_ENCODER if tuned else "encoder.onnx",
         ),
-        engine=RankerEngine(
-            config=RankerConfigRecord(**json.loads(cfg.to_json()), feat_dim=cfg.feat_dim),
-            interests=InterestRecord(**asdict(prep.params)),
-        ),
+        engine=engine,
         training=TrainingRecord(settings=prep.opts, data=prep.data.meta),
         metrics={
             f"{system}.{name}": value
@@ -72,6 +91,30 @@ def manifest_draft(
         round=round_record,
         refused_reason=refused_reason,
     )
+
+
+@contextmanager
+def staged(registry: Registry) -> Iterator[tuple[str, Path]]:
+    """(version, staging dir) for a new version; the staging dir is removed when the block
+    raises (nothing half-written is left behind)."""
+    version, staging = registry.staging()
+    try:
+        yield version, staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def export_encoders(prep: Prepared, staging: Path, version: str) -> Metrics:
+    """encoder.onnx (and content_encoder.onnx with a tuned encoder) plus the tokenizer;
+    returns parity per graph file."""
+    texts, tuned = prep.space.texts, prep.tuned_encoder
+    parity = {"encoder.onnx": export_encoder(prep.encoder, prep.tokenizer, texts, staging, version)}
+    if tuned is not None:
+        parity[CONTENT_ENCODER] = export_encoder(
+            tuned, prep.tokenizer, texts, staging, version, file=CONTENT_ENCODER
+        )
+    return parity
 
 
 def publish_version(
@@ -87,17 +130,9 @@ def publish_version(
 ) -> tuple[str, Metrics]:
     """Export every graph, write tokenizer/weights/vectors, then publish atomically.
     Returns (version, parity per graph)."""
-    space, model, tuned = prep.space, ranker.model, prep.tuned_encoder
-    version, staging = registry.staging()
-    try:
-        texts = space.texts
-        parity = {
-            "encoder.onnx": export_encoder(prep.encoder, prep.tokenizer, texts, staging, version)
-        }
-        if tuned is not None:
-            parity[CONTENT_ENCODER] = export_encoder(
-                tuned, prep.tokenizer, texts, staging, version, file=CONTENT_ENCODER
-            )
+    space, model = prep.space, ranker.model
+    with staged(registry) as (version, staging):
+        parity = export_encoders(prep, staging, version)
         ids = np.arange(space.n + 1, dtype=np.int64)
         parity["item_tower.onnx"] = export_item_tower(
             model, space.content_vecs, ids, space.num, staging, version
@@ -107,9 +142,6 @@ def publish_version(
         )
         save_tokenizer(prep.tokenizer, staging / "tokenizer")
         checkpoint.save(staging, ranker, prep.ranker_config(), space)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     draft = manifest_draft(prep, systems, parent, parity, round_record, refused_reason)
     return registry.publish(staging, draft, make_current=make_current, status=status), parity
 

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -97,6 +97,95 @@ def text_neighbors(text_vecs: np.ndarray, k: int, chunk: int = 2048) -> np.ndarr
     return out
 
 
+class LoopResult(Protocol):
+    """What either engine's training loop reports (``TrainResult``, ``TowerResult``)."""
+
+    history: list[EpochRow]
+    best_epoch: int
+    stopped_early: bool
+    seconds: float
+
+
+class EarlyStopping:
+    """Epoch-end bookkeeping of both engines' loops: keeps the state dict of the best
+    validation NDCG@10, records each epoch's ``EpochRow`` (passed to ``on_epoch``), stops after
+    ``patience`` epochs without improvement; ``finish`` restores the best state."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tcfg: TrainingSettings,
+        result: LoopResult,
+        on_epoch: Callable[[EpochRow], None] | None,
+    ) -> None:
+        self.model, self.tcfg, self.result, self.on_epoch = model, tcfg, result, on_epoch
+        self.best, self.best_state, self.bad = -1.0, copy.deepcopy(model.state_dict()), 0
+        self.start = time.perf_counter()
+
+    def end_epoch(
+        self,
+        epoch: int,
+        scores: dict[str, Any],
+        total: float,
+        parts_sum: dict[str, float],
+        steps: int,
+        t0: float,
+    ) -> bool:
+        """Record epoch ``epoch`` (validation ``scores``, summed losses over ``steps`` steps,
+        started at ``t0``); True when training should stop."""
+        improved = scores.get("ndcg@10", 0.0) > self.best
+        if improved:
+            self.best, self.best_state = scores["ndcg@10"], copy.deepcopy(self.model.state_dict())
+            self.bad = 0
+            self.result.best_epoch = epoch
+        else:
+            self.bad += 1
+        row = EpochRow(
+            epoch=epoch,
+            loss=total / steps,
+            parts={k: v / steps for k, v in parts_sum.items()},
+            valid=scores,
+            seconds=time.perf_counter() - t0,
+            best=improved,
+        )
+        self.result.history.append(row)
+        if self.on_epoch is not None:
+            self.on_epoch(row)
+        if self.bad >= self.tcfg.patience:
+            self.result.stopped_early = epoch < self.tcfg.epochs
+            return True
+        return False
+
+    def finish(self) -> None:
+        self.model.load_state_dict(self.best_state)
+        self.model.eval()
+        self.result.seconds = time.perf_counter() - self.start
+
+
+def negative_probs(train: Examples, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training popularity with row 0 zeroed, its distribution for popularity negatives;
+    uniform when nothing was seen)."""
+    pop = popularity(train, n_items)
+    pop[0] = 0
+    probs = pop / pop.sum() if pop.sum() > 0 else np.full(n_items + 1, 1.0 / (n_items + 1))
+    return pop, probs
+
+
+def validation_sample(rng: np.random.Generator, valid: Examples, eval_max: int) -> Examples:
+    """At most ``eval_max`` validation examples, drawn once per run (order kept)."""
+    return valid.subset(np.sort(rng.permutation(len(valid))[:eval_max]))
+
+
+def keep_ids(rng: np.random.Generator, n_items: int, id_dropout: float) -> np.ndarray:
+    """[M+1] bool: the item ids the item tower sees this step; with ``id_dropout`` some are
+    hidden (cold-start practice: seen as unknown, row 0, with no co-visitation input)."""
+    known = np.ones(n_items + 1, bool)
+    if id_dropout > 0:
+        known = rng.random(n_items + 1) >= id_dropout
+        known[0] = True
+    return known
+
+
 def sample_negatives(
     rng: np.random.Generator, n: int, probs: np.ndarray, pop_mix: float, n_items: int
 ) -> np.ndarray:
@@ -128,9 +217,7 @@ def train_ranker(
     content = _tensor(space.content_vecs)
     num = _tensor(space.num)
     ids = torch.arange(space.n + 1)
-    pop = popularity(train, space.n)
-    pop[0] = 0
-    probs = pop / pop.sum() if pop.sum() > 0 else np.full(space.n + 1, 1.0 / (space.n + 1))
+    pop, probs = negative_probs(train, space.n)
     neighbors = text_neighbors(space.text_vecs, tcfg.hard_pool) if tcfg.hard_negatives else None
     covisit = CoVisitTables.build(train, space.n) if cfg.use_cooc else None
     ranker = Ranker(model, covisit.full if covisit else None)
@@ -143,11 +230,9 @@ def train_ranker(
 
     n_neg = tcfg.negatives or auto_negatives(space.n)
     steps_per_epoch = max(1, math.ceil(len(train) / tcfg.batch_size))
-    eval_idx = rng.permutation(len(valid))[: tcfg.eval_max]
-    valid_eval = valid.subset(np.sort(eval_idx))
+    valid_eval = validation_sample(rng, valid, tcfg.eval_max)
     result = TrainResult(ranker)
-    best_score, best_state, bad_epochs = -1.0, copy.deepcopy(model.state_dict()), 0
-    start = time.perf_counter()
+    stopping = EarlyStopping(model, tcfg, result, on_epoch)
     for epoch in range(1, tcfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -159,10 +244,7 @@ def train_ranker(
                 continue
             # hide some item ids this step (cold-start practice): the item tower sees them as
             # unknown (row 0) and their co-visitation input is zero, as for a new item
-            known = np.ones(space.n + 1, bool)
-            if cfg.id_dropout > 0:
-                known = rng.random(space.n + 1) >= cfg.id_dropout
-                known[0] = True
+            known = keep_ids(rng, space.n, cfg.id_dropout)
             feats = model.items(content, ids * torch.from_numpy(known), num)
             negs = torch.from_numpy(sample_negatives(rng, n_neg, probs, tcfg.pop_mix, space.n))
             pos = _tensor(train.target[idx], torch.long)
@@ -203,33 +285,9 @@ def train_ranker(
             if on_step is not None:
                 on_step(epoch, step + 1)
         scores = evaluate(ranker, space, valid_eval, ks=(10,))
-        improved = scores["ndcg@10"] > best_score
-        if improved:
-            best_score, best_state, bad_epochs = (
-                scores["ndcg@10"],
-                copy.deepcopy(model.state_dict()),
-                0,
-            )
-            result.best_epoch = epoch
-        else:
-            bad_epochs += 1
-        row = EpochRow(
-            epoch=epoch,
-            loss=total / steps_per_epoch,
-            parts={k: v / steps_per_epoch for k, v in parts_sum.items()},
-            valid=scores,
-            seconds=time.perf_counter() - t0,
-            best=improved,
-        )
-        result.history.append(row)
-        if on_epoch is not None:
-            on_epoch(row)
-        if bad_epochs >= tcfg.patience:
-            result.stopped_early = epoch < tcfg.epochs
+        if stopping.end_epoch(epoch, scores, total, parts_sum, steps_per_epoch, t0):
             break
-    model.load_state_dict(best_state)
-    model.eval()
-    result.seconds = time.perf_counter() - start
+    stopping.finish()
     return result
 
 

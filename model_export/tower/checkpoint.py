@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
 from model_export import checkpoint
 from model_export.data import ItemSpace
 from model_export.tower.modeling import TowerConfig, TowerModel
 from model_export.tower.train import Tower
-from stream_app.core.vectors import text_sha
 
 WEIGHTS = "tower.pt"
 # what must match between a published tower and the one warm-started from it
@@ -30,18 +27,7 @@ def save(directory: Path, tower: Tower, cfg: TowerConfig, space: ItemSpace) -> N
         {"config": json.loads(cfg.to_json()), "state_dict": tower.model.state_dict()},
         directory / WEIGHTS,
     )
-    (directory / checkpoint.ITEM_INDEX).write_text(json.dumps(space.item_ids))
-    if tower.covisit is not None:
-        tower.covisit.save(directory / checkpoint.COVISIT)
-    arrays: dict[str, Any] = {
-        "item_ids": np.array(space.item_ids, dtype=object).astype(str),
-        "text": space.text_vecs[1:],
-        "content": space.content_vecs[1:],
-        "num": space.num[1:],
-    }
-    if space.texts:  # keys vector reuse by text: an item edited since is encoded again
-        arrays["text_sha"] = np.array([text_sha(t) for t in space.texts])
-    np.savez(directory / checkpoint.VECTORS, **arrays)
+    checkpoint.save_catalogue(directory, tower.covisit, space)
 
 
 def load_warm_start(version_dir: Path, cfg: TowerConfig, space: ItemSpace) -> Tower:
@@ -53,16 +39,9 @@ def load_warm_start(version_dir: Path, cfg: TowerConfig, space: ItemSpace) -> To
         raise ValueError(msg)
     blob = torch.load(path, map_location="cpu", weights_only=True)
     old = TowerConfig.from_dict(blob["config"])
-    for name in ARCHITECTURE:
-        if getattr(old, name) != getattr(cfg, name):
-            msg = (
-                f"warm start from {version_dir.name}: expected {name}={getattr(cfg, name)}, "
-                f"got {getattr(old, name)} in the published model"
-            )
-            raise ValueError(msg)
+    checkpoint.check_architecture(version_dir, old, cfg, ARCHITECTURE)
     old_ids = json.loads((version_dir / checkpoint.ITEM_INDEX).read_text())
-    old_pos = {item: i + 1 for i, item in enumerate(old_ids)}
-    src = torch.tensor([0] + [old_pos.get(i, 0) for i in space.item_ids], dtype=torch.long)
+    src = checkpoint.id_rows(old_ids, space)
     state = dict(blob["state_dict"])
     for key in ID_ROWS:
         rows = state[key][src].clone()

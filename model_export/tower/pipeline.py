@@ -3,17 +3,17 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from model_export import baselines_eval
+from model_export.report import training_report
 from model_export.tower import checkpoint
 from model_export.tower.modeling import TowerModel
 from model_export.tower.publish import publish_version, tower_config
 from model_export.tower.train import Tower, TowerResult, evaluate, train_tower
 from schemas.manifest import Metrics, Status
-from schemas.reports import TrainingReport, TrainSummary
+from schemas.reports import TrainingReport
 from stream_app.core.hooks import Hooks
 from stream_app.registry import Registry
 
@@ -51,16 +51,6 @@ def test_table(prep: Prepared, tower: Tower, baselines: bool = True) -> dict[str
     return table
 
 
-def train_summary(result: TowerResult) -> TrainSummary:
-    return TrainSummary(
-        epochs_run=len(result.history),
-        best_epoch=result.best_epoch,
-        stopped_early=result.stopped_early,
-        seconds=round(result.seconds, 1),
-        history=result.history,
-    )
-
-
 def run(
     prep: Prepared,
     hooks: Hooks,
@@ -84,13 +74,4 @@ def run(
         version, parity = publish_version(
             prep, result.ranker, systems, Registry(registry_dir), warm_start, make_current, status
         )
-    return TrainingReport(
-        split=prep.opts.split,
-        systems=systems,
-        data=prep.data.meta,
-        train=train_summary(result),
-        transfer=prep.transfer,
-        version=version,
-        parity=parity,
-        seconds=round(time.perf_counter() - t_start, 1),
-    )
+    return training_report(prep, systems, result, version, parity, t_start)

@@ -5,19 +5,16 @@ weights, then the manifest (``TowerEngine``), written last by the registry's ato
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from model_export.encoder import encoder_space_id, save_tokenizer
-from model_export.export import export_encoder
-from model_export.publish import CONTENT_ENCODER
+from model_export.encoder import save_tokenizer
+from model_export.publish import draft_for, export_encoders, staged
 from model_export.tower import checkpoint
 from model_export.tower.export import export_tower_graphs
 from model_export.tower.modeling import TowerConfig
 from model_export.tower.train import Tower
 from schemas.manifest import (
-    EncoderInfo,
     InterestRecord,
     ManifestDraft,
     Metrics,
@@ -25,7 +22,6 @@ from schemas.manifest import (
     Status,
     TowerConfigRecord,
     TowerEngine,
-    TrainingRecord,
 )
 from stream_app.registry import Registry
 
@@ -65,29 +61,8 @@ def manifest_draft(
     round_record: RoundRecord | None = None,
     refused_reason: str | None = None,
 ) -> ManifestDraft:
-    tuned = prep.tuned_encoder is not None
-    return ManifestDraft(
-        parent=parent,
-        encoder=EncoderInfo(
-            model_path=prep.model_path,
-            dim=int(prep.space.text_vecs.shape[1]),
-            mode=prep.opts.encoder_mode,
-            space=encoder_space_id(prep.model_path),
-            content_encoder=CONTENT_ENCODER if tuned else "encoder.onnx",
-        ),
-        engine=TowerEngine(
-            config=config_record(cfg), interests=InterestRecord(**asdict(prep.params))
-        ),
-        training=TrainingRecord(settings=prep.opts, data=prep.data.meta),
-        metrics={
-            f"{system}.{name}": value
-            for system, row in systems.items()
-            for name, value in row.items()
-        },
-        parity=parity or {},
-        round=round_record,
-        refused_reason=refused_reason,
-    )
+    engine = TowerEngine(config=config_record(cfg), interests=InterestRecord(**asdict(prep.params)))
+    return draft_for(prep, engine, systems, parent, parity, round_record, refused_reason)
 
 
 def publish_version(
@@ -103,24 +78,13 @@ def publish_version(
 ) -> tuple[str, Metrics]:
     """Export every graph, write tokenizer/weights/vectors, then publish atomically.
     Returns (version, parity per graph file)."""
-    space, tuned, cfg = prep.space, prep.tuned_encoder, tower.model.cfg
-    version, staging = registry.staging()
-    try:
-        texts = space.texts
-        parity = {
-            "encoder.onnx": export_encoder(prep.encoder, prep.tokenizer, texts, staging, version)
-        }
-        if tuned is not None:
-            parity[CONTENT_ENCODER] = export_encoder(
-                tuned, prep.tokenizer, texts, staging, version, file=CONTENT_ENCODER
-            )
+    space, cfg = prep.space, tower.model.cfg
+    with staged(registry) as (version, staging):
+        parity = export_encoders(prep, staging, version)
         ex = prep.data.test if len(prep.data.test) >= 4 else prep.data.train
         parity.update(export_tower_graphs(tower, space, ex, staging, version))
         save_tokenizer(prep.tokenizer, staging / "tokenizer")
         checkpoint.save(staging, tower, cfg, space)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     draft = manifest_draft(prep, cfg, systems, parent, parity, round_record, refused_reason)
     return registry.publish(staging, draft, make_current=make_current, status=status), parity
 

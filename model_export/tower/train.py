@@ -11,7 +11,6 @@ softmax over the same candidates; (3) p(purchase | interaction) BCE on each posi
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -22,14 +21,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model_export.data import CoVisitTables, Examples, ItemSpace, popularity
+from model_export.data import CoVisitTables, Examples, ItemSpace
 from model_export.tower.modeling import TowerConfig, TowerModel, UserOut
 from model_export.train import (
+    EarlyStopping,
     auto_negatives,
     default_threads,
+    keep_ids,
+    negative_probs,
     ranking_report,
     sample_negatives,
     text_neighbors,
+    validation_sample,
 )
 from schemas.reports import EpochRow
 from schemas.settings import TrainingSettings
@@ -130,9 +133,7 @@ def train_tower(
         model = init
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    pop = popularity(train, space.n)
-    pop[0] = 0
-    probs = pop / pop.sum() if pop.sum() > 0 else np.full(space.n + 1, 1.0 / (space.n + 1))
+    pop, probs = negative_probs(train, space.n)
     smooth = (pop + 1.0) / (pop + 1.0)[1:].sum()
     smooth[0] = 0.0
     log_q = np.log(np.maximum(smooth, 1e-30))
@@ -142,10 +143,9 @@ def train_tower(
     tower = Tower(model, covisit.full if covisit else None)
     n_neg = tcfg.negatives or auto_negatives(space.n)
     steps = max(1, math.ceil(len(train) / tcfg.batch_size))
-    valid_eval = valid.subset(np.sort(rng.permutation(len(valid))[: tcfg.eval_max]))
+    valid_eval = validation_sample(rng, valid, tcfg.eval_max)
     result = TowerResult(tower)
-    best, best_state, bad = -1.0, copy.deepcopy(model.state_dict()), 0
-    start = time.perf_counter()
+    stopping = EarlyStopping(model, tcfg, result, on_epoch)
     for epoch in range(1, tcfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -155,10 +155,7 @@ def train_tower(
             idx = order[step * tcfg.batch_size : (step + 1) * tcfg.batch_size]
             if len(idx) == 0:
                 continue
-            known = np.ones(space.n + 1, bool)
-            if cfg.id_dropout > 0:
-                known = rng.random(space.n + 1) >= cfg.id_dropout
-                known[0] = True
+            known = keep_ids(rng, space.n, cfg.id_dropout)
             feats = item_feats(model, space, known)
             user = model.user(**user_inputs(feats, train, idx))
             pos = _t(train.target[idx], torch.long)
@@ -208,29 +205,9 @@ def train_tower(
             if on_step is not None:
                 on_step(epoch, step + 1)
         scores = evaluate(tower, space, valid_eval, ks=(10,))
-        improved = scores.get("ndcg@10", 0.0) > best
-        if improved:
-            best, best_state, bad = scores["ndcg@10"], copy.deepcopy(model.state_dict()), 0
-            result.best_epoch = epoch
-        else:
-            bad += 1
-        row = EpochRow(
-            epoch=epoch,
-            loss=total / steps,
-            parts={k: v / steps for k, v in parts_sum.items()},
-            valid=scores,
-            seconds=time.perf_counter() - t0,
-            best=improved,
-        )
-        result.history.append(row)
-        if on_epoch is not None:
-            on_epoch(row)
-        if bad >= tcfg.patience:
-            result.stopped_early = epoch < tcfg.epochs
+        if stopping.end_epoch(epoch, scores, total, parts_sum, steps, t0):
             break
-    model.load_state_dict(best_state)
-    model.eval()
-    result.seconds = time.perf_counter() - start
+    stopping.finish()
     return result
 
 
