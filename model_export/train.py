@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -162,6 +162,25 @@ class EarlyStopping:
         self.result.seconds = time.perf_counter() - self.start
 
 
+def optimizer_step(
+    opt: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    parts: dict[str, torch.Tensor],
+    params: Iterable[torch.nn.Parameter],
+    grad_clip: float,
+    parts_sum: dict[str, float],
+) -> float:
+    """One AdamW step on ``loss`` (gradients clipped to ``grad_clip``); adds each loss part to
+    ``parts_sum`` and returns the step's loss."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+    for k, v in parts.items():
+        parts_sum[k] = parts_sum.get(k, 0.0) + float(v.detach())
+    return float(loss.detach())
+
+
 def negative_probs(train: Examples, n_items: int) -> tuple[np.ndarray, np.ndarray]:
     """(training popularity with row 0 zeroed, its distribution for popularity negatives;
     uniform when nothing was seen)."""
@@ -275,13 +294,7 @@ def train_ranker(
             y_buy = torch.zeros(valid_mask.shape)
             y_buy[:, 0] = _tensor(train.purchase[idx])
             loss, parts = model.loss(out, {"click": y_click, "purchase": y_buy}, valid_mask)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-            opt.step()
-            total += float(loss.detach())
-            for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + float(v.detach())
+            total += optimizer_step(opt, loss, parts, model.parameters(), tcfg.grad_clip, parts_sum)
             if on_step is not None:
                 on_step(epoch, step + 1)
         scores = evaluate(ranker, space, valid_eval, ks=(10,))

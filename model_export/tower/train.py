@@ -29,6 +29,7 @@ from model_export.train import (
     default_threads,
     keep_ids,
     negative_probs,
+    optimizer_step,
     ranking_report,
     sample_negatives,
     text_neighbors,
@@ -195,13 +196,7 @@ def train_tower(
                 "purchase": cfg.purchase_weight,
             }
             loss = torch.stack([weights[k] * v for k, v in parts.items()]).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
-            opt.step()
-            total += float(loss.detach())
-            for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + float(v.detach())
+            total += optimizer_step(opt, loss, parts, params, tcfg.grad_clip, parts_sum)
             if on_step is not None:
                 on_step(epoch, step + 1)
         scores = evaluate(tower, space, valid_eval, ks=(10,))
