@@ -42,11 +42,12 @@ def prepare_world(workdir: Path, users: int, items: int, events: int) -> Path:
 def prepare_registry(workdir: Path, world: Path) -> Path:
     from stream_app.registry import Registry
 
-    # keyed by the model code: a cached model from an older ranker/feature layout retrains
-    code = b"".join(
-        (ROOT / path).read_bytes() for path in ("model_export/modeling.py", "schemas/onnx_spec.py")
-    )
-    registry = workdir / f"registry-{hashlib.sha256(code).hexdigest()[:10]}"
+    # keyed by the engine (training.engine: STREAMREC_TRAINING__ENGINE=ranker-v1 benches the
+    # old one) and its model code: a model cached from an older layout retrains
+    engine = Settings().training.engine
+    files = ("model_export/modeling.py", "model_export/tower/modeling.py", "schemas/onnx_spec.py")
+    code = engine.encode() + b"".join((ROOT / path).read_bytes() for path in files)
+    registry = workdir / f"registry-{engine}-{hashlib.sha256(code).hexdigest()[:10]}"
     if Registry(registry).current() is None:
         from model_export.pipeline import run_training
 
