@@ -203,6 +203,13 @@ def user_inputs(bundle: Bundle[Any], states: list[InterestState]) -> UserInputs:
     )
 
 
+def _rule_slots(states: list[InterestState]) -> tuple[np.ndarray, np.ndarray]:
+    """The states' rule-built interest slots [B, K, Dt] (pretrained text space) and which are
+    active [B, K]."""
+    slots = np.stack([s.slots for s in states]).astype(np.float32)
+    return slots, np.stack([s.strength for s in states]) > 0
+
+
 def strong_interests(weights: np.ndarray, floor: float) -> np.ndarray:
     """[B, K] learned interest weights with those below ``floor`` set to 0 (each user keeps
     their strongest one): the interests that get list seats (quotas) and tag candidates."""
@@ -293,9 +300,13 @@ class Recommender(Generic[S]):
         slot[extra] = -1  # exploration candidates serve no interest slot
         unknown = (row_index[cand_rows] == 0) & cand_ok & ~extra
         new_match = np.where(unknown, match.max(2), -np.inf)
-        if u.tower_attn is not None:  # cold start by text (see _content_match)
-            text = content(cand_rows)
-            new_match = np.where(unknown, text.max(2) if text is not None else -np.inf, -np.inf)
+        if u.tower_attn is not None:  # cold start by text (see _content_match), sparse
+            new_match = np.full(unknown.shape, -np.inf, np.float32)
+            bi, ci = np.nonzero(unknown)
+            if bi.size:
+                text_slots, active = _rule_slots(states)
+                m = np.einsum("nd,nkd->nk", store.text[cand_rows[bi, ci]], text_slots[bi])
+                new_match[bi, ci] = np.where(active[bi], m, -np.inf).max(1)
         return Scored(
             states,
             cand_rows,
@@ -344,8 +355,8 @@ class Recommender(Generic[S]):
         learned vector lacks the id embedding its known twin has, so text is what places it)."""
         store, model = self.bundle.store, self.bundle.model
         if u.tower_attn is not None:
-            slots = np.stack([s.slots for s in states]).astype(np.float32).transpose(0, 2, 1)
-            active = (np.stack([s.strength for s in states]) > 0)[:, None, :]
+            text_slots, text_active = _rule_slots(states)
+            slots, active = text_slots.transpose(0, 2, 1), text_active[:, None, :]
 
             def by_text(rows: np.ndarray) -> np.ndarray | None:
                 return np.where(active, np.matmul(store.text[rows], slots), -np.inf)

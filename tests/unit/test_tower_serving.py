@@ -122,3 +122,37 @@ def test_replay_runs_the_ranker_v1_version_side_by_side(both, tiny_world):
     assert a["examples"] == b["examples"] > 0  # the same scored events
     assert 0.0 <= a["ndcg@10"] <= 1.0 and 0.0 <= b["ndcg@10"] <= 1.0
     assert "engine ranker-v1" in out.descriptions["ranker-v1"]
+
+
+def test_tower_cold_start_seats_a_never_seen_item_by_its_text(both, world_items):
+    from schemas.items import validate_item
+    from schemas.settings import Settings
+    from stream_app.core.engine import Bundle, Recommender
+    from stream_app.core.interests import InterestParams
+    from stream_app.worker import catalogue as cat
+    from tests.unit.test_engine_cold_start import twins_of
+
+    root, _, v2 = both
+    model = open_version(Registry(root), v2, "cpu", 1)
+    cat0 = world_items[0]["categories"][0]
+    cluster = [it for it in world_items if it["categories"][:1] == [cat0]][:6]
+    items = world_items + twins_of(cluster[:3])
+    recs = [cat.ItemRecord.from_item(validate_item(x), 0.0) for x in items]
+    store = cat.build_store(model, recs, cat.VectorResolver(model, None).resolve(recs))
+    s = Settings()
+
+    def lists(match: float) -> list[list[Any]]:
+        opts = s.serving.model_copy(update={"new_item_match": match})
+        rec = Recommender(Bundle(model, store), InterestParams.from_settings(s.interests), opts)
+        state, out = None, []
+        for n, it in enumerate(cluster[3:] * 2 + cluster[:3]):
+            ts = 1_780_000_000 + 60.0 * n
+            state = rec.apply(state, EventLite(f"e{n}", it["item_id"], ts, CLICK))
+            out.append(rec.recommend([state], ts)[0])
+        return out
+
+    new = [[r for r in lst if r.item_id.startswith("new-item-")] for lst in lists(0.5)]
+    assert all(len(n) >= 1 for n in new), new
+    assert all(r.interest >= 0 for n in new for r in n)  # placed for an interest
+    off = [r for lst in lists(0.0) for r in lst if r.item_id.startswith("new-item-")]
+    assert all(r.interest == -1 for r in off)  # at most as exploration
