@@ -14,7 +14,10 @@ so ``/state``) reads. In this order:
 2. only then the users' new states: RocksDB (one WriteBatch per partition) and their changelog
    records (the table's changelog topic, the partition of the user's events), acked; then the
    changelog's persisted offsets (``StateIO.persisted``), as faust does after its own acks;
-3. the body returns and faust commits.
+3. the batch's messages are marked published (``rt.acks``): faust's consumer acks, and so
+   commits, an events-topic offset only once it is marked (``stream_app/worker/acks.py``: faust
+   also acks events it skipped in a rebalance, and a cancelled batch);
+4. the body returns and faust commits.
 
 A failure in 1 or 2 (``PublishError``: some record not acked after the retries, or anything
 else) exits without committing (``_die``): the batch is redelivered.
@@ -64,6 +67,10 @@ REDELIVERED = [(REDELIVERY_HEADER, b"true")]
 def register(app: Any, rt: WorkerRuntime) -> Any:
     serving = rt.settings.serving
 
+    @app.on_partitions_assigned.connect
+    async def _assigned(_app: Any, *_: Any, **__: Any) -> None:  # new assignment: new expectations
+        rt.offsets.reset()
+
     @app.agent(rt.topics.events, name="streamrec.events", concurrency=1)
     async def process_events(stream: Any) -> None:
         async for events in stream.take_events(serving.batch_size, within=serving.batch_ms / 1000):
@@ -96,6 +103,7 @@ def _incoming(events: list[Any]) -> list[proc.Incoming]:
 
 async def handle_batch(rt: WorkerRuntime, events: list[Any]) -> None:
     batch = _incoming(events)
+    rt.offsets.observe(((m.where.partition, m.where.offset) for m in batch), rt.committed_offset)
     rt.metrics.events_in.inc(len(batch))
     rt.metrics.batch_size.observe(len(batch))
     writes: list[tuple[bytes, bytes, int]] = []
@@ -116,6 +124,7 @@ async def handle_batch(rt: WorkerRuntime, events: list[Any]) -> None:
     except Exception as exc:  # unpublished events must not be committed
         log.exception("publishing a batch of %d events failed", len(batch))
         _die(f"publishing failed: {exc!r}")
+    rt.acks.mark(e.message for e in events)  # now faust may commit them (worker/acks.py)
     _after_publish(rt, result)
 
 

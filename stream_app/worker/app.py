@@ -19,6 +19,7 @@ import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
 from schemas.settings import KafkaSettings, Settings
+from stream_app.worker import acks
 from stream_app.worker.runtime import Topics, WorkerRuntime
 
 STATE_TABLE = "user-state"
@@ -107,6 +108,7 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         help="Per-user interest state (state_to_bytes).",
     )
     runtime = WorkerRuntime(settings, topics, table)
+    acks.install(app, runtime.acks)
     # faust's own sensors (consumer offsets and commit latency, rebalances, table operations,
     # sends) in the same registry as streamrec's: one /metrics page
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(runtime.metrics.registry, "faust"))

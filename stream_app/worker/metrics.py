@@ -39,6 +39,17 @@ class Metrics:
             "Redelivered events (id already in the user's state).",
             registry=r,
         )
+        self.acks_withheld = Counter(
+            "streamrec_acks_withheld",
+            "Events faust acked without the agent publishing them (rebalance skips, a cancelled "
+            "batch): not committed, read again (stream_app/worker/acks.py).",
+            registry=r,
+        )
+        self.offset_gaps = Counter(
+            "streamrec_offset_gaps",
+            "Events-topic offsets the agent never got (a faust fetch skip; worker/acks.py).",
+            registry=r,
+        )
         self.latency = Histogram(
             "streamrec_latency_seconds",
             "Event receipt by the worker -> recommendation sent.",

@@ -21,6 +21,7 @@ from mode import Service
 from schemas.settings import Settings
 from stream_app.core.interests import InterestParams
 from stream_app.registry import Registry
+from stream_app.worker.acks import OffsetWatch, PublishedGate
 from stream_app.worker.catalogue import VectorCache
 from stream_app.worker.catalogue_feed import CatalogueFeed
 from stream_app.worker.hitrate import OnlineQuality
@@ -55,6 +56,9 @@ class WorkerRuntime(Service):
         super().__init__(**kwargs)
         self.settings, self.topics, self.table = settings, topics, table
         self.metrics = Metrics()
+        # the events topic's offsets are committed only for events the agent published
+        self.acks = PublishedGate([settings.topics.events], self.metrics.acks_withheld.inc)
+        self.offsets = OffsetWatch(self.metrics.offset_gaps.inc)  # skips in faust's fetch path
         self.registry = Registry(settings.registry_dir)
         self.cache: VectorCache | None = None
         s = settings.serving
@@ -123,6 +127,13 @@ class WorkerRuntime(Service):
                 max_request_bytes=app.conf.producer_max_request_size,
             )
         return self._publisher
+
+    def committed_offset(self, partition: int) -> int | None:
+        """faust's committed offset of an events partition (where it seeks on assignment)."""
+        from faust.types import TP
+
+        consumer = self.table.app.consumer
+        return consumer._committed_offset.get(TP(self.settings.topics.events, partition))
 
     def state_io(self) -> StateIO:
         """The user-state table's reads and writes on its RocksDB partition DBs (built on
