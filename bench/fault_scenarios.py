@@ -337,6 +337,7 @@ async def failover(
         got = survivor.metrics()
         withheld = got.get("streamrec_acks_withheld_total", 0.0)
         gaps = got.get("streamrec_offset_gaps_total", 0.0)
+        repairs = got.get("streamrec_fetch_repairs_total", 0.0)
     finally:
         await col.stop()
         await dlq.stop()
@@ -389,6 +390,8 @@ async def failover(
             "acks_withheld": withheld,
             # events-topic offsets the survivor's agent never got (faust fetch skips)
             "offset_gaps": gaps,
+            # fetch skips the survivor's consumer caught and sought back over (worker/acks.py)
+            "fetch_repairs": repairs,
             # the events without a list (at most 20): where they were, and on which side
             "unlisted": [
                 {

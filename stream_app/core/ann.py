@@ -208,11 +208,19 @@ class StoreRetriever:
     docstring)."""
 
     def __init__(
-        self, store: ItemStore, d: int, ann_min_items: int = ANN_MIN_ITEMS, threads: int = 1
+        self,
+        store: ItemStore,
+        d: int,
+        ann_min_items: int = ANN_MIN_ITEMS,
+        threads: int = 1,
+        exact: Any = None,
     ) -> None:
         self.store, self.d = store, d
         self.ann_min_items, self.threads = ann_min_items, threads
-        self.exact = StoreExact(store, d)
+        # the exact search below ann_min_items: numpy here, or one the serving side offers
+        # (ONNX Runtime's Gemm + TopK graph, 4-6x faster on CPU: DeviceRetriever); one with a
+        # ``reindex`` gets it called too, so its copy of the matrix is refreshed off the loop
+        self.exact = exact if exact is not None else StoreExact(store, d)
         self.index: AnnRetriever | None = None
 
     @property
@@ -225,6 +233,11 @@ class StoreRetriever:
         call it off the event loop. The store's change log restarts here, so changes made
         while the index is built reach it at the next search."""
         live = len(self.store)
+        if self.index is None and live < self.ann_min_items:
+            refresh = getattr(self.exact, "reindex", None)
+            if refresh is not None:
+                refresh()
+            return False
         if self.index is None and live >= self.ann_min_items:
             self.store.track_changes()
             size = self.store.size

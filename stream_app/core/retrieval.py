@@ -4,7 +4,8 @@
 retrieval vector and keeps the top per query (argpartition): exact, and the fastest below
 ``ANN_MIN_ITEMS`` live items (``bench/retrieval_bench.py``).
 
-``stream_app.core.ann.StoreRetriever`` (what the engine uses) is exact until ``reindex``
+``stream_app.core.ann.StoreRetriever`` (what the engine uses; the serving side gives it ONNX
+Runtime's Gemm + TopK graph as its exact stage, faster than this one) is exact until ``reindex``
 (called off the hot path: a model swap's store build, a catalogue update) finds the store at
 or above ``ann_min_items`` live items and builds the faiss IVF-PQ index from it; from then on
 each search first applies the store's changes since the last one to the index (inserts into the

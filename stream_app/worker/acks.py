@@ -21,6 +21,14 @@ consumer (``guarded_consumer``) acks an events-topic message only when it was ma
 message is simply not committed (it is taken off faust's unacked set so a rebalance does not
 wait for it): its partition is re-read from the committed offset and the event handled then.
 The count is ``streamrec_acks_withheld_total`` on ``/metrics``.
+
+A third path never delivers an event at all: the fetch can hand faust records from past the
+offset it sought to after a rebalance (faust-streaming #216 / #221), and faust takes the
+missing offsets for a gap of transaction markers and commits past them, gate or not (they
+were never acked, faust fills them in: ``_add_gap``). Seen in CI as 31 events of 4,750 without
+a list in a kill -9 failover run. ``FetchRepair`` in the same consumer catches that skip
+before faust sees it and seeks back (``streamrec_fetch_repairs_total``); ``OffsetWatch`` in
+the agent counts any skip that still reaches it (``streamrec_offset_gaps_total``).
 """
 
 from __future__ import annotations
@@ -63,8 +71,86 @@ class PublishedGate:
         return False
 
 
-def guarded_consumer(base: type, gate: PublishedGate) -> type:
-    """A subclass of faust's consumer class ``base`` whose ``ack`` asks ``gate`` first."""
+class FetchRepair:
+    """Per events partition, the offset the fetch must deliver next; a record beyond it is a
+    fetch skip (faust-streaming #216 / #221: after a rebalance the fetcher can deliver what it
+    prefetched, from past the committed offset it sought to). faust would take the skipped
+    offsets for a gap (transaction markers) and commit past them (``_add_gap``): those events
+    would never get a recommendation. So the consumer drops that record and the rest of its
+    partition's batch and seeks back to the expected offset; the events come again, in order
+    (the ones already handled are de-duplicated by event id). A second skip at the same offset
+    right after that seek is a real gap (transaction markers, deleted records): accepted.
+
+    Expectations restart at every seek to the committed offsets (faust's ``perform_seek``: on
+    each assignment, after recovery) and at every explicit seek; a partition without one (no
+    committed offset yet) takes its first record as it comes."""
+
+    def __init__(self, topics: Iterable[str], on_repair: Any = None) -> None:
+        self.topics = frozenset(topics)
+        self._expect: dict[Any, int] = {}
+        self._sought: dict[Any, int] = {}
+        self._on_repair = on_repair
+        self.repairs = 0
+        self.real_gaps = 0
+
+    def restart(self, positions: Any) -> None:
+        """The consumer sought to these positions (``{tp: offset}``; None / < 0: unknown)."""
+        self._expect.clear()
+        self._sought.clear()
+        for tp, offset in positions.items():
+            self.seek(tp, offset)
+
+    def seek(self, tp: Any, offset: Any) -> None:
+        if tp.topic in self.topics and isinstance(offset, int) and offset >= 0:
+            self._expect[tp] = offset
+
+    def forget(self, tps: Iterable[Any]) -> None:
+        for tp in tps:
+            self._expect.pop(tp, None)
+            self._sought.pop(tp, None)
+
+    def check(self, tp: Any, offset: int) -> int | None:
+        """None: deliver this record; else the offset to seek back to (drop the record)."""
+        if tp.topic not in self.topics:
+            return None
+        nxt = self._expect.get(tp)
+        if nxt is None or offset <= nxt:  # in order, a redelivery, or nothing to check against
+            self._expect[tp] = offset + 1
+            self._sought.pop(tp, None)
+            return None
+        if self._sought.get(tp) == nxt:  # sought back there already: nothing to read there
+            self.real_gaps += 1
+            log.info(
+                "%s[%d]: offsets %d..%d hold no records (a real gap); going on",
+                tp.topic,
+                tp.partition,
+                nxt,
+                offset - 1,
+            )
+            self._expect[tp] = offset + 1
+            del self._sought[tp]
+            return None
+        self._sought[tp] = nxt
+        self.repairs += 1
+        if self._on_repair is not None:
+            self._on_repair()
+        log.warning(
+            "%s[%d]: the fetch delivered offset %d where %d was next (a faust fetch skip); "
+            "seeking back to %d so offsets %d..%d are handled, not committed past",
+            tp.topic,
+            tp.partition,
+            offset,
+            nxt,
+            nxt,
+            nxt,
+            offset - 1,
+        )
+        return nxt
+
+
+def guarded_consumer(base: type, gate: PublishedGate, repair: FetchRepair | None = None) -> type:
+    """A subclass of faust's consumer class ``base`` whose ``ack`` asks ``gate`` first and
+    whose fetch is checked by ``repair`` (``FetchRepair``) when one is given."""
 
     class GuardedConsumer(base):  # type: ignore[misc, valid-type]
         def ack(self, message: Any) -> bool:
@@ -75,22 +161,50 @@ def guarded_consumer(base: type, gate: PublishedGate) -> type:
                 self._unacked_messages.discard(message)
             return False
 
+        if repair is not None:
+
+            async def getmany(self, timeout: float) -> Any:
+                dropping: set[Any] = set()
+                async for tp, message in super().getmany(timeout):
+                    if tp in dropping:
+                        continue
+                    back = repair.check(tp, message.offset)
+                    if back is not None:
+                        dropping.add(tp)  # the rest of this batch comes again after the seek
+                        await self.seek(tp, back)
+                        continue
+                    yield tp, message
+
+            async def seek_to_committed(self) -> Any:
+                positions = await super().seek_to_committed()
+                repair.restart(positions)
+                return positions
+
+            async def seek(self, partition: Any, offset: int) -> None:
+                await super().seek(partition, offset)
+                repair.seek(partition, offset)
+
+            async def on_partitions_revoked(self, revoked: Any) -> None:
+                repair.forget(revoked)
+                await super().on_partitions_revoked(revoked)
+
     return GuardedConsumer  # (keep its __qualname__: mode keys a service's tasks by it)
 
 
-def install(app: Any, gate: PublishedGate) -> None:
+def install(app: Any, gate: PublishedGate, repair: FetchRepair | None = None) -> None:
     """Make ``app``'s consumer (created lazily by its transport) a guarded one."""
     transport = app.transport
-    transport.Consumer = guarded_consumer(type(transport).Consumer, gate)
+    transport.Consumer = guarded_consumer(type(transport).Consumer, gate, repair)
 
 
 class OffsetWatch:
     """Per events partition, the next offset the agent expects: an event beyond it means
     faust's fetch path skipped events (faust-streaming #216: after a rebalance the fetcher can
-    deliver from where it had prefetched, not from the committed offset it seeks to). Those
-    events are not handled until their partition is re-read, so every gap is a WARNING and
-    ``streamrec_offset_gaps_total``; the gate above keeps their offsets uncommitted unless
-    faust's own gap filling (meant for transaction markers) covers them.
+    deliver from where it had prefetched, not from the committed offset it seeks to). The
+    consumer's ``FetchRepair`` seeks back over such skips before faust sees them; one that
+    reaches the agent all the same (a stream-level skip) is a WARNING and
+    ``streamrec_offset_gaps_total``: those events are handled only when their partition is
+    re-read, and faust's own gap filling (meant for transaction markers) may commit past them.
 
     The expectation starts, per partition and per assignment, at the offset faust committed
     (``committed(partition)``, read at the partition's first event after an assignment, when

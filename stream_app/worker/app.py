@@ -108,7 +108,7 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
         help="Per-user interest state (state_to_bytes).",
     )
     runtime = WorkerRuntime(settings, topics, table)
-    acks.install(app, runtime.acks)
+    acks.install(app, runtime.acks, runtime.fetch_repair)
     # faust's own sensors (consumer offsets and commit latency, rebalances, table operations,
     # sends) in the same registry as streamrec's: one /metrics page
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(runtime.metrics.registry, "faust"))

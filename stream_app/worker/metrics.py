@@ -50,6 +50,12 @@ class Metrics:
             "Events-topic offsets the agent never got (a faust fetch skip; worker/acks.py).",
             registry=r,
         )
+        self.fetch_repairs = Counter(
+            "streamrec_fetch_repairs",
+            "Fetch skips on the events topic the consumer caught and sought back over, so "
+            "the skipped events were handled, not committed past (worker/acks.py FetchRepair).",
+            registry=r,
+        )
         self.latency = Histogram(
             "streamrec_latency_seconds",
             "Event receipt by the worker -> recommendation sent.",

@@ -21,7 +21,7 @@ from mode import Service
 from schemas.settings import Settings
 from stream_app.core.interests import InterestParams
 from stream_app.registry import Registry
-from stream_app.worker.acks import OffsetWatch, PublishedGate
+from stream_app.worker.acks import FetchRepair, OffsetWatch, PublishedGate
 from stream_app.worker.catalogue import VectorCache
 from stream_app.worker.catalogue_feed import CatalogueFeed
 from stream_app.worker.hitrate import OnlineQuality
@@ -58,7 +58,9 @@ class WorkerRuntime(Service):
         self.metrics = Metrics()
         # the events topic's offsets are committed only for events the agent published
         self.acks = PublishedGate([settings.topics.events], self.metrics.acks_withheld.inc)
-        self.offsets = OffsetWatch(self.metrics.offset_gaps.inc)  # skips in faust's fetch path
+        # skips in faust's fetch path: repaired in the consumer, any left counted in the agent
+        self.fetch_repair = FetchRepair([settings.topics.events], self.metrics.fetch_repairs.inc)
+        self.offsets = OffsetWatch(self.metrics.offset_gaps.inc)
         self.registry = Registry(settings.registry_dir)
         self.cache: VectorCache | None = None
         s = settings.serving

@@ -42,7 +42,7 @@ async def test_fuzzed_input_through_the_worker(stage: Stage):
 async def test_kill_9_failover_loses_nothing_and_marks_redeliveries(stage: Stage):
     out = await failover(stage, rate=150, seconds=25, kill_at=6, resend=100)
     d = out.detail
-    why = {k: d[k] for k in ("unlisted", "acks_withheld", "offset_gaps")}
+    why = {k: d[k] for k in ("unlisted", "acks_withheld", "offset_gaps", "fetch_repairs")}
     assert out.lost == 0 and out.in_dlq == 0, why
     assert d["victim_partitions"] and sorted(d["survivor_after"]["active"]) == [0, 1, 2, 3]
     assert len(d["served_again_s"]) == len(d["victim_partitions"])

@@ -1,7 +1,8 @@
 """``DeviceRetriever`` on the CPU provider (the same code runs on CUDA): the numpy exact
 retriever's rows and scores, dead items never returned, invalid queries -1, a store that changed
 is uploaded again; the committed graph is what the script generates and ships with the package;
-the engine uses a retriever the model offers and its own otherwise."""
+the engine uses a retriever the model offers and its own otherwise; a CPU version offers the
+core's StoreRetriever with this graph as its exact stage."""
 
 from __future__ import annotations
 
@@ -142,7 +143,35 @@ def test_the_engine_uses_the_retriever_a_model_offers():
     assert isinstance(Bundle(FakeModel(False), store).retriever, StoreRetriever)  # type: ignore[type-var]
 
 
-def test_a_version_on_cpu_offers_no_device_retriever():
+def _cpu_version() -> ServingVersion:
     version = ServingVersion.__new__(ServingVersion)
     version.on_cuda, version.d, version.threads = False, D, 1
-    assert version.retriever_for(make_store(5)) is None
+    return version
+
+
+def test_a_version_on_cpu_offers_the_store_retriever_with_the_ort_graph_as_its_exact_stage():
+    store = make_store(400)
+    for j in range(0, 400, 5):
+        store.delete(f"i{j}")
+    offered = _cpu_version().retriever_for(store)
+    assert isinstance(offered, StoreRetriever) and isinstance(offered.exact, DeviceRetriever)
+    assert offered.kind == "exact" and offered.exact.kind == "exact-cpu"
+    q = unit(np.random.default_rng(3), 25)
+    valid = np.ones(25, bool)
+    valid[4] = False
+    np.testing.assert_array_equal(
+        offered.search(q, valid, 20), ExactRetriever(store, D).search(q, valid, 20)
+    )
+    # below the ANN size, reindex refreshes the graph's copy of the matrix (off the loop)
+    uploads = offered.exact.uploads
+    store.delete("i1")
+    assert offered.reindex() is False and offered.exact.uploads == uploads + 1
+    assert 1 not in offered.search(q, valid, 20)
+
+
+def test_the_cpu_store_retriever_still_switches_to_ann_at_its_size():
+    store = make_store(600)
+    offered = _cpu_version().retriever_for(store)
+    assert isinstance(offered, StoreRetriever)
+    offered.ann_min_items = 500
+    assert offered.reindex() is True and offered.kind == "ann"
