@@ -1,7 +1,9 @@
 """The events topic's offsets are committed only for events the agent published
 (``stream_app/worker/acks.py``), on faust's REAL consumer bookkeeping (``Consumer.ack`` and
 ``_new_offset``, the offset faust would commit): an event faust acks without it being handled
-(a rebalance skip) is not committed, while plain faust would commit past it."""
+(a rebalance skip) is not committed, while plain faust would commit past it; and, on faust's
+real ``getmany`` / ``seek`` bookkeeping, a fetch that skips offsets is sought back over
+(``FetchRepair``) so the skipped events come again instead of being gap-filled and committed."""
 
 from __future__ import annotations
 
