@@ -5,8 +5,11 @@ dimension, d/2 bytes per item): coarse cells trained by L2 k-means, probed by in
 with the query (the cells a query's best items sit in), then an exact re-scoring of
 ``refine * n`` candidates per query with the float vectors kept here, so returned scores are
 exact dot products. Chosen by measurement over faiss IVF-Flat / IVF-SQ8 / IVF-RaBitQ and usearch
-HNSW (``bench/retrieval_bench.py`` and its docstring): the fastest at recall@100 >= 0.95,
-27 ms for 256 queries over 1M items on one thread (the 20 ms target is not reached there).
+HNSW (``bench/retrieval_bench.py`` and its docstring): the fastest near recall@100 0.95 (0.945
+measured at 1M clustered items), 27 ms for 256 queries over 1M items on one thread before the
+refine moved into faiss (-15 % since, same-index A/B; the 20 ms target is not reached). Cheaper
+settings cost recall (same index): refine 3 0.929, refine 2 0.894, nprobe 24 0.934; faiss's
+other fast-scan ``implem`` kernels are all slower than the default for a batch of 256.
 
 Live updates never retrain: a new item goes into the cell of its nearest centroid (microseconds);
 a removal or a replacement marks the item's old faiss entry dead (a tombstone that search maps
