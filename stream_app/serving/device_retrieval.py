@@ -1,6 +1,6 @@
 """Exact retrieval with the item matrix resident on an ONNX Runtime device: on CUDA the
 engine's whole retrieval; on the CPU provider the exact stage of the core's ``StoreRetriever``
-below its ANN size (ORT's Gemm + TopK beat numpy's matmul + argpartition 3-6x on one thread).
+below its ANN size (ORT's Gemm + TopK beat numpy's matmul + argpartition 2.8-4.4x on one thread).
 
 ``DeviceRetriever`` implements the core's retriever interface (``search``, ``reindex``,
 ``kind``) over an ``ItemStore`` with the committed graph ``graphs/retrieve.onnx``

@@ -107,7 +107,7 @@ class ServingVersion:
         """On CUDA: exact retrieval with ``store``'s item matrix resident on the GPU (the
         engine uses it in place of the numpy/faiss ``StoreRetriever``). On CPU: the core's
         ``StoreRetriever`` (exact, faiss ANN from ``ANN_MIN_ITEMS`` live items) whose exact
-        stage is the same ONNX Runtime Gemm + TopK graph on the CPU provider, 3-6x faster than
+        stage is the same ONNX Runtime Gemm + TopK graph on the CPU provider, 2.8-4.4x faster than
         numpy's matmul + argpartition (``bench/retrieval_bench.py``). None when that graph
         cannot start (logged; the engine keeps the numpy path)."""
         device = "cuda" if self.on_cuda else "cpu"
