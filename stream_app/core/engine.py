@@ -475,14 +475,16 @@ class Recommender(Generic[S]):
         ids = self.bundle.store.ids
         att = scored.tower_attn
         order = np.argsort(-att, axis=2)[:, :, :n]
-        weight = np.take_along_axis(att, order, 2)
-        rows = np.take_along_axis(np.broadcast_to(scored.rec_rows[:, None, :], att.shape), order, 2)
+        weight = np.take_along_axis(att, order, 2).tolist()
+        rows = np.take_along_axis(
+            np.broadcast_to(scored.rec_rows[:, None, :], att.shape), order, 2
+        ).tolist()
         out: list[list[list[str]]] = []
-        for i in range(att.shape[0]):
+        for rows_i, weight_i in zip(rows, weight, strict=True):
             per: list[list[str]] = []
-            for k in range(att.shape[1]):
-                items = []
-                for r, w in zip(rows[i, k].tolist(), weight[i, k].tolist(), strict=True):
+            for rows_k, weight_k in zip(rows_i, weight_i, strict=True):
+                items: list[str] = []
+                for r, w in zip(rows_k, weight_k, strict=True):
                     item = ids[r] if r >= 0 else None
                     if w > 0.05 and item is not None and item not in items:
                         items.append(item)
@@ -490,47 +492,49 @@ class Recommender(Generic[S]):
             out.append(per)
         return out
 
-    def _lists(self, scored: Scored, cols: np.ndarray) -> list[list[Rec]]:
-        """Rec objects; ``because`` = the latest items that built the candidate's interest slot
-        (up to 2) plus the recent item the ranker attended to most (weight > 0.05); with a
-        learned tower (tower-v2), the recent items that weigh most in that interest."""
-        store, k = self.bundle.store, self.bundle.model.k
-        states, out, rec_rows = scored.states, scored.out, scored.rec_rows
-        score, slot, cand_rows = scored.score, scored.slot, scored.cand_rows
-        safe = np.maximum(cols, 0)
+    def _attended(self, scored: Scored, cols: np.ndarray) -> tuple[list[Any], list[Any]]:
+        """ranker-v1: per user and list seat, the 3 recent items (store rows, weights) the
+        ranker attended to most, heaviest first."""
+        k, out, rec_rows = self.bundle.model.k, scored.out, scored.rec_rows
         rows_b = np.arange(cols.shape[0])[:, None]
-        att = out.attn[rows_b, safe, k:]  # [B, top_k, L]
+        att = out.attn[rows_b, np.maximum(cols, 0), k:]  # [B, top_k, L]
         top3 = np.argsort(-att, axis=2)[:, :, :3]
         top3_w = np.take_along_axis(att, top3, 2)
         top3_rows = np.take_along_axis(np.broadcast_to(rec_rows[:, None, :], att.shape), top3, 2)
-        pc, pp = out.p_click[rows_b, safe], out.p_purchase[rows_b, safe]
-        sc, sl, cr = score[rows_b, safe], slot[rows_b, safe], cand_rows[rows_b, safe]
+        return top3_rows.tolist(), top3_w.tolist()
+
+    def _lists(self, scored: Scored, cols: np.ndarray) -> list[list[Rec]]:
+        """Rec objects; ``because`` = the latest items that built the candidate's interest slot
+        (up to 2) plus the recent item the ranker attended to most (weight > 0.05); with a
+        learned tower (tower-v2), the recent items that weigh most in that interest. (Python
+        lists, not numpy scalars, in the loop: this runs for every seat of every list.)"""
+        store, out = self.bundle.store, scored.out
+        safe = np.maximum(cols, 0)
+        rows_b = np.arange(cols.shape[0])[:, None]
+        pc, pp = out.p_click[rows_b, safe].tolist(), out.p_purchase[rows_b, safe].tolist()
+        sc, sl = scored.score[rows_b, safe].tolist(), scored.slot[rows_b, safe].tolist()
+        cr, seated = scored.cand_rows[rows_b, safe].tolist(), (cols >= 0).tolist()
         lists: list[list[Rec]] = []
-        ids = store.ids
+        ids, id_of = store.ids, store.id_of
         learned = self._learned_because(scored)
-        for i, state in enumerate(states):
+        top3_rows, top3_w = self._attended(scored, cols) if learned is None else ([], [])
+        for i, state in enumerate(scored.states):
             recs = []
-            for j in np.flatnonzero(cols[i] >= 0).tolist():
-                s_j = int(sl[i, j])
+            sc_i, pc_i, pp_i, sl_i, cr_i = sc[i], pc[i], pp[i], sl[i], cr[i]
+            for j, ok in enumerate(seated[i]):
+                if not ok:
+                    continue
+                s_j = sl_i[j]
                 because: list[str] = []
                 if s_j >= 0 and learned is not None:
                     because = list(learned[i][s_j])
                 elif s_j >= 0:
                     # the items that built the interest, then the one the ranker attended most
                     because = state.because(s_j, 2)
-                    for r, w in zip(top3_rows[i, j].tolist(), top3_w[i, j].tolist(), strict=True):
+                    for r, w in zip(top3_rows[i][j], top3_w[i][j], strict=True):
                         if w > 0.05 and r >= 0 and ids[r] is not None and ids[r] not in because:
                             because.append(ids[r])  # type: ignore[arg-type]
                             break
-                recs.append(
-                    Rec(
-                        store.id_of(int(cr[i, j])),
-                        float(sc[i, j]),
-                        float(pc[i, j]),
-                        float(pp[i, j]),
-                        s_j,
-                        because,
-                    )
-                )
+                recs.append(Rec(id_of(cr_i[j]), sc_i[j], pc_i[j], pp_i[j], s_j, because))
             lists.append(recs)
         return lists

@@ -16,11 +16,12 @@ import socket
 from typing import Any
 
 import faust
-from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.sensors.prometheus import FaustMetrics
 
 from schemas.settings import KafkaSettings, Settings
 from stream_app.worker import acks
 from stream_app.worker.runtime import Topics, WorkerRuntime
+from stream_app.worker.sensors import LeanPrometheusMonitor
 
 STATE_TABLE = "user-state"
 AGENT_MODULES = ("stream_app.worker.agents",)
@@ -55,13 +56,23 @@ def advertised_host(bind: str) -> str:
     return bind if loopback else socket.gethostname()
 
 
+class RawSchema(faust.Schema):
+    """The record's key and value bytes as they are, without going through faust's codec
+    registry per message (``faust.Schema`` with the "raw" codec gives the same bytes after a
+    lookup and two calls per field, for every record the fetcher hands to a stream)."""
+
+    def loads_key(self, app: Any, message: Any, **_: Any) -> Any:
+        return message.key
+
+    def loads_value(self, app: Any, message: Any, **_: Any) -> Any:
+        return message.value
+
+
 def raw_schema() -> faust.Schema:
     """Bytes in, bytes out: decoding is ours (bad input -> DLQ), never faust's (a decode error
     inside faust ends the agent's stream silently). One instance per topic: a Schema object
     shared between topics and a table ended up decoding event keys as JSON."""
-    return faust.Schema(
-        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
+    return RawSchema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
 def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
@@ -110,8 +121,9 @@ def create_app(settings: Settings, partitions: int | None = None) -> faust.App:
     runtime = WorkerRuntime(settings, topics, table)
     acks.install(app, runtime.acks, runtime.fetch_repair)
     # faust's own sensors (consumer offsets and commit latency, rebalances, table operations,
-    # sends) in the same registry as streamrec's: one /metrics page
-    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(runtime.metrics.registry, "faust"))
+    # sends) in the same registry as streamrec's: one /metrics page (worker/sensors.py)
+    metrics = FaustMetrics.create(runtime.metrics.registry, "faust")
+    app.monitor = LeanPrometheusMonitor(metrics=metrics)
     app.add_dependency(runtime)  # started before faust's own services
     for name in (*AGENT_MODULES, *WEB_MODULES):
         importlib.import_module(name).register(app, runtime)
