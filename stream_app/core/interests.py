@@ -15,11 +15,13 @@ weakest one. Recent event ids are kept so a redelivered event changes nothing.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 
 CLICK, PURCHASE = 0, 1
 MAX_STRENGTH = 1e6
@@ -227,20 +229,21 @@ def rebuild_state(
 
 def state_to_bytes(state: InterestState) -> bytes:
     """Compact, lossless encoding for the RocksDB table / changelog."""
-    header = json.dumps(
-        [
-            state.space,
-            state.updated,
-            state.n_events,
-            state.recent_items,
-            state.recent_ts,
-            state.recent_kind,
-            state.recent_slot,
-            state.purchased,
-            state.event_ids,
-        ],
-        separators=(",", ":"),
-    ).encode()
+    fields = [
+        state.space,
+        state.updated,
+        state.n_events,
+        state.recent_items,
+        state.recent_ts,
+        state.recent_kind,
+        state.recent_slot,
+        state.purchased,
+        state.event_ids,
+    ]
+    # orjson (several times json.dumps on this path) writes a non-finite float as null: such
+    # a header (never from a validated event) goes through json, which keeps it
+    finite = math.isfinite(state.updated) and all(map(math.isfinite, state.recent_ts))
+    header = orjson.dumps(fields) if finite else json.dumps(fields, separators=(",", ":")).encode()
     k, d = state.slots.shape
     return b"".join(
         (
@@ -255,13 +258,20 @@ def state_to_bytes(state: InterestState) -> bytes:
     )
 
 
+def _loads_header(header: bytes) -> Any:
+    try:
+        return orjson.loads(header)
+    except orjson.JSONDecodeError:  # NaN / Infinity (json's spelling; see state_to_bytes)
+        return json.loads(header)
+
+
 def state_from_bytes(raw: bytes) -> InterestState:
     if raw[:4] != _MAGIC:
         msg = f"interest state: expected magic {_MAGIC!r}, got {raw[:4]!r}"
         raise ValueError(msg)
     hlen, k, d = struct.unpack_from("<III", raw, 4)
     off = 16
-    h = json.loads(raw[off : off + hlen])
+    h = _loads_header(raw[off : off + hlen])
     off += hlen
     buf = memoryview(raw)
 

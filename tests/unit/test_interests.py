@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -135,3 +137,30 @@ def test_rebuild_moves_state_to_a_new_space():
     assert moved.space == "new" and moved.slots.shape == (3, 6)
     assert moved.event_ids == state.event_ids and moved.purchased == state.purchased
     assert sorted(moved.count.tolist()) == [0, 2, 2]
+
+
+def test_state_bytes_round_trip_odd_values_and_read_the_json_written_before():
+    import json
+    import math
+    import struct
+
+    state = update_interests(
+        new_state(PARAMS.k, DIM, "s"),
+        np.ones(DIM),
+        EventLite("e-ü", "item-é/✓", 1_700_000_000.125, 1),
+        PARAMS,
+    )
+    back = state_from_bytes(state_to_bytes(state))
+    assert back.equals(state) and back.recent_items == ["item-é/✓"]
+    assert back.recent_ts == [1_700_000_000.125] and back.event_ids == ["e-ü"]
+    # a non-finite timestamp (never from a validated event) is kept, not turned into null
+    odd = replace(state, updated=math.inf, recent_ts=[math.nan])
+    odd_back = state_from_bytes(state_to_bytes(odd))
+    assert odd_back.updated == math.inf and math.isnan(odd_back.recent_ts[0])
+    # states written with json.dumps (stored in RocksDB / changelogs before orjson) still read
+    raw = state_to_bytes(state)
+    hlen = struct.unpack_from("<III", raw, 4)[0]
+    header = json.loads(raw[16 : 16 + hlen])
+    old = json.dumps(header, separators=(",", ":")).encode()
+    legacy = raw[:4] + struct.pack("<I", len(old)) + raw[8:16] + old + raw[16 + hlen :]
+    assert state_from_bytes(legacy).equals(state)
