@@ -9,7 +9,9 @@ HNSW (``bench/retrieval_bench.py`` and its docstring): the fastest near recall@1
 measured at 1M clustered items), 27 ms for 256 queries over 1M items on one thread before the
 refine moved into faiss (-15 % since, same-index A/B; the 20 ms target is not reached). Cheaper
 settings cost recall (same index): refine 3 0.929, refine 2 0.894, nprobe 24 0.934; faiss's
-other fast-scan ``implem`` kernels are all slower than the default for a batch of 256.
+other fast-scan ``implem`` kernels are all slower than the default for a batch of 256. More
+recall costs time: nprobe 40 0.953, 48 0.956 (+25-40 %); 4,096 cells or 32 sub-quantizers
+are no better (README, "Not reached yet").
 
 Live updates never retrain: a new item goes into the cell of its nearest centroid (microseconds);
 a removal or a replacement marks the item's old faiss entry dead (a tombstone that search maps
