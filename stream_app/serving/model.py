@@ -57,6 +57,7 @@ class ServingVersion:
         device: str = "auto",
         threads: int = 0,
         allow_status: tuple[str, ...] = ("published",),
+        reuse: ServingVersion | None = None,
     ) -> None:
         problems = registry.verify(version)
         if problems:
@@ -85,13 +86,17 @@ class ServingVersion:
         self.d = config.d
         self.text_dim = config.text_dim
         self.feat_dim = config.feat_dim
-        self.encoder = self._session(ENCODER)
         content = self.manifest.encoder.content_encoder
-        self.content_encoder = (
-            self.encoder
-            if content == ENCODER.file
-            else open_session(self.dir / content, ENCODER, device, threads)
-        )
+        shared = self._shared_encoders(reuse, content)
+        if shared is not None:  # the same encoder files as the version served: its sessions
+            self.encoder, self.content_encoder = shared
+        else:
+            self.encoder = self._session(ENCODER)
+            self.content_encoder = (
+                self.encoder
+                if content == ENCODER.file
+                else open_session(self.dir / content, ENCODER, device, threads)
+            )
         self.item_tower = self._session(ITEM_TOWER)
         self.tokenizer = load_tokenizer(self.dir / "tokenizer")
         ids = json.loads((self.dir / "item_index.json").read_text())
@@ -99,6 +104,25 @@ class ServingVersion:
         cv = self.dir / "covisit.npz"
         self.covisit = CoVisit.load(cv) if cv.exists() else None
         self.on_cuda = self.item_tower.get_providers()[0] == "CUDAExecutionProvider"
+
+    def _shared_encoders(
+        self, other: ServingVersion | None, content: str
+    ) -> tuple[ort.InferenceSession, ort.InferenceSession] | None:
+        """``other``'s encoder sessions when this version's encoder files are byte for byte
+        ``other``'s (the manifests' sha256, both verified against the files) on the same device
+        and threads: a fine-tuned version with a frozen encoder is served without building the
+        LM's session again (most of a model swap's CPU on a small catalogue). ORT sessions are
+        safe to run from several threads; the old version keeps its references."""
+        if other is None or (other.device, other.threads) != (self.device, self.threads):
+            return None
+        mine, theirs = self.manifest, other.manifest
+        if theirs.encoder.content_encoder != content:
+            return None
+        for name in {ENCODER.file, content}:
+            a, b = mine.files.get(name), theirs.files.get(name)
+            if a is None or b is None or a.sha256 != b.sha256:
+                return None
+        return other.encoder, other.content_encoder
 
     def _session(self, spec: GraphSpec) -> ort.InferenceSession:
         return open_session(self.dir / spec.file, spec, self.device, self.threads)
@@ -200,8 +224,9 @@ class ServingModel(ServingVersion):
         device: str = "auto",
         threads: int = 0,
         allow_status: tuple[str, ...] = ("published",),
+        reuse: ServingVersion | None = None,
     ) -> None:
-        super().__init__(registry, version, device, threads, allow_status)
+        super().__init__(registry, version, device, threads, allow_status, reuse)
         config = self.manifest.engine.config
         if not isinstance(config, RankerConfigRecord):  # engine_kind was checked: unreachable
             msg = f"refusing model {version}: not a ranker-v1 config"
@@ -269,8 +294,9 @@ class TowerServing(ServingVersion):
         device: str = "auto",
         threads: int = 0,
         allow_status: tuple[str, ...] = ("published",),
+        reuse: ServingVersion | None = None,
     ) -> None:
-        super().__init__(registry, version, device, threads, allow_status)
+        super().__init__(registry, version, device, threads, allow_status, reuse)
         self.user_tower = self._session(USER_TOWER)
         self.heads = self._session(HEADS)
         self.slices = tower_feat_slices(self.d)
@@ -350,11 +376,13 @@ def open_version(
     device: str = "auto",
     threads: int = 0,
     allow_status: tuple[str, ...] = ("published",),
+    reuse: ServingVersion | None = None,
 ) -> ServingVersion:
-    """The serving class of ``version``'s engine (``manifest.engine.kind``)."""
+    """The serving class of ``version``'s engine (``manifest.engine.kind``); ``reuse``: a
+    loaded version whose encoder sessions it may share (``ServingVersion._shared_encoders``)."""
     try:
         tower = registry.manifest(version).engine.kind == TowerServing.engine_kind
     except RegistryError:
         tower = False  # ServingModel's constructor reports what is wrong
     cls: type[ServingVersion] = TowerServing if tower else ServingModel
-    return cls(registry, version, device, threads, allow_status)
+    return cls(registry, version, device, threads, allow_status, reuse)

@@ -128,7 +128,12 @@ class ServingHolder:
         log.info("serving model %s (providers %s, space %s)", version, model.providers, model.space)
 
     def _open(self, version: str, allow_status: tuple[str, ...] = ("published",)) -> ServingVersion:
-        return open_version(self.registry, version, self.device, self.threads, allow_status)
+        """``version`` loaded; with the served version's encoder sessions when its encoder
+        files are the same (``ServingVersion._shared_encoders``)."""
+        served = self.recommender.bundle.model if self.recommender is not None else None
+        return open_version(
+            self.registry, version, self.device, self.threads, allow_status, reuse=served
+        )
 
     def _check_compatible(self, model: ServingVersion) -> None:
         if model.k != self.params.k:
@@ -332,6 +337,10 @@ def warm_up(rec: Recommender, users: int = WARMUP_USERS) -> None:
     # rec.apply bumped popularity of warm-up items: undo on this private candidate store
     store.pop[:] = 0.0
     lists = rec.recommend(states, 10.0)
+    # one full batch too, off the event loop: ONNX Runtime's arenas and numpy's buffers grow
+    # to a full batch here, not in the first full batch served (2-2.5x a steady one)
+    full = [states[n % len(states)] for n in range(max(rec.opts.batch_size, len(states)))]
+    rec.recommend(full, 10.0)
     for recs in lists:
         for r in recs:
             if not all(np.isfinite(x) for x in (r.score, r.p_click, r.p_purchase)):

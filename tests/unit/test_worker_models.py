@@ -145,6 +145,8 @@ async def test_swap_reuses_vectors_keeps_popularity_and_changes_one_reference(
     new = h.recommender
     assert new is not old and h.version == versions.same
     assert h.resolver.encoded == 0  # same encoder: every vector reused, features recomputed
+    # the same encoder files: the new version runs on the served one's encoder session
+    assert new.bundle.model.encoder is old.bundle.model.encoder
     assert new.bundle.store.pop[new.bundle.store.row[first]] == pytest.approx(
         old.bundle.store.pop[old.bundle.store.row[first]]
     )
@@ -153,6 +155,24 @@ async def test_swap_reuses_vectors_keeps_popularity_and_changes_one_reference(
     assert m["streamrec_model_swaps_total"] == 1
     assert m[f'streamrec_model_info{{version="{versions.same}"}}'] == 1
     assert f'streamrec_model_info{{version="{versions.v1}"}}' not in m
+
+
+def test_encoder_sessions_are_shared_only_between_identical_encoder_files(versions):
+    from stream_app.registry import Registry
+    from stream_app.serving.model import open_version
+
+    reg, v1 = Registry(versions.root), versions.model("v1")
+    same = open_version(reg, versions.same, "cpu", 1, reuse=v1)
+    assert same.encoder is v1.encoder and same.content_encoder is v1.content_encoder
+    texts = ["red running shoes", "a book about the sea"]
+    fresh = open_version(reg, versions.same, "cpu", 1)
+    assert fresh.encoder is not v1.encoder
+    np.testing.assert_array_equal(same.encode(texts)[0], fresh.encode(texts)[0])
+    # its own content encoder file (a tuned encoder): nothing shared
+    tuned = open_version(reg, versions.tuned, "cpu", 1, reuse=v1)
+    assert tuned.encoder is not v1.encoder and tuned.content_encoder is not v1.content_encoder
+    # other threads (or device): sessions are built for this version's settings
+    assert open_version(reg, versions.same, "cpu", 2, reuse=v1).encoder is not v1.encoder
 
 
 async def test_swap_to_a_new_encoder_re_encodes_the_catalogue(versions, world_items):
@@ -233,3 +253,23 @@ def test_warm_up_refuses_non_finite_scores(versions, world_items):
         else:
             with pytest.raises(SwapRefused, match="not finite"):
                 warm_up(rec)
+
+
+def test_warm_up_also_scores_one_full_batch(versions, world_items):
+    recs = records(world_items)
+    model = versions.model("v1")
+    store = cat.build_store(model, recs, cat.VectorResolver(model, None).resolve(recs))
+    opts = ServingSettings(batch_size=24)
+    rec = Recommender(Bundle(model, store), InterestParams(k=4), opts)
+    sizes: list[int] = []
+    score = rec.recommend
+
+    def spy(states, now):
+        sizes.append(len(states))
+        return score(states, now)
+
+    rec.recommend = spy  # type: ignore[method-assign]
+    warm_up(rec)
+    # the first full batch the version serves finds ONNX Runtime's buffers grown already
+    assert sizes[0] < 24 and max(sizes) == 24
+    assert store.pop.sum() == 0

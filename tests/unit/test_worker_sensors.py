@@ -65,3 +65,14 @@ def test_lean_monitor_exports_what_faust_monitor_exports():
     assert 'faust_messages_received_per_topic_total{topic="events"} 8.0' in text
     assert 'operation="keys_updated",table="table.users"} 6.0' in text
     assert 'faust_topic_partition_end_offset{partition="1",topic="events"} 111.0' in text
+
+
+async def test_the_lean_monitor_starts_and_stops_as_a_service_after_use(caplog):
+    # the label cache once shadowed mode's Service._children: stopping the worker then logged
+    # "'tuple' object has no attribute 'stop'" for every cached child
+    monitor = LeanPrometheusMonitor(metrics=FaustMetrics.create(CollectorRegistry(), "faust"))
+    await monitor.start()
+    _drive(monitor)
+    await monitor.stop()
+    assert all(callable(getattr(c, "stop", None)) for c in monitor._children)
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
