@@ -49,13 +49,21 @@ def test_several_interests_share_the_list_in_proportion():
     assert [r.score for r in plain] == sorted((r.score for r in plain), reverse=True)
 
 
-def test_purchased_items_and_the_trigger_are_excluded():
+@pytest.mark.parametrize("table_max", [4_000_000, 0])  # lookup-table / sort-based exclusion
+def test_purchased_items_and_the_trigger_are_excluded(monkeypatch, table_max):
+    import stream_app.core.engine as engine
+
+    monkeypatch.setattr(engine, "ISIN_TABLE_MAX", table_max)
     rec = fake_recommender(catalogue(CATS, 6), CATS, top_k=10, explore=0)
     state = clicks(rec, ["tools-0", "tools-1", "tools-2"], kinds=[PURCHASE, CLICK, CLICK])
-    (recs,) = rec.recommend([state], T0 + 600)
+    other = clicks(rec, ["tools-3", "tools-4"], kinds=[PURCHASE, CLICK], user="u2")
+    recs, recs2 = rec.recommend([state, other], T0 + 600)
     shown = {r.item_id for r in recs}
     assert "tools-0" not in shown and "tools-2" not in shown
     assert "tools-1" in shown  # clicked earlier, not bought: can come back
+    # one user's purchases exclude nothing from another's list
+    shown2 = {r.item_id for r in recs2}
+    assert "tools-3" not in shown2 and "tools-4" not in shown2 and "tools-0" in shown2
 
 
 def test_one_scoring_call_serves_a_batch_of_users():
