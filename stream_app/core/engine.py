@@ -211,6 +211,15 @@ def _rule_slots(states: list[InterestState]) -> tuple[np.ndarray, np.ndarray]:
     return slots, np.stack([s.strength for s in states]) > 0
 
 
+def _heaviest_recent(att: np.ndarray, rec_rows: np.ndarray, n: int) -> tuple[list[Any], list[Any]]:
+    """Attention ``att`` [B, M, L] over each user's recent items (``rec_rows`` [B, L]): per
+    user and row, the store rows and weights of the ``n`` heaviest items, heaviest first, as
+    Python lists (read seat by seat)."""
+    order = np.argsort(-att, axis=2)[:, :, :n]
+    rows = np.take_along_axis(np.broadcast_to(rec_rows[:, None, :], att.shape), order, 2)
+    return rows.tolist(), np.take_along_axis(att, order, 2).tolist()
+
+
 def strong_interests(weights: np.ndarray, floor: float) -> np.ndarray:
     """[B, K] learned interest weights with those below ``floor`` set to 0 (each user keeps
     their strongest one): the interests that get list seats (quotas) and tag candidates."""
@@ -479,12 +488,7 @@ class Recommender(Generic[S]):
         if scored.tower_attn is None:
             return None
         ids = self.bundle.store.ids
-        att = scored.tower_attn
-        order = np.argsort(-att, axis=2)[:, :, :n]
-        weight = np.take_along_axis(att, order, 2).tolist()
-        rows = np.take_along_axis(
-            np.broadcast_to(scored.rec_rows[:, None, :], att.shape), order, 2
-        ).tolist()
+        rows, weight = _heaviest_recent(scored.tower_attn, scored.rec_rows, n)
         out: list[list[list[str]]] = []
         for rows_i, weight_i in zip(rows, weight, strict=True):
             per: list[list[str]] = []
@@ -501,13 +505,9 @@ class Recommender(Generic[S]):
     def _attended(self, scored: Scored, cols: np.ndarray) -> tuple[list[Any], list[Any]]:
         """ranker-v1: per user and list seat, the 3 recent items (store rows, weights) the
         ranker attended to most, heaviest first."""
-        k, out, rec_rows = self.bundle.model.k, scored.out, scored.rec_rows
         rows_b = np.arange(cols.shape[0])[:, None]
-        att = out.attn[rows_b, np.maximum(cols, 0), k:]  # [B, top_k, L]
-        top3 = np.argsort(-att, axis=2)[:, :, :3]
-        top3_w = np.take_along_axis(att, top3, 2)
-        top3_rows = np.take_along_axis(np.broadcast_to(rec_rows[:, None, :], att.shape), top3, 2)
-        return top3_rows.tolist(), top3_w.tolist()
+        att = scored.out.attn[rows_b, np.maximum(cols, 0), self.bundle.model.k :]  # [B, top_k, L]
+        return _heaviest_recent(att, scored.rec_rows, 3)
 
     def _lists(self, scored: Scored, cols: np.ndarray) -> list[list[Rec]]:
         """Rec objects; ``because`` = the latest items that built the candidate's interest slot
