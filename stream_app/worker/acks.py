@@ -38,8 +38,6 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from stream_app.worker.fetch import FastHandOff
-
 log = logging.getLogger("streamrec.worker")
 
 
@@ -151,11 +149,10 @@ class FetchRepair:
 
 
 def guarded_consumer(base: type, gate: PublishedGate, repair: FetchRepair | None = None) -> type:
-    """A subclass of faust's consumer class ``base`` whose ``ack`` asks ``gate`` first, whose
-    fetch is checked by ``repair`` (``FetchRepair``) when one is given, and whose fetch loop
-    hands records to the streams without a task per record (``fetch.FastHandOff``)."""
+    """A subclass of faust's consumer class ``base`` whose ``ack`` asks ``gate`` first and
+    whose fetch is checked by ``repair`` (``FetchRepair``) when one is given."""
 
-    class GuardedConsumer(FastHandOff, base):  # type: ignore[misc, valid-type]
+    class GuardedConsumer(base):  # type: ignore[misc, valid-type]
         def ack(self, message: Any) -> bool:
             if gate.may_ack(message):
                 return bool(super().ack(message))
