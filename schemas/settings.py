@@ -124,9 +124,15 @@ class ServingSettings(BaseModel):
     top_k: int = Field(10, ge=1, le=200, description="Items per recommendation.")
     candidates: int = Field(200, ge=1, description="Candidates scored per event.")
     explore: int = Field(2, ge=0, description="Fresh popular items added for exploration.")
-    mmr_lambda: float = Field(0.8, ge=0, le=1, description="MMR relevance weight (1 = none).")
+    mmr_lambda: float = Field(0.5, ge=0, le=1, description="MMR relevance weight (1 = none).")
+    page_size: int = Field(
+        10,
+        ge=1,
+        description="A diversified list is shown in score order within pages of this many items "
+        "(diversification picks a page's items, the score orders them).",
+    )
     interest_floor: float = Field(
-        0.1,
+        0.3,
         ge=0,
         le=1,
         description="tower-v2: learned interests weighing less get no list seats of their own.",

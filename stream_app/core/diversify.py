@@ -4,6 +4,13 @@ Each candidate carries the interest slot it serves (-1 = exploration). Slot quot
 largest-remainder split of K by slot strength (every active slot gets a seat when K allows).
 Within the quotas, MMR picks greedily: lambda * relevance - (1 - lambda) * max cosine to the
 items already picked. With lambda = 1 and no quotas this is plain top-K by score.
+
+Then each page of the list (``page_size`` items, a screen or carousel) is shown in score
+order: diversification decides which items a page holds, the model's score their order. A
+page's set, and so its diversity (ILD, coverage), is unchanged, and the best-scored items
+come first, which is what ranking accuracy weighs most. Measured on the synthetic stream
+protocol (README, "Diversification"): with it, +16 % ILD@10 cost 1.2-1.6 % NDCG@10; greedy
+MMR order, 2.9 %.
 """
 
 from __future__ import annotations
@@ -190,3 +197,17 @@ def pool_batch(scores: np.ndarray, size: int) -> np.ndarray:
     top = np.argpartition(-scores, size - 1, axis=1)[:, :size]
     order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
     return np.take_along_axis(top, order, 1)
+
+
+def by_score_within_pages(picked: np.ndarray, scores: np.ndarray, page: int) -> np.ndarray:
+    """``picked`` [B, k] pool indices (-1 = empty seat, only at a row's end) reordered by
+    ``scores`` [B, P] (descending, ties keep their order) within each run of ``page`` seats."""
+    if page < 1:
+        msg = f"page: expected >= 1 items per page, got {page}"
+        raise ValueError(msg)
+    b, k = picked.shape
+    val = np.where(picked >= 0, np.take_along_axis(scores, np.maximum(picked, 0), 1), -np.inf)
+    page_of = np.arange(k) // page
+    # one stable sort: by page first, then by score (empty seats last within their page)
+    order = np.lexsort((-val, np.broadcast_to(page_of, (b, k))), axis=1)
+    return np.take_along_axis(picked, order, 1)

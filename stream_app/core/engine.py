@@ -17,7 +17,12 @@ import numpy as np
 from schemas.settings import ServingSettings
 from stream_app.core.ann import StoreRetriever
 from stream_app.core.catalogue import ItemStore
-from stream_app.core.diversify import mmr_select_batch, pool_batch, slot_quotas_batch
+from stream_app.core.diversify import (
+    by_score_within_pages,
+    mmr_select_batch,
+    pool_batch,
+    slot_quotas_batch,
+)
 from stream_app.core.interests import (
     PURCHASE,
     EventLite,
@@ -349,6 +354,7 @@ class Recommender(Generic[S]):
                 opts.mmr_lambda,
                 explore_max=opts.explore,
             )
+            picked = by_score_within_pages(picked, p_score, opts.page_size)
         else:
             first = np.arange(min(opts.top_k, pool.shape[1]))[None, :]
             picked = np.where(np.isfinite(p_score[:, : opts.top_k]), first, -1)

@@ -243,15 +243,16 @@ class EngineLoo:
             score = (1 - blend) * click + blend * buy
             now = max((s.updated for s in sts), default=0.0)
             lists, picks = rec.recommend_with_picks(sts, now)
+            active = [p.active for p in picks]
             for n in names:
                 chosen = lists if n == names[0] else rec.repick(picks, self.variants[n])
-                self._rank(results[n], data, sl, score, click, buy, chosen, sts)
+                self._rank(results[n], data, sl, score, click, buy, chosen, active)
             for lam, res in self.sweep.items():
                 opts = rec.opts.model_copy(update={"mmr_lambda": lam, "diversify": True})
-                self._rank(res, data, sl, score, click, buy, rec.repick(picks, opts), sts)
+                self._rank(res, data, sl, score, click, buy, rec.repick(picks, opts), active)
             if self.ranker_only:
                 self._rank(
-                    results[self.ranker_only], data, sl, score, click, buy, [[] for _ in sts], sts
+                    results[self.ranker_only], data, sl, score, click, buy, [[]] * len(sts), active
                 )
             if on_progress is not None:
                 on_progress(label, sl.stop, total)
@@ -283,8 +284,9 @@ class EngineLoo:
         click: np.ndarray,
         buy: np.ndarray,
         lists: list[list[Any]],
-        states: list[InterestState],
+        active: list[np.ndarray],
     ) -> None:
+        """Record a batch's lists; ``active`` per user: the slots that could get seats."""
         idx = data.cat.index
         ranked = np.array(score, np.float64, copy=True)
         slots = []
@@ -301,7 +303,6 @@ class EngineLoo:
             np.array([s.get(int(i), -1) for i in top], np.int64)
             for s, top in zip(slots, tops, strict=True)
         ]
-        active = [np.flatnonzero(s.count > 0) for s in states]
         _record(res, data, sl, ranks, masked, click, buy, tops, item_slots, active)
 
 

@@ -97,6 +97,13 @@ class Pick:
         return self.scored.rows(self.i)
 
     @property
+    def active(self) -> np.ndarray:
+        """The interest slots that could get list seats: those with a strength (tower-v2: the
+        learned interests at or above ``interest_floor``; ranker-v1: the rule-built slots in
+        use), the denominator of interest coverage (list tags are these slots' ids)."""
+        return np.flatnonzero(self.scored.strengths[self.i] > 0)
+
+    @property
     def p_click(self) -> np.ndarray:
         return np.asarray(self.scored.p_click(self.i))
 
@@ -220,7 +227,7 @@ class EngineStream:
             ev, pick = evs[i], picks[j]
             other = pick.rows != t_rows[j]
             auc = share_below(pick.p_click[other], float(tgt.p_click[j, 0]))
-            active = np.flatnonzero(pick.state.count > 0)
+            active = pick.active
             for name in self.names:
                 recs = per_name[name][j]
                 items = np.fromiter((index[r.item_id] for r in recs), np.int64, len(recs))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stream_app.core.diversify import mmr_select, slot_quotas
+from stream_app.core.diversify import by_score_within_pages, mmr_select, slot_quotas
 
 
 def test_quotas_are_proportional_and_sum_to_k():
@@ -92,3 +92,36 @@ def test_batched_mmr_equals_the_single_user_version(lam):
         single = mmr_select(scores[r][ok], vecs[r][ok], slots[r][ok], quotas[r], 10, lam, 1)
         want = [int(idx[j]) for j in single]
         assert got[r][: len(want)].tolist() == want and (got[r][len(want) :] == -1).all()
+
+
+def test_each_page_is_shown_in_score_order_and_keeps_its_items():
+    scores = np.array([[0.9, 0.1, 0.5, 0.7, 0.3, 0.8, -np.inf]])
+    picked = np.array([[0, 2, 1, 5, 3, 4, -1]])  # MMR order: pages of 3 = {0,2,1} {5,3,4} {-1}
+    out = by_score_within_pages(picked, scores, 3)
+    assert out.tolist() == [[0, 2, 1, 5, 3, 4, -1]]  # already in order within each page
+    picked = np.array([[1, 2, 0, 4, 3, 5, -1]])
+    out = by_score_within_pages(picked, scores, 3)
+    assert out.tolist() == [[0, 2, 1, 5, 3, 4, -1]]  # no item crosses a page boundary
+    assert by_score_within_pages(picked, scores, 10).tolist() == [[0, 5, 3, 2, 4, 1, -1]]
+    assert by_score_within_pages(picked, scores, 1).tolist() == picked.tolist()  # page 1: as is
+    with pytest.raises(ValueError, match="page"):
+        by_score_within_pages(picked, scores, 0)
+
+
+def test_page_ordering_keeps_empty_seats_last_and_ties_in_mmr_order():
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        b, pool, k, page = 4, 12, int(rng.integers(1, 12)), int(rng.integers(1, 6))
+        scores = np.round(rng.random((b, pool)), 1)  # ties are common at one decimal
+        picked = np.stack([rng.permutation(pool)[:k] for _ in range(b)])
+        short = rng.integers(0, k + 1, b)  # rows with fewer candidates end in -1 seats
+        picked[np.arange(k)[None, :] >= short[:, None]] = -1
+        out = by_score_within_pages(picked, scores, page)
+        for r in range(b):
+            for lo in range(0, k, page):
+                got, was = out[r, lo : lo + page], picked[r, lo : lo + page]
+                assert sorted(got.tolist()) == sorted(was.tolist())
+                real = [i for i in got if i >= 0]
+                assert got.tolist() == real + [-1] * (len(got) - len(real))
+                expect = sorted((i for i in was if i >= 0), key=lambda i: -scores[r, i])
+                assert real == expect  # Python's sort is stable: ties keep MMR order

@@ -29,7 +29,9 @@ def category(item_id: str) -> str:
 
 
 def test_the_list_follows_the_users_interest():
-    rec = fake_recommender(catalogue(CATS, 12), CATS, top_k=6, explore=0)
+    # mmr_lambda 0.8: the fake scorer's scores differ little across categories, and at the
+    # default 0.5 MMR trades the last seats for other categories (what it is for)
+    rec = fake_recommender(catalogue(CATS, 12), CATS, top_k=6, explore=0, mmr_lambda=0.8)
     state = clicks(rec, ["books-0", "books-1", "books-2"])
     (recs,) = rec.recommend([state], T0 + 600)
     assert len(recs) == 6 and all(category(r.item_id) == "books" for r in recs)

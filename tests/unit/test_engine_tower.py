@@ -41,7 +41,11 @@ def test_the_tower_reads_recent_items_newest_first_with_kind_and_age():
 
 
 def test_learned_interests_split_the_list_and_explain_it():
-    rec = fake_recommender(catalogue(CATS, 12), CATS, tower=True, top_k=8, explore=0)
+    # the fake tower's scores differ little across categories: a milder MMR than the default
+    # keeps this about the quotas (at 0.5 a third game loses its seat to a closer-scored toy)
+    rec = fake_recommender(
+        catalogue(CATS, 12), CATS, tower=True, top_k=8, explore=0, mmr_lambda=0.8
+    )
     state = history(rec, ["books-0", "games-0", "books-1", "games-1", "books-2"])
     scored = rec.score_batch([state], T0 + 5 * 3600)
     assert scored.tower_attn is not None
@@ -59,8 +63,8 @@ def test_learned_interests_split_the_list_and_explain_it():
 
 def test_the_tower_path_and_the_rule_path_differ_only_in_where_interests_come_from():
     items = catalogue(CATS, 10)
-    learned = fake_recommender(items, CATS, tower=True, top_k=6, explore=0)
-    rule = fake_recommender(items, CATS, top_k=6, explore=0)
+    learned = fake_recommender(items, CATS, tower=True, top_k=6, explore=0, mmr_lambda=0.8)
+    rule = fake_recommender(items, CATS, top_k=6, explore=0, mmr_lambda=0.8)
     seq = ["tools-0", "tools-1", "tools-2"]
     (a,) = learned.recommend([history(learned, seq)], T0 + 4 * 3600)
     (b,) = rule.recommend([history(rule, seq)], T0 + 4 * 3600)
@@ -84,3 +88,20 @@ def test_a_weak_learned_interest_gets_no_seat_of_its_own():
     again = rec.__class__(rec.bundle, rec.params, low)
     (recs,) = again.recommend([history(again, seq)], T0 + 5 * 3600)
     assert {r.interest for r in recs} == {0, 1}  # above the floor: a seat of its own
+
+
+def test_interest_coverage_counts_the_interests_that_could_get_seats():
+    # replay's interest coverage: list tags are learned-interest ids, so its denominator must be
+    # the learned interests with seats, not the rule-built slots the state also keeps
+    from stream_app.replay.systems import Pick
+
+    rec = fake_recommender(
+        catalogue(CATS, 14), CATS, tower=True, top_k=6, explore=0, interest_floor=0.25
+    )
+    seq = ["books-0", "books-1", "books-2", "games-0", "books-3"]
+    state = history(rec, seq)
+    assert np.count_nonzero(state.count) == 2  # two rule-built slots: books and games
+    pick = Pick(rec.score_batch([state], T0 + 5 * 3600), 0)
+    assert pick.active.tolist() == [0]  # games weighs 0.2 < 0.25: no seat, not counted
+    low = rec.__class__(rec.bundle, rec.params, rec.opts.model_copy(update={"interest_floor": 0.1}))
+    assert Pick(low.score_batch([state], T0 + 5 * 3600), 0).active.tolist() == [0, 1]
