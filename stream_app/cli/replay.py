@@ -120,6 +120,21 @@ def summary_tables(result: ReplayResult) -> list[Table]:
     return tables
 
 
+def targets_table(result: ReplayResult) -> Table | None:
+    """The engine targets this run can decide (``stream_app.replay.targets``), met or not."""
+    from stream_app.replay.targets import targets
+
+    rows = targets(result.systems, result.ks[0])
+    if not rows:
+        return None
+    table = Table(title="engine targets, this run")
+    for col in ("target", "measured", "verdict"):
+        table.add_column(col)
+    for t in rows:
+        table.add_row(t.name, t.measured, "[green]met[/green]" if t.met else "[red]not met[/red]")
+    return table
+
+
 def type_table(result: ReplayResult) -> Table:
     k = result.ks[0]
     table = Table(title="by event type")
@@ -218,6 +233,9 @@ def replay(
         out.print(table)
     if result.protocol == "stream" and result.systems:
         out.print(type_table(result))
+    goals = targets_table(result)
+    if goals is not None:
+        out.print(goals)
     for name, why in result.missing.items():
         console.print(f"[yellow]missing ablation {name}: {why}[/yellow]")
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
