@@ -198,7 +198,8 @@ def replay(
     as_json: bool,
     **_: Any,
 ) -> None:
-    """Replay an event log through the model and baselines; print accuracy and diversity."""
+    """Replay an event log through the model and baselines; print accuracy, diversity and
+    the engine targets the run can decide (met or not)."""
     from stream_app.replay.leakage import LeakageError
     from stream_app.replay.runner import ReplayError, run_replay
 
