@@ -9,7 +9,7 @@ Then each page of the list (``page_size`` items, a screen or carousel) is shown 
 order: diversification decides which items a page holds, the model's score their order. A
 page's set, and so its diversity (ILD, coverage), is unchanged, and the best-scored items
 come first, which is what ranking accuracy weighs most. Measured on the synthetic stream
-protocol (README, "Diversification"): with it, +16 % ILD@10 cost 1.2-1.6 % NDCG@10; greedy
+protocol (README, "How it works", tower-v2): with it, +16 % ILD@10 cost 1.2-1.6 % NDCG@10; greedy
 MMR order, 2.9 %.
 """
 
