@@ -67,12 +67,16 @@ def hit_rate(ranks: npt.ArrayLike, k: int) -> dict[str, float]:
     return {f"hr@{k}": _mean(_hits(r, k).astype(np.float64))}
 
 
-def ndcg(ranks: npt.ArrayLike, k: int) -> dict[str, float]:
-    """NDCG@k with one relevant item: ``1 / log2(rank + 2)`` on a hit, else 0."""
+def ndcg_gains(ranks: npt.ArrayLike, k: int) -> npt.NDArray[np.float64]:
+    """Per-example NDCG@k with one relevant item: ``1 / log2(rank + 2)`` on a hit, else 0."""
     k = _check_k(k)
     r = _ranks(ranks)
-    gains = np.where(_hits(r, k), 1.0 / np.log2(np.maximum(r, 0) + 2.0), 0.0)
-    return {f"ndcg@{k}": _mean(gains)}
+    return np.where(_hits(r, k), 1.0 / np.log2(np.maximum(r, 0) + 2.0), 0.0)
+
+
+def ndcg(ranks: npt.ArrayLike, k: int) -> dict[str, float]:
+    """NDCG@k with one relevant item: the mean of ``ndcg_gains``."""
+    return {f"ndcg@{_check_k(k)}": _mean(ndcg_gains(ranks, k))}
 
 
 def mrr(ranks: npt.ArrayLike, k: int | None = None) -> dict[str, float]:

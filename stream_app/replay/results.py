@@ -103,7 +103,7 @@ def _accuracy(res: SystemResults, idx: np.ndarray, ks: tuple[int, ...]) -> dict[
     ranks = np.asarray(res.ranks, np.int64)[idx]
     out = metrics.ranking_metrics(ranks, ks)
     k = ks[0]  # one standard error of the mean NDCG at the first cutoff
-    gains = np.where((ranks >= 0) & (ranks < k), 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
+    gains = metrics.ndcg_gains(ranks, k)
     out[f"ndcg@{k}_se"] = float(gains.std(ddof=1) / np.sqrt(gains.size)) if gains.size > 1 else 0.0
     out["auc_click"] = _nanmean(np.asarray(res.auc_click, np.float64)[idx])
     buy = np.asarray(res.purchase, bool)[idx]
