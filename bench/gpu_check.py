@@ -116,7 +116,13 @@ def random_tower(out_dir: Path, seed: int = 0) -> dict[str, Any]:
     )
     with torch.no_grad():
         out = model.user(*user_args)
-    heads_args = (out.interests, out.weights, torch.randn(b, n, cfg.feat_dim), torch.zeros(b, n))
+    heads_args = (
+        out.interests,
+        out.weights,
+        torch.randn(b, n, cfg.feat_dim),
+        torch.zeros(b, n),
+        out.buy_prior,
+    )
     graphs = ((UserTowerExport(model.user), user_args, USER_TOWER),
               (HeadsExport(model.heads), heads_args, HEADS))  # fmt: skip
     for module, args, spec in graphs:
@@ -146,6 +152,7 @@ def bench_version(graphs: Path, cfg: dict[str, Any], device: str) -> TowerServin
     m.id_index, m.covisit = {}, None
     m.user_tower = open_session(graphs / USER_TOWER.file, USER_TOWER, device)
     m.heads = open_session(graphs / HEADS.file, HEADS, device)
+    m.has_buy_prior = True
     m.slices = tower_feat_slices(m.d)
     m.on_cuda = m.user_tower.get_providers()[0] == "CUDAExecutionProvider"
     return m

@@ -156,6 +156,13 @@ class TowerConfigRecord(BaseModel):
     dropout: float = Field(ge=0, lt=1)
     use_ids: bool
     use_cooc: bool
+    use_buy_prior: bool = Field(
+        default=False,
+        description=(
+            "The purchase head reads the user's purchase share among the recent items "
+            "(USER_TOWER/HEADS tensor buy_prior); False for versions trained before it."
+        ),
+    )
     feat_dim: int = Field(ge=1, description="d + 2 (schemas.onnx_spec.tower_feat_slices).")
 
 

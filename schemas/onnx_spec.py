@@ -13,6 +13,7 @@ class TensorSpec:
     name: str
     dtype: str  # numpy dtype name
     axes: tuple[str | int, ...]  # str = dynamic axis name
+    optional: bool = False  # added to the contract later: graphs exported before may lack it
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,14 @@ class GraphSpec:
             t.name: {i: a for i, a in enumerate(t.axes) if isinstance(a, str)}
             for t in (*self.inputs, *self.outputs)
         }
+
+    def required(self) -> GraphSpec:
+        """The contract without its optional tensors (what an older graph has)."""
+        return GraphSpec(
+            self.file,
+            tuple(t for t in self.inputs if not t.optional),
+            tuple(t for t in self.outputs if not t.optional),
+        )
 
     @property
     def input_names(self) -> list[str]:
@@ -89,6 +98,8 @@ USER_TOWER = GraphSpec(
         TensorSpec("interests", "float32", ("batch", "k", "d")),
         TensorSpec("weights", "float32", ("batch", "k")),  # softmax over k
         TensorSpec("tower_attn", "float32", ("batch", "k", "recent")),  # per interest, sums 1
+        # log((purchases + 1) / (clicks + 1)) over the recent items: the purchase head's input
+        TensorSpec("buy_prior", "float32", ("batch",), optional=True),
     ),
 )
 
@@ -99,6 +110,7 @@ HEADS = GraphSpec(
         TensorSpec("weights", "float32", ("batch", "k")),
         TensorSpec("cand", "float32", ("batch", "cands", "feat_dim")),
         TensorSpec("cooc", "float32", ("batch", "cands")),
+        TensorSpec("buy_prior", "float32", ("batch",), optional=True),  # USER_TOWER's
     ),
     outputs=(
         TensorSpec("p_click", "float32", ("batch", "cands")),

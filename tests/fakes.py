@@ -111,6 +111,7 @@ class FakeScorer:
         recent_mask: np.ndarray,
         cand: np.ndarray,
         cooc: np.ndarray | None = None,
+        buy_prior: np.ndarray | None = None,
     ) -> RankerOut:
         self.calls.append(int(slots.shape[0]))
         cand = np.broadcast_to(cand, (slots.shape[0], *cand.shape[1:]))

@@ -46,12 +46,14 @@ def tower_samples(
         if tower.covisit is not None
         else np.zeros(cand_np.shape, np.float32)
     )
-    heads_args = (
+    heads_args: tuple[torch.Tensor, ...] = (
         _np(out.interests),
         _np(out.weights),
         _np(feats[torch.from_numpy(cand_np)]),
         torch.from_numpy(cooc.astype(np.float32)),
     )
+    if model.cfg.use_buy_prior:
+        heads_args = (*heads_args, _np(out.buy_prior))
     return {ITEM_TOWER.file: items, USER_TOWER.file: user_args, HEADS.file: heads_args}
 
 
@@ -62,7 +64,7 @@ def _small(args: tuple[torch.Tensor, ...], file: str) -> tuple[torch.Tensor, ...
     if file == USER_TOWER.file:
         n = max(1, args[0].shape[1] - 3)
         return tuple(a[:1, :n] for a in args)
-    return (args[0][:1], args[1][:1], args[2][:1, :1], args[3][:1, :1])
+    return (args[0][:1], args[1][:1], args[2][:1, :1], args[3][:1, :1], *(a[:1] for a in args[4:]))
 
 
 def export_tower_graphs(
@@ -72,10 +74,13 @@ def export_tower_graphs(
     model = tower.model
     model.eval()
     samples = tower_samples(tower, space, ex)
+    user_spec, heads_spec = USER_TOWER, HEADS
+    if not model.cfg.use_buy_prior:
+        user_spec, heads_spec = USER_TOWER.required(), HEADS.required()
     wrappers = {
         ITEM_TOWER.file: (ItemTowerExport(model.items), ITEM_TOWER),
-        USER_TOWER.file: (UserTowerExport(model.user), USER_TOWER),
-        HEADS.file: (HeadsExport(model.heads), HEADS),
+        USER_TOWER.file: (UserTowerExport(model.user), user_spec),
+        HEADS.file: (HeadsExport(model.heads), heads_spec),
     }
     parity: dict[str, float] = {}
     for file, (wrapper, spec) in wrappers.items():

@@ -15,13 +15,15 @@ User side (``UserTower``, over the last L items, newest first, 0 = padding):
     weights = softmax_k(g · log(mass_k) + u · interest_k)   mass_k: share of the valid history
               whose item vector is closest to interest k (soft assignment), so an interest
               that explains more of the history weighs more
+    buy_prior = log(n_purchase + 1) - log(n_click + 1)    the user's own purchase habit over
+              the same L items (Laplace-smoothed log odds of a purchase; 0 without history)
 An all-padding user gets zero attention rows, zero interests and uniform weights.
 
 Heads (``Heads``, per candidate):
     match[b, n, k] = v_n · interest_k
     s  = logsumexp_k(tau · match + log weights)
     click = a · s + bias + c · log1p(10 · cooc) + b0;   p_click = sigmoid(click)
-    cvr   = a2 · s + buy_bias + c2 · log1p(10 · cooc) + b1
+    cvr   = a2 · s + buy_bias + c2 · log1p(10 · cooc) + e · buy_prior + b1
     p_purchase = p_click · sigmoid(cvr)  (ESMM factorisation, as ranker-v1: p_purchase <= p_click)
 
 Training (``model_export.tower.train``): next-item softmax over the whole catalogue with the
@@ -64,6 +66,9 @@ class TowerConfig:
     click_weight: float = 1.0
     purchase_weight: float = 0.5
     hard_negatives: bool = False  # heads: add the training settings' text-neighbour negatives
+    # the purchase head reads the user's purchase share among the recent items (versions
+    # trained before it existed load with False: their graphs have no buy_prior tensor)
+    use_buy_prior: bool = True
 
     def __post_init__(self) -> None:
         if self.layers > 0 and self.d % self.heads:
@@ -80,6 +85,7 @@ class TowerConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TowerConfig:
         known = {f.name for f in fields(cls)}
+        data = {"use_buy_prior": False, **data}  # a config saved before the field existed
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -157,6 +163,7 @@ class UserOut(NamedTuple):
     interests: torch.Tensor  # [B, K, d] unit rows (zero for a user without history)
     weights: torch.Tensor  # [B, K] softmax over k
     attn: torch.Tensor  # [B, K, L] rows sum to 1 over valid items (0 without history)
+    buy_prior: torch.Tensor  # [B] smoothed log odds of a purchase among the recent items
 
 
 class UserTower(nn.Module):
@@ -210,7 +217,9 @@ class UserTower(nn.Module):
         n_valid = mask.sum(-1, keepdim=True).clamp_min(1.0)
         mass = assign.sum(1) / n_valid  # [B, K], sums to 1 (0 without history)
         score = self.mass_gain * torch.log(mass + 1e-4) + self.weight_score(interests).squeeze(-1)
-        return UserOut(interests, torch.softmax(score, dim=-1), attn)
+        bought = (mask * (recent_kind == 1).to(mask.dtype)).sum(-1)
+        buy_prior = torch.log1p(bought) - torch.log1p(mask.sum(-1) - bought)
+        return UserOut(interests, torch.softmax(score, dim=-1), attn, buy_prior)
 
 
 class HeadsOut(NamedTuple):
@@ -235,6 +244,8 @@ class Heads(nn.Module):
         self.a = nn.Parameter(torch.tensor([1.0, 0.1]))  # click, purchase
         self.c = nn.Parameter(torch.tensor([1.0, 0.0]))
         self.b = nn.Parameter(torch.tensor([-3.0, -1.0]))
+        if cfg.use_buy_prior:
+            self.e = nn.Parameter(torch.tensor(0.5))
 
     def forward(
         self,
@@ -242,6 +253,7 @@ class Heads(nn.Module):
         weights: torch.Tensor,  # [B, K]
         cand: torch.Tensor,  # [B, N, d+2]
         cooc: torch.Tensor | None = None,  # [B, N]
+        buy_prior: torch.Tensor | None = None,  # [B] (UserOut.buy_prior)
     ) -> HeadsOut:
         d = self.cfg.d
         match = torch.matmul(cand[..., :d], interests.transpose(1, 2))  # [B, N, K]
@@ -252,6 +264,8 @@ class Heads(nn.Module):
             cv = torch.log1p(10.0 * cooc.clamp_min(0.0))
             click = click + self.c[0] * cv
             cvr = cvr + self.c[1] * cv
+        if buy_prior is not None and self.cfg.use_buy_prior:
+            cvr = cvr + self.e * buy_prior[:, None]
         return HeadsOut(click, cvr, match)
 
 
@@ -287,6 +301,8 @@ class UserTowerExport(nn.Module):
 
     def forward(self, recent, recent_mask, recent_kind, recent_age):  # type: ignore[no-untyped-def]
         out = self.user(recent, recent_mask, recent_kind, recent_age)
+        if self.user.cfg.use_buy_prior:
+            return out.interests, out.weights, out.attn, out.buy_prior
         return out.interests, out.weights, out.attn
 
 
@@ -295,6 +311,6 @@ class HeadsExport(nn.Module):
         super().__init__()
         self.heads = heads
 
-    def forward(self, interests, weights, cand, cooc):  # type: ignore[no-untyped-def]
-        out = self.heads(interests, weights, cand, cooc)
+    def forward(self, interests, weights, cand, cooc, buy_prior=None):  # type: ignore[no-untyped-def]
+        out = self.heads(interests, weights, cand, cooc, buy_prior)
         return out.p_click, out.p_purchase, out.match

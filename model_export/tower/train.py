@@ -172,7 +172,13 @@ def train_tower(
             if covisit is not None:
                 raw = covisit.for_training(train, idx, cand_idx) * known[cand_idx]
                 cooc = torch.from_numpy(raw.astype(np.float32))
-            out = model.heads(user.interests, user.weights, feats[torch.from_numpy(cand_idx)], cooc)
+            out = model.heads(
+                user.interests,
+                user.weights,
+                feats[torch.from_numpy(cand_idx)],
+                cooc,
+                user.buy_prior,
+            )
             valid_mask = torch.from_numpy(cand_idx != cand_idx[:, :1])
             valid_mask[:, 0] = True
             y = torch.zeros(valid_mask.shape)
@@ -229,7 +235,9 @@ def score_catalogue(
         if covisit is not None:
             c = np.broadcast_to(all_items, (len(idx), space.n))
             cv = torch.from_numpy(covisit.scores(ex.recent[idx], c))
-        out = model.heads(user.interests, user.weights, cand.expand(len(idx), -1, -1), cv)
+        out = model.heads(
+            user.interests, user.weights, cand.expand(len(idx), -1, -1), cv, user.buy_prior
+        )
         click[idx, 1:] = out.click_logits.numpy()
         buy[idx, 1:] = torch.sigmoid(out.cvr_logits).numpy()
     return click, buy

@@ -171,6 +171,7 @@ class UserInputs(NamedTuple):
     rec_mask: np.ndarray  # [B, L]
     rec_rows: np.ndarray  # [B, L] store rows of the recent items (-1 = none / gone)
     tower_attn: np.ndarray | None = None  # [B, K, L] (tower-v2)
+    buy_prior: np.ndarray | None = None  # [B] the purchase head's user input (tower-v2)
 
 
 def user_inputs(bundle: Bundle[Any], states: list[InterestState]) -> UserInputs:
@@ -206,6 +207,7 @@ def user_inputs(bundle: Bundle[Any], states: list[InterestState]) -> UserInputs:
         rec_mask,
         rec_rows,
         tower.attn,
+        tower.buy_prior,
     )
 
 
@@ -300,7 +302,9 @@ class Recommender(Generic[S]):
             if model.covisit is not None
             else None
         )
-        out = model.score(slots, strengths, recent.astype(np.float32), rec_mask, cand, cooc)
+        out = model.score(
+            slots, strengths, recent.astype(np.float32), rec_mask, cand, cooc, u.buy_prior
+        )
         score = (1 - opts.purchase_blend) * out.p_click + opts.purchase_blend * out.p_purchase
         score = np.where(cand_ok, score, -np.inf)
         # the interest a candidate serves: the active slot its content matches best (the

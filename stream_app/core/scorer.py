@@ -38,6 +38,18 @@ class RankerOut:
     def subset(self, idx: np.ndarray) -> RankerOut:
         return RankerOut(self.p_click[idx], self.p_purchase[idx], self.attn[idx])
 
+    @property
+    def p_buy_given_interaction(self) -> np.ndarray:
+        """[B, N] ``purchase_given_interaction`` of every candidate."""
+        return purchase_given_interaction(self.p_click, self.p_purchase)
+
+
+def purchase_given_interaction(p_click: np.ndarray, p_purchase: np.ndarray) -> np.ndarray:
+    """P(purchase | interaction) = p_purchase / p_click (both engines factorise p_purchase =
+    p_click * p(purchase | click), ESMM): the score that says whether a user who interacts with
+    an item buys it, which the replay's purchase AUC ranks (bought vs only clicked targets)."""
+    return p_purchase / np.maximum(p_click, 1e-30)
+
 
 @dataclass(frozen=True)
 class TowerOut:
@@ -46,6 +58,7 @@ class TowerOut:
     interests: np.ndarray  # [B, K, d] unit interest vectors (retrieval queries)
     weights: np.ndarray  # [B, K] softmax over the K interests
     attn: np.ndarray  # [B, K, L] each interest's attention over the L recent items
+    buy_prior: np.ndarray | None = None  # [B] the purchase head's user input (None: no such input)
 
 
 class Scorer(Protocol):
@@ -127,7 +140,9 @@ class Scorer(Protocol):
         recent_mask: np.ndarray,
         cand: np.ndarray,
         cooc: np.ndarray | None = None,
+        buy_prior: np.ndarray | None = None,
     ) -> RankerOut:
         """slots [B, K, Dt], strengths [B, K], recent item features [B, L, F] with their mask
-        [B, L], candidate features [B, N, F] (or [1, N, F], shared), co-visitation [B, N]."""
+        [B, L], candidate features [B, N, F] (or [1, N, F], shared), co-visitation [B, N],
+        the tower's ``TowerOut.buy_prior`` [B] (ignored by an engine without that input)."""
         ...

@@ -26,6 +26,7 @@ from schemas.settings import ServingSettings
 from stream_app.core import metrics
 from stream_app.core.baselines import CoOccurrence, loo_popularity_ranks, popularity_scores
 from stream_app.core.interests import PURCHASE, InterestState, lite, update_interests
+from stream_app.core.scorer import purchase_given_interaction
 from stream_app.core.splits import LooSplit, loo_split
 from stream_app.replay.catalogue import Catalogue, Feed, LoadedModel
 from stream_app.replay.results import SystemResults, share_below
@@ -114,7 +115,8 @@ def _record(
     active: list[np.ndarray] | None = None,
 ) -> None:
     """Add a batch of users; ``scores`` ranks (masked), ``click`` the click-head score, ``buy``
-    the purchase-head score of every item."""
+    the purchase score of every item (the model's P(purchase | interaction); a baseline's own
+    score)."""
     for j, u in enumerate(range(sl.start, sl.stop)):
         t = data.targets[u]
         listable = np.isfinite(scores[j])
@@ -303,7 +305,8 @@ class EngineLoo:
             np.array([s.get(int(i), -1) for i in top], np.int64)
             for s, top in zip(slots, tops, strict=True)
         ]
-        _record(res, data, sl, ranks, masked, click, buy, tops, item_slots, active)
+        given = purchase_given_interaction(click, buy)
+        _record(res, data, sl, ranks, masked, click, given, tops, item_slots, active)
 
 
 def loo_reference_check(res: SystemResults, ks: Sequence[int], events: Sequence[Any]) -> bool:

@@ -52,7 +52,10 @@ READING = {
     "ndcg@K": "like HR@K but rewards higher positions: 1/log2(rank+2) per hit",
     "mrr": "mean 1/(rank+1) (stream: within the shown list; loo: full ranking)",
     "auc_click": "click head: chance the target outscores another candidate (0.5 = random)",
-    "auc_purchase": "purchase head: chance a purchase's target scores above a click's target",
+    "auc_purchase": (
+        "purchase head: chance a purchase's target outscores a click's target "
+        "(P(purchase | interaction) = p_purchase / p_click)"
+    ),
     "coverage@K": "share of the catalogue that appears in some list",
     "ild@K": "intra-list diversity: mean 1 - cosine of the listed items' text vectors",
     "category_diversity@K": "share of listed item pairs with no category in common",

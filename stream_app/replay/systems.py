@@ -77,8 +77,9 @@ def score_rows(bundle: Bundle, states: list[InterestState], rows: np.ndarray,
     cand = np.ascontiguousarray(bundle.store.feats[np.maximum(rows, 0)], np.float32)
     full_rows = np.broadcast_to(rows, (len(states), rows.shape[1]))
     cooc = covisit_feature(bundle, u.rec_rows, full_rows)
-    args = (u.slots, u.strengths, u.recent, u.rec_mask, cand)
-    return bundle.model.score(*args) if cooc is None else bundle.model.score(*args, cooc)
+    return bundle.model.score(
+        u.slots, u.strengths, u.recent, u.rec_mask, cand, cooc, buy_prior=u.buy_prior
+    )
 
 
 @dataclass
@@ -236,7 +237,7 @@ class EngineStream:
                     items,
                     int(hit[0]) if hit.size else -1,
                     auc,
-                    float(tgt.p_purchase[j, 0]),
+                    float(tgt.p_buy_given_interaction[j, 0]),
                     np.array([r.interest for r in recs], np.int64),
                     active,
                 )

@@ -176,8 +176,8 @@ class ServingVersion:
             binding.bind_ortvalue_input(
                 name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr), "cuda", 0)
             )
-        for name in spec.output_names:
-            binding.bind_output(name, "cuda", 0)
+        for out in sess.get_outputs():  # the graph's own (optional tensors may be absent)
+            binding.bind_output(out.name, "cuda", 0)
         sess.run_with_iobinding(binding)
         return [o.numpy() for o in binding.get_outputs()]
 
@@ -265,6 +265,7 @@ class ServingModel(ServingVersion):
         recent_mask: np.ndarray,
         cand: np.ndarray,
         cooc: np.ndarray | None = None,
+        buy_prior: np.ndarray | None = None,  # tower-v2's input: ranker-v1 has none
     ) -> RankerOut:
         if cooc is None:
             cooc = np.zeros(cand.shape[:2], np.float32)
@@ -299,6 +300,8 @@ class TowerServing(ServingVersion):
         super().__init__(registry, version, device, threads, allow_status, reuse)
         self.user_tower = self._session(USER_TOWER)
         self.heads = self._session(HEADS)
+        # versions exported before the purchase head read the user's purchase share lack it
+        self.has_buy_prior = "buy_prior" in {i.name for i in self.heads.get_inputs()}
         self.slices = tower_feat_slices(self.d)
 
     def tower(
@@ -314,8 +317,8 @@ class TowerServing(ServingVersion):
             "recent_kind": recent_kind.astype(np.int64, copy=False),
             "recent_age": recent_age.astype(np.float32, copy=False),
         }
-        interests, weights, attn = self._run(self.user_tower, USER_TOWER, feeds)
-        return TowerOut(interests, weights, attn)
+        interests, weights, attn, *prior = self._run(self.user_tower, USER_TOWER, feeds)
+        return TowerOut(interests, weights, attn, prior[0] if prior else None)
 
     def queries(
         self, slots: np.ndarray, strengths: np.ndarray, newest: np.ndarray, newest_valid: np.ndarray
@@ -338,6 +341,7 @@ class TowerServing(ServingVersion):
         recent_mask: np.ndarray,
         cand: np.ndarray,
         cooc: np.ndarray | None = None,
+        buy_prior: np.ndarray | None = None,
     ) -> RankerOut:
         """Heads over the candidates; ``attn`` [B, N, K + L]: the candidate's softmax match
         over the K interests, then that mixture of the interests' attention over the L recent
@@ -352,6 +356,10 @@ class TowerServing(ServingVersion):
             "cand": np.ascontiguousarray(cand, np.float32),
             "cooc": cooc.astype(np.float32, copy=False),
         }
+        if self.has_buy_prior:
+            feeds["buy_prior"] = (
+                np.zeros(b, np.float32) if buy_prior is None else buy_prior.astype(np.float32)
+            )
         p_click, p_buy, match = self._run(self.heads, HEADS, feeds)
         return RankerOut(p_click, p_buy, interest_attention(match, strengths, recent_mask))
 

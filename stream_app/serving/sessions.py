@@ -107,13 +107,17 @@ def _cuda_error() -> str:
 
 
 def _check_contract(sess: ort.InferenceSession, spec: GraphSpec, path: Path) -> None:
+    """Names and dtypes as ``spec`` says; an optional tensor (added to the contract later) may
+    be absent, all of them together (a graph exported before they existed)."""
     types = {"float32": "tensor(float)", "int64": "tensor(int64)"}
     got = {i.name: i.type for i in sess.get_inputs()}
     for t in spec.inputs:
+        if t.optional and t.name not in got:
+            continue
         if got.get(t.name) != types[t.dtype]:
             msg = f"{path.name}: input {t.name!r} expected {types[t.dtype]}, got {got.get(t.name)}"
             raise ModelLoadError(msg)
     outs = [o.name for o in sess.get_outputs()]
-    if outs != spec.output_names:
+    if outs not in (spec.output_names, spec.required().output_names):
         msg = f"{path.name}: outputs expected {spec.output_names}, got {outs}"
         raise ModelLoadError(msg)

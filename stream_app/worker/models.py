@@ -307,20 +307,23 @@ def warm_up(rec: Recommender, users: int = WARMUP_USERS) -> None:
         recent, mask, np.zeros((users, n_rec), np.int64), np.zeros((users, n_rec), np.float32)
     )
     if tower is not None:
-        for name in ("interests", "weights", "attn"):
-            if not np.isfinite(getattr(tower, name)).all():
+        for name in ("interests", "weights", "attn", "buy_prior"):
+            value = getattr(tower, name)
+            if value is not None and not np.isfinite(value).all():
                 msg = f"warm-up: user tower output {name} is not finite"
                 raise SwapRefused(msg)
-        slots, strengths = tower.interests, tower.weights
+        slots, strengths, buy_prior = tower.interests, tower.weights, tower.buy_prior
     else:
         slots = rng.standard_normal((users, k, model.text_dim)).astype(np.float32)
         strengths = np.ones((users, k), np.float32)
+        buy_prior = None
     out = model.score(
         slots,
         strengths,
         recent,
         mask,
         store.feats[: max(1, min(store.size, 50))][None].repeat(users, 0),
+        buy_prior=buy_prior,
     )
     for name in ("p_click", "p_purchase", "attn"):
         if not np.isfinite(getattr(out, name)).all():

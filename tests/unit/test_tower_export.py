@@ -117,8 +117,11 @@ def test_onnx_graphs_equal_torch_on_fresh_inputs(tower_registry: Path, b: int, n
     for g, w in zip(got, want, strict=True):
         assert g.shape == tuple(w.shape) and np.isfinite(g).all()
         assert np.abs(g - w.numpy()).max() <= PARITY_ATOL
-    interests, weights, attn = got
+    interests, weights, attn, buy_prior = got
     assert interests.shape == (b, cfg.k, cfg.d) and attn.shape == (b, cfg.k, n_rec)
+    # the purchase habit: log((purchases + 1) / (clicks + 1)) over the valid recent items
+    bought = (user_feeds["recent_kind"] * mask).sum(1)
+    assert np.allclose(buy_prior, np.log1p(bought) - np.log1p(mask.sum(1) - bought), atol=1e-5)
     # heads over N candidates
     cand = feats[rng.integers(0, feats.shape[0], (b, n))]
     heads_feeds = {
@@ -126,6 +129,7 @@ def test_onnx_graphs_equal_torch_on_fresh_inputs(tower_registry: Path, b: int, n
         "weights": weights,
         "cand": cand.astype(np.float32),
         "cooc": rng.random((b, n)).astype(np.float32),
+        "buy_prior": buy_prior,
     }
     got_h = _session(vdir / HEADS.file).run(HEADS.output_names, heads_feeds)
     with torch.no_grad():

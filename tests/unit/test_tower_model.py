@@ -165,3 +165,59 @@ def test_early_stopping_stops():
     opts = TrainingSettings(epochs=10, batch_size=64, negatives=8, patience=2, lr=0.0, threads=1)
     res = train_tower(CFG, opts, space, train, valid)
     assert len(res.history) == 3 and res.stopped_early and res.best_epoch == 1
+
+
+def test_buy_prior_is_the_smoothed_purchase_log_odds_and_moves_only_the_purchase_head():
+    m = model()
+    recent, mask, _, age = user_batch(3, [6, 4, 0])
+    kind = torch.zeros_like(mask, dtype=torch.long)
+    kind[0, :5] = 1  # 5 purchases, 1 click
+    kind[1, :1] = 1  # 1 purchase, 3 clicks
+    kind[2, :] = 1  # padding only: no history, whatever the kind says
+    out = m.user(recent, mask, kind, age)
+    want = torch.log(torch.tensor([6 / 2, 2 / 4, 1.0]))
+    assert torch.allclose(out.buy_prior, want, atol=1e-6)
+    cand = torch.randn(1, 5, CFG.feat_dim).expand(2, -1, -1)
+    same = (out.interests[:1].expand(2, -1, -1), out.weights[:1].expand(2, -1))
+    with torch.no_grad():
+        m.heads.e.fill_(1.0)
+    h = m.heads(*same, cand, None, torch.tensor([2.0, -2.0]))
+    assert torch.allclose(h.click_logits[0], h.click_logits[1])  # click head: unchanged
+    assert torch.allclose(h.cvr_logits[0] - h.cvr_logits[1], torch.full((5,), 4.0), atol=1e-5)
+    # a model without the input (a version trained before it) ignores it and has no gain
+    old = model(use_buy_prior=False)
+    assert not hasattr(old.heads, "e")
+    h_old = old.heads(*same, cand, None, torch.tensor([2.0, -2.0]))
+    assert torch.allclose(h_old.cvr_logits[0], h_old.cvr_logits[1])
+
+
+def test_an_old_config_loads_without_the_buy_prior():
+    saved = {k: v for k, v in CFG.__dict__.items() if k != "use_buy_prior"}
+    old = TowerConfig.from_dict(saved)
+    assert old.use_buy_prior is False
+    assert TowerConfig.from_dict(dict(CFG.__dict__)).use_buy_prior is True
+    state = model(use_buy_prior=False).state_dict()
+    TowerModel(old).load_state_dict(state)  # strict: the same parameters
+
+
+def test_the_purchase_head_learns_the_users_purchase_habit():
+    """Buyers (80 % of their events purchases) and browsers (10 %): the purchase of the next
+    event follows the habit, visible only in the kinds of the recent items."""
+
+    def with_habit(seed: int, n: int) -> tuple[ItemSpace, Examples]:
+        space, ex = toy_world(n, seed)
+        rng = np.random.default_rng(seed + 100)
+        rate = np.where(rng.random(n) < 0.5, 0.8, 0.1)
+        ex.recent_kind = ((rng.random(ex.recent.shape) < rate[:, None]) & (ex.recent > 0)).astype(
+            np.int8
+        )
+        ex.purchase = (rng.random(n) < rate).astype(np.uint8)
+        return space, ex
+
+    space, train = with_habit(0, 800)
+    _, valid = with_habit(1, 150)
+    _, test = with_habit(2, 300)
+    opts = TrainingSettings(epochs=4, batch_size=64, negatives=16, patience=4, lr=1e-2, threads=1)
+    res = train_tower(CFG, opts, space, train, valid)
+    assert float(res.ranker.model.heads.e.detach()) > 0.5
+    assert evaluate(res.ranker, space, test, (10,))["auc_purchase"] > 0.7
