@@ -208,6 +208,7 @@ class ServingVersion:
         recent_mask: np.ndarray,
         cand: np.ndarray,
         cooc: np.ndarray | None = None,
+        buy_prior: np.ndarray | None = None,
     ) -> RankerOut:
         raise NotImplementedError
 
