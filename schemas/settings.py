@@ -375,6 +375,13 @@ class ReplaySettings(BaseModel):
         None, ge=1, description="Score only the first N users (all events still feed the systems)."
     )
     batch: int = Field(256, ge=1, description="Events (stream) scored per batch.")
+    finetune_every: int = Field(
+        0,
+        ge=0,
+        description="stream: a fine-tuning round (the side job's, its finetune.* settings) "
+        "every N scored events on the events before them, swapped in when it passes the "
+        "gate (0: the model stays as trained).",
+    )
     via_kafka: bool = Field(False, description="Replay through the real topics and a worker.")
     rate: float | None = Field(None, gt=0, description="--via-kafka: events/s (default: max).")
     start_worker: bool = Field(False, description="--via-kafka: start a worker for the run.")

@@ -235,6 +235,22 @@ class Registry:
         draft = self.manifest(source).draft(**{"parent": self.current(), **manifest_changes})
         return self.publish(staging, draft, make_current=make_current, status=status)
 
+    def import_version(self, source_dir: Path, make_current: bool = True) -> str:
+        """A copy of another registry's version directory under its own name (scratch
+        registries: a replay's fine-tuning rounds); refused when that name is taken."""
+        version = source_dir.name
+        if not _VERSION_RE.match(version) or (self.root / version).exists():
+            msg = f"import_version: {source_dir} is not a version name free in {self.root}"
+            raise RegistryError(msg)
+        self.root.mkdir(parents=True, exist_ok=True)
+        _, staging = self.staging()
+        shutil.rmtree(staging)
+        shutil.copytree(source_dir, staging)
+        os.rename(staging, self.path(version))
+        if make_current:
+            self._push_current(version)
+        return version
+
     def publish(
         self,
         staging: Path,

@@ -18,6 +18,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from schemas.reports import RoundResult
+from schemas.settings import Settings
 from stream_app.cli.common import (
     broker_option,
     cli,
@@ -29,7 +31,10 @@ from stream_app.cli.common import (
     print_json,
 )
 from stream_app.cli.options import setting
+from stream_app.core.hooks import Hooks
+from stream_app.registry import Registry
 from stream_app.replay.ablations import AblationTrainer
+from stream_app.replay.refresh import RoundTrainer
 from stream_app.replay.results import ReplayResult
 
 ACCURACY = ("hr@{k}", "ndcg@{k}", "mrr", "auc_click", "auc_purchase")
@@ -162,6 +167,18 @@ def _ablation_trainer() -> AblationTrainer:
     return train
 
 
+def _round_trainer(settings: Settings) -> RoundTrainer:
+    """The fine-tuning job's round (torch side, imported only when asked for)."""
+    from model_export.finetune.rounds import run_round
+
+    def train(
+        opts: Settings, reg: Registry, items: list[Any], events: list[Any], rid: str, hooks: Hooks
+    ) -> RoundResult:
+        return run_round(opts, reg, items, events, settings.finetune.tolerance, rid, hooks)
+
+    return train
+
+
 @cli.command()
 @log_options
 @setting("replay.version", "--model")
@@ -188,6 +205,7 @@ def _ablation_trainer() -> AblationTrainer:
 @setting("replay.warmup_frac", "--warmup-frac")
 @setting("replay.max_users", "--max-users")
 @setting("replay.batch", "--batch")
+@setting("replay.finetune_every", "--finetune-every")
 @setting("serving.device", "--device")
 @click.pass_context
 def replay(
@@ -219,6 +237,7 @@ def replay(
                     bar.hooks(),
                     train_ablation=_ablation_trainer() if opts.train_ablations else None,
                     sweep_lambdas=opts.lambdas if report_dir is not None else (),
+                    train_round=_round_trainer(settings) if opts.finetune_every else None,
                 )
         except (LeakageError, ReplayError) as exc:
             raise click.ClickException(str(exc)) from None

@@ -20,6 +20,7 @@ from stream_app.replay import ablations, groundtruth, leakage, loo, results
 from stream_app.replay.ablations import AblationTrainer
 from stream_app.replay.baselines import CoocStream, PopStream
 from stream_app.replay.catalogue import Catalogue, Feed, LoadedModel, load_model
+from stream_app.replay.refresh import Refresher, RefreshingStream, RoundTrainer
 from stream_app.replay.results import ReplayContext, ReplayData, ReplayModel, ReplayResult
 from stream_app.replay.stream import (
     StreamConfig,
@@ -114,15 +115,20 @@ def run_replay(
     hooks: Hooks | None = None,
     train_ablation: AblationTrainer | None = None,
     sweep_lambdas: tuple[float, ...] = (),
+    train_round: RoundTrainer | None = None,
 ) -> ReplayResult:
     """Replay with ``settings.replay`` against ``settings.registry_dir``; the result's
     ``context`` (catalogue, metric context, warm-up cut) serves callers that score more
     systems on the same events. ``train_ablation`` trains missing ablation versions
     (``--train-ablations``); ``sweep_lambdas`` re-selects the main model's lists at other
-    MMR lambdas (the report's trade-off plot)."""
+    MMR lambdas (the report's trade-off plot); ``train_round`` runs the fine-tuning rounds of
+    ``--finetune-every`` (``stream_app.replay.refresh``)."""
     hooks = hooks or Hooks()
     opts = settings.replay
     _check_options(opts)
+    if opts.finetune_every and (opts.protocol != "stream" or train_round is None):
+        msg = "--finetune-every: needs --protocol stream (and the CLI's round trainer)"
+        raise ReplayError(msg)
     t_start = time.perf_counter()
     registry_dir = settings.registry_dir
     registry = Registry(registry_dir)
@@ -190,7 +196,27 @@ def run_replay(
         out, ctx = _run_loo(data, groups, opts, sweep_lambdas, n_list, hooks, world)
         context = ReplayContext(cat, ctx, world)
     else:
-        out, ctx = _run_stream(evs, cat, groups, opts, sweep_lambdas, n_list, hooks, world)
+        refresher = None
+        if opts.finetune_every and train_round is not None:
+            refresher = Refresher(
+                settings,
+                registry,
+                version,
+                items,
+                events,
+                lambda reg, v: load_model(
+                    reg, v, cat, fallback, settings.serving.device, settings.serving.ort_threads
+                ),
+                train_round,
+                hooks,
+            )
+        try:
+            out, ctx = _run_stream(
+                evs, cat, groups, opts, sweep_lambdas, n_list, hooks, world, refresher
+            )
+        finally:
+            if refresher is not None:
+                refresher.close()
         chosen = selected_users(evs, cut, opts.max_users)
         context = ReplayContext(cat, ctx, world, cut, chosen)
     order = [
@@ -282,8 +308,12 @@ def _run_stream(
     n_list: int,
     hooks: Hooks,
     world: Any,
+    refresher: Refresher | None = None,
 ) -> tuple[dict[str, Any], results.MetricContext]:
     systems: list[Any] = [EngineStream(Feed(lm, cat), cat, variants) for lm, variants in groups]
+    if refresher is not None:  # the main engine, fine-tuned as it goes
+        lm, variants = groups[0]
+        systems[0] = RefreshingStream(Feed(lm, cat), cat, variants, refresher, opts.finetune_every)
     if "pop" in opts.baselines:
         systems.append(PopStream(cat, n_list))
     if "cooc" in opts.baselines:
@@ -312,8 +342,11 @@ def _run_stream(
         "systems": table,
         "curves": curves,
         "sweep": _sweep_table(run.sweep, ctx),
-        "counts": run.counts,
-        "timing": run.timing,
+        "counts": {**run.counts, **(refresher.counts() if refresher else {})},
+        "timing": {
+            **run.timing,
+            **({"finetune_s": sum(r.seconds for r in refresher.log)} if refresher else {}),
+        },
     }
     return out, ctx
 
