@@ -18,6 +18,9 @@ WEIGHTS = "tower.pt"
 # what must match between a published tower and the one warm-started from it
 ARCHITECTURE = ("text_dim", "num_dim", "d", "k", "recent_len", "layers", "heads", "use_ids")
 ID_ROWS = ("items.id_emb.weight", "items.id_bias.weight")
+# parameters added after versions were published: a warm start from such a version starts
+# them at their initial value (``heads.e``: the purchase head's buy-prior gain)
+NEW_PARAMS = ("heads.e",)
 
 
 def save(directory: Path, tower: Tower, cfg: TowerConfig, space: ItemSpace) -> None:
@@ -28,6 +31,12 @@ def save(directory: Path, tower: Tower, cfg: TowerConfig, space: ItemSpace) -> N
         directory / WEIGHTS,
     )
     checkpoint.save_catalogue(directory, tower.covisit, space)
+
+
+def with_new_params(model: TowerModel, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` plus ``model``'s own initial values of the ``NEW_PARAMS`` it lacks."""
+    fresh = model.state_dict()
+    return {**{k: fresh[k] for k in NEW_PARAMS if k in fresh and k not in state}, **state}
 
 
 def load_warm_start(version_dir: Path, cfg: TowerConfig, space: ItemSpace) -> Tower:
@@ -48,6 +57,6 @@ def load_warm_start(version_dir: Path, cfg: TowerConfig, space: ItemSpace) -> To
         rows[src == 0] = 0.0  # unknown / new items: no id embedding, no id bias
         state[key] = rows
     model = TowerModel(cfg)
-    model.load_state_dict(state)
+    model.load_state_dict(with_new_params(model, state))
     covisit = checkpoint.load_covisit(version_dir, old_ids, space) if cfg.use_cooc else None
     return Tower(model, covisit)

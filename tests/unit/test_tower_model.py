@@ -198,6 +198,14 @@ def test_an_old_config_loads_without_the_buy_prior():
     assert TowerConfig.from_dict(dict(CFG.__dict__)).use_buy_prior is True
     state = model(use_buy_prior=False).state_dict()
     TowerModel(old).load_state_dict(state)  # strict: the same parameters
+    # a warm start of today's model from such a version: the new gain starts at its init
+    from model_export.tower.checkpoint import with_new_params
+
+    new = model(seed=5)
+    filled = with_new_params(new, state)
+    new.load_state_dict(filled)  # strict
+    assert float(new.heads.e.detach()) == 0.5
+    assert torch.equal(new.heads.a.detach(), state["heads.a"])
 
 
 def test_the_purchase_head_learns_the_users_purchase_habit():
