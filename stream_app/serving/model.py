@@ -167,7 +167,7 @@ class ServingVersion:
             },
         )[0]
 
-    def _run(self, sess: ort.InferenceSession, spec: GraphSpec, feeds: dict[str, Any]) -> list:
+    def _run(self, sess: ort.InferenceSession, feeds: dict[str, Any]) -> list:
         """One graph run; on CUDA through IOBinding (one copy in, one copy out)."""
         if not self.on_cuda:
             return sess.run(None, feeds)
@@ -278,7 +278,7 @@ class ServingModel(ServingVersion):
             "cand": cand,
             "cooc": cooc,
         }
-        p_click, p_buy, attn = self._run(self.ranker, RANKER, feeds)
+        p_click, p_buy, attn = self._run(self.ranker, feeds)
         return RankerOut(p_click, p_buy, attn)
 
 
@@ -318,7 +318,7 @@ class TowerServing(ServingVersion):
             "recent_kind": recent_kind.astype(np.int64, copy=False),
             "recent_age": recent_age.astype(np.float32, copy=False),
         }
-        interests, weights, attn, *prior = self._run(self.user_tower, USER_TOWER, feeds)
+        interests, weights, attn, *prior = self._run(self.user_tower, feeds)
         return TowerOut(interests, weights, attn, prior[0] if prior else None)
 
     def queries(
@@ -361,7 +361,7 @@ class TowerServing(ServingVersion):
             feeds["buy_prior"] = (
                 np.zeros(b, np.float32) if buy_prior is None else buy_prior.astype(np.float32)
             )
-        p_click, p_buy, match = self._run(self.heads, HEADS, feeds)
+        p_click, p_buy, match = self._run(self.heads, feeds)
         return RankerOut(p_click, p_buy, interest_attention(match, strengths, recent_mask))
 
 
