@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.worker_bench import prepare_registry, prepare_world, start_broker  # noqa: E402
+from stream_app.core.vectors import VECTORS_FILE  # noqa: E402
+from stream_app.registry import Registry  # noqa: E402
 
 
 def main() -> int:
@@ -33,6 +35,13 @@ def main() -> int:
     workdir = Path(args.workdir)
     world = prepare_world(workdir, 5000, 10_000, 100_000)
     registry = prepare_registry(workdir, world)
+    # the 1M-item scenario's vector structure: the bench model's catalogue (the same world and
+    # encoder on every machine), not whatever this machine's text-vector cache holds
+    current = Registry(registry).current()
+    if current is None:
+        msg = f"{registry}: no CURRENT version after training"
+        raise SystemExit(msg)
+    vectors = Registry(registry).path(current) / VECTORS_FILE
     broker, kafka_dir = (args.broker, None) if args.broker else start_broker(workdir, 8)
     py = sys.executable
     bench = str(ROOT / "bench" / "worker_bench.py")
@@ -64,6 +73,8 @@ def main() -> int:
         [
             py,
             str(ROOT / "bench" / "retrieval_bench.py"),
+            "--vectors",
+            str(vectors),
             *(
                 ["--sizes", "10000,1000000", "--batches", "10", "--no-gaussian", "--no-methods"]
                 if args.quick

@@ -61,7 +61,7 @@ from bench.harness import (  # noqa: E402
     send_at_rate,
     start_broker,
 )
-from schemas.settings import Settings  # noqa: E402
+from schemas.settings import ServingSettings, Settings  # noqa: E402
 from stream_app.kafka.io import ensure_topics  # noqa: E402
 
 
@@ -306,8 +306,8 @@ STAGES = [  # (label, function name, file fragment): cumulative time, overlappin
     ("  state update (apply_events)", "apply_events", "worker/processing.py"),
     ("  recommend (retrieve+rank+select)", "recommend_all", "worker/processing.py"),
     ("    score_batch", "score_batch", "core/engine.py"),
-    ("      ranker ONNX run", "run", "onnxruntime_inference_collection.py"),
-    ("      retrieval search", "search", "core/retrieval.py"),
+    ("      model ONNX runs (tower, heads)", "run", "onnxruntime_inference_collection.py"),
+    ("      retrieval search", "search", "core/ann.py"),
     ("      candidate union", "_candidates", "core/engine.py"),
     ("    select (MMR, quotas, lists)", "select", "core/engine.py"),
     ("  state reads (StateIO.read)", "read", "worker/state_io.py"),
@@ -431,7 +431,12 @@ def main() -> None:
     ap.add_argument("--backlog", type=int, default=15_000, help="events in the max phase")
     ap.add_argument("--warmup", type=int, default=1500)
     ap.add_argument("--ort-threads", type=int, default=1)
-    ap.add_argument("--batch-size", type=int, default=64, help="STREAMREC_SERVING__BATCH_SIZE")
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=ServingSettings().batch_size,
+        help="STREAMREC_SERVING__BATCH_SIZE [default: the setting's default]",
+    )
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     ap.add_argument("--profile", action="store_true", help="also profile a worker (cProfile)")
     ap.add_argument(

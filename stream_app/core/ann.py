@@ -1,17 +1,18 @@
 """Approximate top-n retrieval for large catalogues, and the factory choosing exact or ANN.
 
 ``AnnRetriever`` is a faiss IVF index with 4-bit PQ fast-scan codes (one sub-quantizer per
-dimension, d/2 bytes per item): coarse cells trained by L2 k-means, probed by inner product
-with the query (the cells a query's best items sit in), then an exact re-scoring of
-``refine * n`` candidates per query with the float vectors kept here, so returned scores are
-exact dot products. Chosen by measurement over faiss IVF-Flat / IVF-SQ8 / IVF-RaBitQ and usearch
-HNSW (``bench/retrieval_bench.py`` and its docstring): the fastest near recall@100 0.95 (0.945
-measured at 1M clustered items), 27 ms for 256 queries over 1M items on one thread before the
-refine moved into faiss (-15 % since, same-index A/B; the 20 ms target is not reached). Cheaper
-settings cost recall (same index): refine 3 0.929, refine 2 0.894, nprobe 24 0.934; faiss's
-other fast-scan ``implem`` kernels are all slower than the default for a batch of 256. More
-recall costs time: nprobe 40 0.953, 48 0.956 (+25-40 %); 4,096 cells or 32 sub-quantizers
-are no better (README, "Not reached yet").
+dimension, d/2 bytes per item) of each item's residual from its cell centroid: coarse cells
+trained by L2 k-means, probed by inner product with the query (the cells a query's best items
+sit in; the scan adds the query's score against the cell back to the residual's), then an
+exact re-scoring of ``refine * n`` candidates per query with the float vectors kept here, so
+returned scores are exact dot products. Chosen by measurement over faiss IVF-Flat / IVF-SQ8 /
+IVF-RaBitQ and usearch HNSW (``bench/retrieval_bench.py`` and its docstring). At 1M clustered
+items (``make bench``), 256 queries of top 100: recall@100 0.971 at refine 3, 31.9 ms per
+batch on one faiss thread and 19.5 ms on two (``serving.ann_threads``). Codes of the items
+themselves (faiss's default for inner product) gave 0.940 at refine 4 for the same time;
+on those, cheaper settings cost recall (refine 3 0.929, nprobe 24 0.934) and more recall cost
+time (nprobe 40 0.953, +25-40 %); faiss's other fast-scan ``implem`` kernels, 4,096 cells or
+32 sub-quantizers were no better.
 
 Live updates never retrain: a new item goes into the cell of its nearest centroid (microseconds);
 a removal or a replacement marks the item's old faiss entry dead (a tombstone that search maps
@@ -45,7 +46,7 @@ ANN_MIN_ITEMS = 30_000  # measured crossover (bench/retrieval_bench.py): exact b
 COMPACT_MIN = 1024  # tombstones kept before a batched removal from the faiss lists
 NPROBE_SHARE = 0.03  # share of the cells probed per query (31 of 1024 at 1M items) ...
 NPROBE_MIN = 16  # ... and at least this many (recall@100 0.96 at 30k-100k items)
-REFINE = 4  # candidates re-scored exactly per result
+REFINE = 3  # candidates re-scored exactly per result
 TRAIN_PER_CELL = 64  # k-means sample: this many items per cell (all items when fewer)
 MIN_ITEMS = 256  # below this an ANN index makes no sense (and k-means has too little data)
 
@@ -109,6 +110,11 @@ class AnnRetriever(IndexBase):
         centroids = np.ascontiguousarray(kmeans.centroids, np.float32)
         quantizer.add(centroids)
         index = faiss.IndexIVFPQFastScan(quantizer, d, cells, d, 4, faiss.METRIC_INNER_PRODUCT)
+        # codes of each item's residual from its cell's centroid, not of the item itself (faiss
+        # leaves this off for inner product): a finer code for the same d/2 bytes; the scan adds
+        # the query's score against the cell (search_preassigned's coarse scores) back. At 1M
+        # clustered items recall@100 0.940 -> 0.968 (nprobe 31, refine 4), same speed
+        index.by_residual = True
         index.train(sample)  # the PQ codebooks (the quantizer is trained already)
         out = cls(
             index, np.ascontiguousarray(kmeans.centroids), min(nprobe, cells), refine, threads

@@ -52,8 +52,10 @@ class UnknownItem(KeyError):
         return f"event.item_id: expected an item in the catalogue, got {self.args[0]!r}"
 
 
-@dataclass(frozen=True)
-class Rec:
+class Rec(NamedTuple):
+    """One seat of a list (immutable; a NamedTuple: built for every seat of every list, it
+    costs a third of a frozen dataclass)."""
+
     item_id: str
     score: float
     p_click: float
@@ -113,15 +115,18 @@ class OffersRetriever(Protocol):
     """A model version that brings its own retriever for a store (the serving side offers one
     with the item matrix on the GPU when the version runs on CUDA; None: use the core's)."""
 
-    def retriever_for(self, store: ItemStore) -> BundleRetriever | None: ...
+    def retriever_for(self, store: ItemStore, ann_threads: int = 1) -> BundleRetriever | None: ...
 
 
 @dataclass
 class Bundle(Generic[S]):
-    """A model version and the catalogue store built with it (never one without the other)."""
+    """A model version and the catalogue store built with it (never one without the other);
+    ``ann_threads``: faiss threads of the ANN search once the catalogue is large enough
+    (``serving.ann_threads``)."""
 
     model: S
     store: ItemStore
+    ann_threads: int = 1
     retriever: BundleRetriever = field(init=False)
 
     _maps: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, init=False)
@@ -129,9 +134,9 @@ class Bundle(Generic[S]):
     def __post_init__(self) -> None:
         offered: BundleRetriever | None = None
         if isinstance(self.model, OffersRetriever):  # e.g. the item matrix on the GPU
-            offered = self.model.retriever_for(self.store)
+            offered = self.model.retriever_for(self.store, self.ann_threads)
         if offered is None:
-            offered = StoreRetriever(self.store, self.model.d)
+            offered = StoreRetriever(self.store, self.model.d, threads=self.ann_threads)
         self.retriever = offered
 
     def index_maps(self) -> tuple[np.ndarray, np.ndarray]:

@@ -127,7 +127,9 @@ class ServingVersion:
     def _session(self, spec: GraphSpec) -> ort.InferenceSession:
         return open_session(self.dir / spec.file, spec, self.device, self.threads)
 
-    def retriever_for(self, store: ItemStore) -> DeviceRetriever | StoreRetriever | None:
+    def retriever_for(
+        self, store: ItemStore, ann_threads: int = 1
+    ) -> DeviceRetriever | StoreRetriever | None:
         """On CUDA: exact retrieval with ``store``'s item matrix resident on the GPU (the
         engine uses it in place of the numpy/faiss ``StoreRetriever``). On CPU: the core's
         ``StoreRetriever`` (exact, faiss ANN from ``ANN_MIN_ITEMS`` live items) whose exact
@@ -140,7 +142,9 @@ class ServingVersion:
         except ModelLoadError as exc:
             log.warning("%s retrieval graph unavailable, numpy retrieval: %s", device, exc)
             return None
-        return exact if self.on_cuda else StoreRetriever(store, self.d, exact=exact)
+        if self.on_cuda:
+            return exact
+        return StoreRetriever(store, self.d, threads=ann_threads, exact=exact)
 
     @property
     def providers(self) -> list[str]:

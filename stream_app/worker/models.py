@@ -123,7 +123,9 @@ class ServingHolder:
         self.resolver = await asyncio.to_thread(cat.VectorResolver, model, self.cache)
         store = cat.build_store(model, [], [])
         self.catalogue.key = self.resolver.key
-        self.recommender = Recommender(Bundle(model, store), self.params, self.opts)
+        self.recommender = Recommender(
+            Bundle(model, store, self.opts.ann_threads), self.params, self.opts
+        )
         self.metrics.model_loaded(version, None, model.providers[0])
         log.info("serving model %s (providers %s, space %s)", version, model.providers, model.space)
 
@@ -221,7 +223,7 @@ class ServingHolder:
         known = dict(self.catalogue.vectors) if same_encoder else None
         vecs = await asyncio.to_thread(resolver.resolve, records, known)
         store = await asyncio.to_thread(cat.build_store, model, records, vecs)
-        candidate = Recommender(Bundle(model, store), self.params, self.opts)
+        candidate = Recommender(Bundle(model, store, self.opts.ann_threads), self.params, self.opts)
         await asyncio.to_thread(candidate.bundle.retriever.reindex)  # ANN for a big catalogue
         await asyncio.to_thread(warm_up, candidate)
         return _Built(candidate, resolver, same_encoder, records, vecs, known, seq)

@@ -133,7 +133,7 @@ class FakeModel:
     def __init__(self, offer: bool) -> None:
         self.offer = offer
 
-    def retriever_for(self, store: ItemStore) -> DeviceRetriever | None:
+    def retriever_for(self, store: ItemStore, ann_threads: int = 1) -> DeviceRetriever | None:
         return DeviceRetriever(store, self.d, "cpu") if self.offer else None
 
 
@@ -175,3 +175,16 @@ def test_the_cpu_store_retriever_still_switches_to_ann_at_its_size():
     assert isinstance(offered, StoreRetriever)
     offered.ann_min_items = 500
     assert offered.reindex() is True and offered.kind == "ann"
+    assert offered.index is not None and offered.index.threads == 1
+
+
+def test_the_bundles_ann_threads_reach_the_ann_index():
+    """serving.ann_threads -> Bundle -> the retriever (offered by the version or the core's)
+    -> the faiss index it builds and searches with."""
+    store = make_store(600)
+    for model in (_cpu_version(), FakeModel(False)):
+        retriever = Bundle(model, store, ann_threads=2).retriever  # type: ignore[type-var]
+        assert isinstance(retriever, StoreRetriever) and retriever.threads == 2
+        retriever.ann_min_items = 500
+        assert retriever.reindex() is True
+        assert retriever.index is not None and retriever.index.threads == 2

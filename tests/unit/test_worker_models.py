@@ -109,11 +109,13 @@ def test_catalogue_state_tracks_changes_for_a_swap_to_catch_up(world_items):
     assert recs[2].item_id not in state.records and len(state) == 2
 
 
-def holder(versions, metrics: Metrics | None = None) -> ServingHolder:
+def holder(
+    versions, metrics: Metrics | None = None, opts: ServingSettings | None = None
+) -> ServingHolder:
     return ServingHolder(
         Registry(versions.root),
         InterestParams(k=4),
-        ServingSettings(top_k=5),
+        opts or ServingSettings(top_k=5),
         "cpu",
         1,
         None,
@@ -173,6 +175,17 @@ def test_encoder_sessions_are_shared_only_between_identical_encoder_files(versio
     assert tuned.encoder is not v1.encoder and tuned.content_encoder is not v1.content_encoder
     # other threads (or device): sessions are built for this version's settings
     assert open_version(reg, versions.same, "cpu", 2, reuse=v1).encoder is not v1.encoder
+
+
+async def test_the_served_and_the_swapped_in_bundle_search_with_the_ann_threads_setting(
+    versions, world_items
+):
+    h = holder(versions, opts=ServingSettings(top_k=5, ann_threads=2))
+    await h.load_initial(versions.v1)
+    assert h.recommender is not None and h.recommender.bundle.retriever.threads == 2  # type: ignore[attr-defined]
+    result = await h.swap_to(versions.same)
+    assert result is not None and result.ok
+    assert h.recommender.bundle.retriever.threads == 2  # type: ignore[attr-defined]
 
 
 async def test_swap_to_a_new_encoder_re_encodes_the_catalogue(versions, world_items):
