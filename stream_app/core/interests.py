@@ -104,7 +104,7 @@ class InterestState:
 
     def strength_at(self, ts: float, half_life_s: float) -> np.ndarray:
         dt = max(0.0, ts - self.updated)
-        return (self.strength * 0.5 ** (dt / half_life_s)).astype(np.float32)
+        return self.strength * np.float32(0.5 ** (dt / half_life_s))  # a new float32 array
 
     def equals(self, other: InterestState) -> bool:
         return state_to_bytes(self) == state_to_bytes(other)
@@ -122,8 +122,8 @@ def new_state(k: int, dim: int, space: str) -> InterestState:
 
 def _unit(vec: np.ndarray, event: EventLite) -> np.ndarray:
     v = np.asarray(vec, dtype=np.float32).reshape(-1)
-    norm = float(np.linalg.norm(v))
-    if not np.isfinite(norm) or norm < 1e-8:
+    norm = float(np.sqrt(np.dot(v, v)))  # np.linalg.norm's own formula, without its overhead
+    if not math.isfinite(norm) or norm < 1e-8:
         msg = (
             f"item_vec for item {event.item_id!r}: expected a finite non-zero vector, "
             f"got norm {norm}"
@@ -155,15 +155,15 @@ def update_interests(
     strength = state.strength_at(event.ts, params.half_life_s)
     last_seen = state.last_seen.copy()
     count = state.count.copy()
-    recent_slot = list(state.recent_slot)
+    recent_slot = state.recent_slot
 
-    active = count > 0
-    sims = slots @ v
-    sims[~active] = -np.inf
-    j = int(np.argmax(sims))
-    if not active.any() or sims[j] < params.threshold:
-        if not active.all():
-            j = int(np.argmin(active))  # first empty slot
+    # K is small: the choice of slot on Python lists (numpy's per-call cost dominates here)
+    active = (count > 0).tolist()
+    sims = [x if a else -math.inf for x, a in zip((slots @ v).tolist(), active, strict=True)]
+    j = sims.index(max(sims))  # the first best active slot
+    if not any(active) or sims[j] < params.threshold:
+        if not all(active):
+            j = active.index(False)  # first empty slot
         else:
             # weakest slot; ties -> least recently seen
             j = int(np.lexsort((last_seen, strength))[0])
@@ -174,7 +174,7 @@ def update_interests(
     else:
         alpha = max(params.min_alpha, w / (float(strength[j]) + w))
         mixed = (1.0 - alpha) * slots[j] + alpha * v
-        norm = float(np.linalg.norm(mixed))
+        norm = float(np.sqrt(np.dot(mixed, mixed)))
         slots[j] = mixed / norm if norm > 1e-6 else v
         strength[j] = min(MAX_STRENGTH, float(strength[j]) + w)
         count[j] += 1
