@@ -46,11 +46,11 @@ def main() -> int:
     py = sys.executable
     bench = str(ROOT / "bench" / "worker_bench.py")
     common = ["--broker", broker, "--workdir", str(workdir)]
-    if args.quick:
-        common += ["--seconds", "5", "--backlog", "6000"]
+    # the worker benchmark's own phase lengths (faults.py takes --seconds but no --backlog)
+    quick = ["--seconds", "5", "--backlog", "6000"] if args.quick else []
     runs = [
-        [py, bench, *common, *([] if args.quick else ["--profile"])],
-        [py, bench, *common, "--workers", "2"],
+        [py, bench, *common, *quick, *([] if args.quick else ["--profile"])],
+        [py, bench, *common, *quick, "--workers", "2"],
         [
             py,
             str(ROOT / "bench" / "faults.py"),
