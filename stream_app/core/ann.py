@@ -145,7 +145,9 @@ class AnnRetriever(IndexBase):
         self._len += int((old < 0).sum())
         entries = self._next_entry + np.arange(rows.size, dtype=np.int64)
         self._next_entry += rows.size
-        self._row_of = grown(self._row_of, self._next_entry, -1)
+        # one spare entry past the last used one: _row_of[-1] is always -1, so a search maps
+        # faiss's -1 (fewer results than asked) with one gather
+        self._row_of = grown(self._row_of, self._next_entry + 1, -1)
         self._row_of[entries] = rows
         self._entry_of[rows] = entries
         self._vecs[rows] = vectors
@@ -188,7 +190,7 @@ class AnnRetriever(IndexBase):
         _, entries = self._index.search_preassigned(
             q, self.refine * n, probe, np.take_along_axis(cell_scores, probe, 1)
         )
-        rows = np.where(entries >= 0, self._row_of[np.maximum(entries, 0)], -1)
+        rows = self._row_of[entries]  # -1 -> _row_of[-1] == -1 (see upsert)
         # exact re-scoring in faiss's C++ (-inf for rows < 0): 2-3x a numpy gather + matmul at
         # 1M items, no [queries, refine * n, d] gather buffer, and no gain from sorting rows first
         exact = np.empty(rows.shape, np.float32)

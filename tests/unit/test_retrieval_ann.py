@@ -160,6 +160,18 @@ def test_ann_add_replace_remove_visible_in_next_search() -> None:
     assert ann.search(one, valid, 10)[0, 0] == best[0]
 
 
+def test_ann_asked_for_more_than_the_live_items_pads_with_minus_one() -> None:
+    rng = np.random.default_rng(3)
+    items = rng.standard_normal((1200, 16)).astype(np.float32)
+    ann = AnnRetriever.build(items, cells=8, nprobe=8)  # every cell probed: all live rows seen
+    dead = np.arange(0, 1200, 3)
+    ann.remove(dead)
+    got = ann.search_scored(rng.standard_normal((5, 16)).astype(np.float32), np.ones(5, bool), 900)
+    assert ((got.rows == -1).sum(1) == 100).all()  # 800 live rows, all found, then -1
+    assert not np.isin(got.rows, dead).any()
+    assert all(len(set(r[r >= 0].tolist())) == 800 for r in got.rows)
+
+
 def test_ann_compaction_keeps_results(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("stream_app.core.ann.COMPACT_MIN", 50)
     rng = np.random.default_rng(5)
