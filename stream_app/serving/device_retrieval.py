@@ -1,6 +1,7 @@
 """Exact retrieval with the item matrix resident on an ONNX Runtime device: on CUDA the
 engine's whole retrieval; on the CPU provider the exact stage of the core's ``StoreRetriever``
-below its ANN size (ORT's Gemm + TopK beat numpy's matmul + argpartition 2.8-4.4x on one thread).
+below its ANN size (ORT's Gemm + TopK beat numpy's matmul + argpartition 2.8-4.4x on one thread;
+2.1x, 12 vs 26 ms, for a 64-event batch's 320 queries of top 44 on 2026-12-04).
 
 ``DeviceRetriever`` implements the core's retriever interface (``search``, ``reindex``,
 ``kind``) over an ``ItemStore`` with the committed graph ``graphs/retrieve.onnx``
