@@ -306,7 +306,8 @@ STAGES = [  # (label, function name, file fragment): cumulative time, overlappin
     ("  state update (apply_events)", "apply_events", "worker/processing.py"),
     ("  recommend (retrieve+rank+select)", "recommend_all", "worker/processing.py"),
     ("    score_batch", "score_batch", "core/engine.py"),
-    ("      model ONNX runs (tower, heads)", "run", "onnxruntime_inference_collection.py"),
+    # session.run: tower-v2's tower and heads (ranker-v1: its ranker); retrieval uses IOBinding
+    ("      model ONNX runs (tower + heads)", "run", "onnxruntime_inference_collection.py"),
     ("      retrieval search", "search", "core/ann.py"),
     ("      candidate union", "_candidates", "core/engine.py"),
     ("    select (MMR, quotas, lists)", "select", "core/engine.py"),
