@@ -68,9 +68,6 @@ class Row:
     memory_mb: float
 
 
-VECTORS: list[Path] = []  # --vectors: the structure's source (main sets it)
-
-
 def _encoder_vectors(path: Path) -> np.ndarray:
     """A version's ``catalog_vectors.npz`` (its items' pretrained text vectors) or a
     text-vector cache file (``vecs``)."""
@@ -78,18 +75,21 @@ def _encoder_vectors(path: Path) -> np.ndarray:
         return z["text" if "text" in z.files else "vecs"].astype(np.float64)
 
 
-def text_structure(d: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+def text_structure(
+    d: int, rng: np.random.Generator, vectors: Path | None = None
+) -> tuple[np.ndarray, str]:
     """[M, d] unit-scale points carrying real sentence-vector structure: PCA of the
     ``--vectors`` file (``make bench``: the bench world's 10,000 item texts through the
     pretrained encoder, the same on every machine), else of the first encoder vector cache
     found (whatever this machine encoded before: figures differ between machines), else a
     synthetic power-law spectrum."""
-    caches = VECTORS or (sorted(TEXT_CACHE.glob("*.npz")) if TEXT_CACHE.is_dir() else [])
+    cached = sorted(TEXT_CACHE.glob("*.npz")) if TEXT_CACHE.is_dir() else []
+    caches = [vectors] if vectors is not None else cached
     x = np.zeros((0, 0))
     for cache in caches:  # the first that holds a d-dim PCA (tiny test models cache too)
         x = _encoder_vectors(cache)
         if len(x) >= 4 * d and x.shape[1] >= d:
-            kind = "encoder vectors" if VECTORS else "cached encoder vectors"
+            kind = "encoder vectors" if vectors is not None else "cached encoder vectors"
             source = f"{len(x)} {kind} ({cache.parent.name}/{cache.name}), PCA to {d} dims"
             break
     if len(x) < 4 * d or x.shape[1] < d:
@@ -103,9 +103,9 @@ def text_structure(d: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
 
 
 def clustered(
-    n_items: int, d: int, n_queries: int, rng: np.random.Generator
+    n_items: int, d: int, n_queries: int, rng: np.random.Generator, vectors: Path | None = None
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    base, source = text_structure(d, rng)
+    base, source = text_structure(d, rng, vectors)
     chol = np.linalg.cholesky(np.cov(base.T) + 1e-6 * np.eye(d))
     centres = base[rng.integers(0, len(base), CENTRES)]
     centres = (centres + 0.7 * rng.standard_normal((CENTRES, d)) @ chol.T).astype(np.float32)
@@ -172,9 +172,12 @@ def update_cost(index: CatalogueIndex, items: np.ndarray, count: int) -> tuple[f
 def run_size(
     size: int, data: str, args: argparse.Namespace, rng: np.random.Generator
 ) -> tuple[list[Row], str]:
-    make = clustered if data == "clustered" else gaussian
     per = EVENTS * K
-    items, queries, source = make(size, args.dim, per * args.batches, rng)
+    items, queries, source = (
+        clustered(size, args.dim, per * args.batches, rng, args.vectors)
+        if data == "clustered"
+        else gaussian(size, args.dim, per * args.batches, rng)
+    )
     batches = [queries[i : i + per] for i in range(0, len(queries), per)]
     t = time.perf_counter()
     exact = ExactRetriever.build(items)
@@ -225,13 +228,13 @@ def row(
 
 
 def crossover(
-    dim: int, sizes: list[int], rng: np.random.Generator
+    dim: int, sizes: list[int], rng: np.random.Generator, vectors: Path | None = None
 ) -> list[tuple[int, float, float, float]]:
     """(size, exact ms, ann ms, median of exact/ann per batch) on clustered vectors: 20
     batches, each searched by both indexes back to back, so both see the same machine load."""
     out = []
     for size in sizes:
-        items, queries, _ = clustered(size, dim, EVENTS * K * 20, rng)
+        items, queries, _ = clustered(size, dim, EVENTS * K * 20, rng, vectors)
         batches = [queries[i : i + EVENTS * K] for i in range(0, len(queries), EVENTS * K)]
         ex, an = ExactRetriever.build(items), AnnRetriever.build(items)
         pairs = np.array(
@@ -242,7 +245,9 @@ def crossover(
     return out
 
 
-def exact_methods(dim: int, rng: np.random.Generator) -> list[tuple[str, float, float]]:
+def exact_methods(
+    dim: int, rng: np.random.Generator, vectors: Path | None = None
+) -> list[tuple[str, float, float]]:
     """(method, ms median, median of today's ms / its ms per batch) for exact top-100 over 10k
     clustered items: today's ``retrieval.ExactRetriever`` (product + argpartition of every
     score), ``ExactRetriever`` here, faiss ``IndexFlatIP``, and the ONNX Runtime Gemm + TopK
@@ -254,7 +259,7 @@ def exact_methods(dim: int, rng: np.random.Generator) -> list[tuple[str, float, 
     from stream_app.core.retrieval import ExactRetriever as TodayExact
     from stream_app.serving.device_retrieval import DeviceRetriever
 
-    items, queries, _ = clustered(10_000, dim, EVENTS * K * 20, rng)
+    items, queries, _ = clustered(10_000, dim, EVENTS * K * 20, rng, vectors)
     store = ItemStore(1, dim, capacity=len(items))
     store.upsert([str(i) for i in range(len(items))], np.zeros((len(items), 1), np.float32), items)
     flat = faiss.IndexFlatIP(dim)
@@ -308,8 +313,6 @@ def main() -> int:
         "text-vector cache on this machine]",
     )
     args = ap.parse_args()
-    if args.vectors is not None:
-        VECTORS.append(args.vectors)
     rng = np.random.default_rng(0)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     rows: list[Row] = []
@@ -357,13 +360,13 @@ def main() -> int:
         )
     if not args.no_methods:
         print("\nexact top-100, 10,000 clustered items, 256 queries (ms median per batch)")
-        for name, ms, speedup in exact_methods(args.dim, rng):
+        for name, ms, speedup in exact_methods(args.dim, rng, args.vectors):
             print(f"  {name:31} {ms:7.2f} ms  x{speedup:.2f} vs today")
     cross = [int(s) for s in args.crossover.split(",") if s]
     if cross:
         print("\nexact vs ANN crossover (clustered, ms median per batch)")
         print(f"{'items':>9} {'exact':>8} {'ann':>8} {'exact/ann':>10} {'faster':>7}")
-        for size, ex, an, ratio in crossover(args.dim, cross, rng):
+        for size, ex, an, ratio in crossover(args.dim, cross, rng, args.vectors):
             print(
                 f"{size:>9,} {ex:8.2f} {an:8.2f} {ratio:10.2f} "
                 f"{'exact' if ratio <= 1 else 'ann':>7}"
